@@ -1,0 +1,34 @@
+# jaxrl3m: every target bootstraps .venv (Python 3.12, which NAVIX 4 needs) on first use.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# The first Python 3.12 found: python3.12 on PATH, then pyenv's and the system's usual places.
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
+	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
+# Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
+PYTEST_ARGS ?= -q
+
+.PHONY: venv train test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
+	@echo "bootstrapping $(VENV) with $(PYTHON312)"
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Until guided PPO lands, the main job is a random-policy rollout of the three tasks with a summary.
+train: $(VENV)/.installed
+	$(PY) -m jaxrl3m.rollout
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) bench/env_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
