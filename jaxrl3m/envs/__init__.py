@@ -1,0 +1,85 @@
+"""jaxrl3m's tasks: MiniGrid-style gridworlds that run on the accelerator.
+
+    env = jaxrl3m.envs.make("ColoredDoorKey")            # or DoorKey, LavaDoorKey, DoorKey-8x8
+    ts = env.reset(jax.random.key(0))                     # TimeStep(state, obs, reward, ...)
+    ts = env.step(ts.state, action)
+
+`reset` and `step` are pure functions of one environment: `jax.vmap` them over thousands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
+                          abstract_state, decode, describe, describe_all, factors)
+from .doorkey import DoorKeyEnv, check_options
+from .navix_env import NavixDoorKeyEnv
+from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
+                    TimeStep)
+
+# name -> (class, fixed fields)
+_TASKS: dict[str, tuple[type, dict[str, Any]]] = {
+    "DoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=0)),
+    "LavaDoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=1)),
+    "ColoredDoorKey": (DoorKeyEnv, dict(n_keys=2, n_lava=0)),
+    **{f"DoorKey-{n}x{n}": (NavixDoorKeyEnv, dict(size=n)) for n in (5, 6, 8, 16)},
+}
+
+TASKS = tuple(_TASKS)
+"""Every name `make` accepts."""
+
+
+def options(name: str) -> tuple[str, ...]:
+    """The options `make(name, ...)` accepts."""
+    cls, fixed = _spec(name)
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name != "name" and f.name not in fixed)
+
+
+def _spec(name: str):
+    if name not in _TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(TASKS)}")
+    return _TASKS[name]
+
+
+def make(name: str, **overrides: Any):
+    """Builds a task by name, with options overriding its defaults.
+
+    Options of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5), `view_size`
+    (3), `fully_observed` (False), `max_steps` (150). Options of DoorKey-NxN (NAVIX):
+    `max_steps` (10 * N * N).
+
+    Raises:
+      ValueError: for an unknown task or option (the message lists the valid ones) or an option
+        value that cannot work.
+    """
+    cls, fixed = _spec(name)
+    valid = options(name)
+    for key, value in overrides.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown option {key!r} for task {name!r}.{hint} "
+                             f"Valid options: {', '.join(valid)}")
+        field_type = {f.name: f.type for f in dataclasses.fields(cls)}[key]
+        if "bool" in str(field_type) and not isinstance(value, bool):
+            raise ValueError(f"option {key!r} of {name!r} must be True or False, got {value!r}")
+        if "int" in str(field_type) and not (isinstance(value, int) and not isinstance(value, bool)
+                                             or (value is None and "None" in str(field_type))):
+            raise ValueError(f"option {key!r} of {name!r} must be an integer, got {value!r}")
+    env = cls(name=name, **fixed, **overrides)
+    if isinstance(env, DoorKeyEnv):
+        check_options(env)
+    return env
+
+
+__all__ = [
+    "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
+    "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixDoorKeyEnv",
+    "Observation", "TASKS", "TimeStep", "abstract_state", "decode", "describe", "describe_all",
+    "factors", "make", "options",
+]

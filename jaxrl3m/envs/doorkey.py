@@ -1,0 +1,196 @@
+"""DoorKey, LavaDoorKey and ColoredDoorKey: one environment class, three configurations.
+
+Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
+- `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
+- `pickup` takes the key in front only when the hands are empty;
+- `drop` puts the carried object on the empty cell in front;
+- `toggle` on a locked door opens it only while carrying a key of the door's colour (a key of
+  another colour does nothing); on an unlocked door it opens or closes it;
+- `done` does nothing.
+Opening the door is success: the episode terminates with reward `1 - 0.9 * t / max_steps` (`t`
+counts this step). Moving onto lava terminates with reward 0. At `t == max_steps` the episode is
+truncated (reward 0) unless it terminated on that step.
+
+`reset` and `step` are pure functions of one environment; `jax.vmap` them for a batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import layout as layout_lib
+from .observation import empty_memory, update_memory
+from .types import (DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
+                    EMPTY_CELL, FORWARD, GOAL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
+                    NUM_ACTIONS, NUM_COLOURS, PICKUP, RIGHT, TOGGLE, WALL_CELL, EnvState, Layout,
+                    Observation, TimeStep)
+
+
+@dataclasses.dataclass(frozen=True)
+class DoorKeyEnv:
+    """A DoorKey-family task. Build one with `jaxrl3m.envs.make(name, **options)`.
+
+    All fields are static (hashable), so `jax.jit(env.step)` compiles once per configuration.
+    """
+
+    name: str
+    """The registered task name."""
+    n_keys: int = 1
+    """Keys in the room; key 0 has the door's colour, the others distinct other colours."""
+    n_lava: int = 0
+    """Lava cells in the room (never placed where they would cut the agent off)."""
+    size: int = 10
+    """The grid is `size x size`; the room is drawn inside it."""
+    min_room: int = 5
+    """Room height and width (outer walls included) are uniform in `[min_room, size]`."""
+    view_size: int = 3
+    """Side of the agent's egocentric view (odd, >= 3); MiniGrid's default is 7."""
+    fully_observed: bool = False
+    """If True the observation grid is the true grid, not the agent's memory."""
+    max_steps: int = 150
+    """Episodes are truncated after this many steps."""
+
+    # -----------------------------------------------------------------------------------------
+    @property
+    def num_actions(self) -> int:
+        return NUM_ACTIONS
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return (self.size, self.size)
+
+    def sample_layout(self, key: jax.Array) -> Layout:
+        """A random solvable layout (see `jaxrl3m.envs.layout`)."""
+        return layout_lib.sample_layout(key, self.size, self.min_room, self.n_keys, self.n_lava)
+
+    def init_state(self, layout: Layout, key: jax.Array) -> EnvState:
+        """The first state of an episode with the given layout; `key` seeds later resets."""
+        rows, cols = np.mgrid[0: self.size, 0: self.size]
+        h, w = layout.room[0], layout.room[1]
+        interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
+        grid = jnp.where(interior[..., None], jnp.asarray(EMPTY_CELL), jnp.asarray(WALL_CELL))
+        door = jnp.stack([jnp.uint8(DOOR), layout.door_colour.astype(jnp.uint8),
+                          jnp.uint8(DOOR_LOCKED)])
+        grid = grid.at[layout.door_pos[0], layout.door_pos[1]].set(door)
+        keys = jnp.stack([jnp.full_like(layout.key_colour, KEY), layout.key_colour,
+                          jnp.zeros_like(layout.key_colour)], axis=-1).astype(jnp.uint8)
+        grid = grid.at[layout.key_pos[:, 0], layout.key_pos[:, 1]].set(keys)
+        grid = grid.at[layout.lava_pos[:, 0], layout.lava_pos[:, 1]].set(jnp.asarray(LAVA_CELL))
+        memory = self._observe_memory(jnp.asarray(empty_memory(self.size, self.size)), grid,
+                                      layout.agent_pos, layout.agent_dir)
+        return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
+                        agent_pos=layout.agent_pos.astype(jnp.int32),
+                        agent_dir=layout.agent_dir.astype(jnp.int32),
+                        carrying=jnp.asarray(NOTHING), memory=memory)
+
+    def _observe_memory(self, memory, grid, agent_pos, agent_dir):
+        if self.fully_observed:
+            return grid
+        return update_memory(memory, grid, agent_pos, agent_dir, self.view_size)
+
+    def observe(self, state: EnvState) -> Observation:
+        return Observation(grid=state.memory, agent_pos=state.agent_pos,
+                           agent_dir=state.agent_dir, carrying=state.carrying)
+
+    def _timestep(self, state: EnvState) -> TimeStep:
+        obs = self.observe(state)
+        return TimeStep(state=state, obs=obs, reward=jnp.zeros((), jnp.float32),
+                        terminated=jnp.zeros((), bool), truncated=jnp.zeros((), bool),
+                        final_obs=obs)
+
+    def reset(self, key: jax.Array) -> TimeStep:
+        """Starts an episode on a fresh random layout."""
+        k_layout, k_next = jax.random.split(key)
+        return self._timestep(self.init_state(self.sample_layout(k_layout), k_next))
+
+    def reset_to(self, layout: Layout, key: jax.Array | None = None) -> TimeStep:
+        """Starts an episode on the given layout (later resets draw random layouts from `key`)."""
+        key = jax.random.key(0) if key is None else key
+        return self._timestep(self.init_state(layout, key))
+
+    # -----------------------------------------------------------------------------------------
+    def transition(self, state: EnvState, action: jax.Array):
+        """One step of MiniGrid's rules, without autoreset.
+
+        Returns `(next_state, reward, terminated, truncated)`.
+        """
+        a = jnp.asarray(action, jnp.int32)
+        pos, d = state.agent_pos, state.agent_dir
+        fwd = pos + jnp.asarray(DIR_VEC)[d]
+        # The agent is always inside the walled room, so `fwd` is inside the grid.
+        front = state.grid[fwd[0], fwd[1]]
+        tag, colour, door_state = front[0], front[1], front[2]
+        hands_empty = state.carrying[0] == EMPTY
+        is_door = tag == DOOR
+
+        # Movement and turns.
+        walkable = (tag == EMPTY) | (tag == LAVA) | (tag == GOAL) | (is_door & (door_state == DOOR_OPEN))
+        moved = (a == FORWARD) & walkable
+        new_pos = jnp.where(moved, fwd, pos)
+        new_dir = jnp.where(a == LEFT, (d + 3) % 4, jnp.where(a == RIGHT, (d + 1) % 4, d))
+
+        # Objects: pickup, drop, toggle.
+        picked = (a == PICKUP) & (tag == KEY) & hands_empty
+        dropped = (a == DROP) & (tag == EMPTY) & ~hands_empty
+        toggle_door = (a == TOGGLE) & is_door
+        unlocked = toggle_door & (door_state == DOOR_LOCKED) & (state.carrying[0] == KEY) & (
+            state.carrying[1] == colour)
+        flipped = toggle_door & (door_state != DOOR_LOCKED)
+        new_door_state = jnp.where(unlocked, DOOR_OPEN,
+                                   jnp.where(flipped, DOOR_OPEN + DOOR_CLOSED - door_state,
+                                             door_state)).astype(jnp.uint8)
+        new_front = jnp.where(picked, jnp.asarray(EMPTY_CELL),
+                              jnp.where(dropped, state.carrying,
+                                        front.at[2].set(new_door_state)))
+        grid = state.grid.at[fwd[0], fwd[1]].set(new_front)
+        carrying = jnp.where(picked, front, jnp.where(dropped, jnp.asarray(NOTHING),
+                                                     state.carrying))
+
+        # Reward, termination, truncation.
+        t = state.t + 1
+        opened = is_door & (door_state != DOOR_OPEN) & (new_door_state == DOOR_OPEN)
+        on_lava = moved & (tag == LAVA)
+        on_goal = moved & (tag == GOAL)
+        success = opened | on_goal
+        terminated = success | on_lava
+        truncated = (t >= self.max_steps) & ~terminated
+        reward = jnp.where(success, 1.0 - 0.9 * t / self.max_steps, 0.0).astype(jnp.float32)
+
+        memory = self._observe_memory(state.memory, grid, new_pos, new_dir)
+        next_state = state.replace(t=t, grid=grid, agent_pos=new_pos, agent_dir=new_dir,
+                                   carrying=carrying, memory=memory)
+        return next_state, reward, terminated, truncated
+
+    def step(self, state: EnvState, action: jax.Array) -> TimeStep:
+        """Applies `action` and, when the episode ends, starts the next one (see `TimeStep`)."""
+        next_state, reward, terminated, truncated = self.transition(state, action)
+        done = terminated | truncated
+        final_obs = self.observe(next_state)
+        fresh = self.reset(state.key).state
+        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, next_state)
+        return TimeStep(state=new_state, obs=self.observe(new_state), reward=reward,
+                        terminated=terminated, truncated=truncated, final_obs=final_obs)
+
+
+def check_options(env: DoorKeyEnv) -> None:
+    """Raises ValueError naming the option and the fix when a configuration cannot work."""
+    if env.size < 5:
+        raise ValueError(f"size={env.size} is too small: the grid needs at least 5x5 cells "
+                         "(a room with walls and a 3x3 interior)")
+    if not 5 <= env.min_room <= env.size:
+        raise ValueError(f"min_room={env.min_room} must be between 5 and size={env.size}")
+    if env.view_size < 3 or env.view_size % 2 == 0:
+        raise ValueError(f"view_size={env.view_size} must be odd and >= 3 (MiniGrid's rule), "
+                         "e.g. 3 or 7")
+    if env.max_steps < 1:
+        raise ValueError(f"max_steps={env.max_steps} must be >= 1")
+    if not 1 <= env.n_keys <= NUM_COLOURS:
+        raise ValueError(f"n_keys={env.n_keys} must be between 1 and {NUM_COLOURS} "
+                         "(keys have distinct colours)")
+    if env.n_keys + env.n_lava > 2 and env.min_room < 6:
+        raise ValueError(f"{env.n_keys} keys and {env.n_lava} lava cells do not fit reliably in "
+                         f"a {env.min_room}x{env.min_room} room: raise min_room to 6 or more")

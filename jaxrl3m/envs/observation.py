@@ -1,0 +1,98 @@
+"""The agent's egocentric view, MiniGrid's occlusion rule and the remembered map.
+
+The view is MiniGrid's: a `v x v` square (`v` odd) in front of the agent, the agent in the middle
+of its back row. View cell `(y, x)` (row `y = 0` farthest, column `x` from the agent's left) lies
+`v - 1 - y` cells ahead and `x - v // 2` cells to the right of the agent. Visibility follows
+MiniGrid's `Grid.process_vis` exactly (walls and closed doors block what is behind them); a test
+checks it against MiniGrid cell by cell. Visible cells overwrite the agent's memory of the grid.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .types import DIR_VEC, DOOR, DOOR_OPEN, UNSEEN_CELL, WALL, WALL_CELL
+
+
+def view_coordinates(agent_pos: jax.Array, agent_dir: jax.Array, view_size: int) -> jax.Array:
+    """`i32[v, v, 2]`: the world `(row, col)` of every view cell (possibly outside the grid)."""
+    ahead = jnp.arange(view_size - 1, -1, -1)[:, None, None]  # row y is v-1-y cells ahead
+    lateral = (jnp.arange(view_size) - view_size // 2)[None, :, None]
+    fwd = jnp.asarray(DIR_VEC)[agent_dir]
+    right = jnp.asarray(DIR_VEC)[(agent_dir + 1) % 4]
+    return agent_pos + ahead * fwd + lateral * right
+
+
+def process_vis(see_behind: jax.Array) -> jax.Array:
+    """MiniGrid's `Grid.process_vis`, in view coordinates `[y, x]`.
+
+    Args:
+      see_behind: `bool[v, v]`, whether each view cell lets sight through (not a wall, not a
+        closed door).
+
+    Returns:
+      `bool[v, v]`: the visible cells. The sweep order is MiniGrid's, unrolled at trace time
+      (`v` is static), so the result is identical to MiniGrid's, quirks included.
+    """
+    v = see_behind.shape[0]
+    false = jnp.zeros((), bool)
+    mask = [[false] * v for _ in range(v)]
+    mask[v - 1][v // 2] = jnp.ones((), bool)
+    for j in reversed(range(v)):
+        row = mask[j]
+        up = mask[j - 1] if j > 0 else None
+        for i in range(v - 1):  # left to right
+            go = row[i] & see_behind[j, i]
+            row[i + 1] = row[i + 1] | go
+            if up is not None:
+                up[i + 1] = up[i + 1] | go
+                up[i] = up[i] | go
+        for i in reversed(range(1, v)):  # right to left
+            go = row[i] & see_behind[j, i]
+            row[i - 1] = row[i - 1] | go
+            if up is not None:
+                up[i - 1] = up[i - 1] | go
+                up[i] = up[i] | go
+    return jnp.stack([jnp.stack(r) for r in mask])
+
+
+def egocentric_view(grid: jax.Array, agent_pos: jax.Array, agent_dir: jax.Array,
+                    view_size: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The cells in view, which of them are visible, and their world coordinates.
+
+    Returns:
+      cells: `u8[v, v, 3]`, the true cells in view (walls outside the grid), unseen where hidden.
+      visible: `bool[v, v]`.
+      coords: `i32[v, v, 2]` world coordinates.
+    """
+    h, w = grid.shape[:2]
+    coords = view_coordinates(agent_pos, agent_dir, view_size)
+    r, c = coords[..., 0], coords[..., 1]
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    cells = grid[jnp.clip(r, 0, h - 1), jnp.clip(c, 0, w - 1)]
+    cells = jnp.where(inside[..., None], cells, jnp.asarray(WALL_CELL))
+    tag, state = cells[..., 0], cells[..., 2]
+    see_behind = ~((tag == WALL) | ((tag == DOOR) & (state != DOOR_OPEN)))
+    visible = process_vis(see_behind)
+    cells = jnp.where(visible[..., None], cells, jnp.asarray(UNSEEN_CELL))
+    return cells, visible, coords
+
+
+def update_memory(memory: jax.Array, grid: jax.Array, agent_pos: jax.Array,
+                  agent_dir: jax.Array, view_size: int) -> jax.Array:
+    """Writes the currently visible cells into `memory` (`u8[H, W, 3]`)."""
+    h, w = grid.shape[:2]
+    cells, visible, coords = egocentric_view(grid, agent_pos, agent_dir, view_size)
+    r, c = coords[..., 0], coords[..., 1]
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    # Cells that are hidden or outside the grid are sent out of bounds and dropped.
+    keep = visible & inside
+    r = jnp.where(keep, r, h)
+    c = jnp.where(keep, c, w)
+    return memory.at[r, c].set(cells, mode="drop")
+
+
+def empty_memory(height: int, width: int) -> np.ndarray:
+    return np.broadcast_to(UNSEEN_CELL, (height, width, 3)).copy()
