@@ -1,0 +1,156 @@
+"""Parity with gymnasium MiniGrid: same layout, same actions -> same outcome, step by step.
+
+MiniGrid is the reference for the rules (pickup, drop, toggle, lava, truncation), for the view
+and its occlusion (`process_vis`), and, accumulated over time, for the remembered map.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from helpers import carried_code, minigrid_env, solve
+from jaxrl3m import envs
+from jaxrl3m.envs.observation import egocentric_view
+from jaxrl3m.envs.types import EMPTY
+
+pytest.importorskip("minigrid")
+
+MAX_STEPS = 150
+
+
+@functools.cache
+def _rollout_fn(env):
+    """jit(vmap(scan(step))) from given layouts and action sequences."""
+
+    def one(layout, actions):
+        ts = env.reset_to(layout)
+
+        def body(state, a):
+            out = env.step(state, a)
+            f = out.final_obs
+            return out.state, (out.reward, out.terminated, out.truncated, f.grid, f.agent_pos,
+                               f.agent_dir, f.carrying)
+
+        _, trace = jax.lax.scan(body, ts.state, actions)
+        return ts.obs.grid, trace
+
+    return jax.jit(jax.vmap(one))
+
+
+def _minigrid_memory(ref, memory):
+    """Writes what the MiniGrid agent sees now into `memory` (world coordinates, [row, col])."""
+    _, vis = ref.gen_obs_grid()
+    image = ref.gen_obs()["image"]
+    v = ref.agent_view_size
+    for y in range(ref.height):
+        for x in range(ref.width):
+            vx, vy = ref.get_view_coords(x, y)
+            if 0 <= vx < v and 0 <= vy < v and vis[vx, vy]:
+                if (x, y) == tuple(ref.agent_pos):  # MiniGrid draws the carried object there
+                    obj = ref.grid.get(x, y)
+                    memory[y, x] = obj.encode() if obj else (EMPTY, 0, 0)
+                else:
+                    memory[y, x] = image[vx, vy]
+    return memory
+
+
+def _action_sequences(layouts, rng):
+    """Three kinds: uniform random, the optimal plan, and the plan with random detours."""
+    seqs = []
+    for i in range(len(layouts["agent_dir"])):
+        env = envs.make("ColoredDoorKey")  # any task: only used to build the true grid
+        lay = jax.tree.map(lambda x: x[i], layouts["tree"])
+        grid = np.asarray(env.init_state(lay, jax.random.key(0)).grid)
+        plan = solve(grid, layouts["agent_pos"][i], layouts["agent_dir"][i])
+        kind = i % 3
+        if kind == 0:
+            seq = list(rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=MAX_STEPS))
+        elif kind == 1:
+            seq = list(plan)
+        else:
+            seq = []
+            for a in plan:
+                while rng.random() < 0.3:
+                    seq.append(int(rng.integers(0, 7)))
+                seq.append(a)
+        seq = (seq + list(rng.integers(0, 7, size=MAX_STEPS)))[:MAX_STEPS]
+        seqs.append(seq)
+    return np.asarray(seqs, np.int32)
+
+
+@pytest.mark.parametrize("task", ["DoorKey", "LavaDoorKey", "ColoredDoorKey"])
+@pytest.mark.parametrize("view_size", [3, 7])
+def test_same_layout_same_actions_same_outcome(task, view_size):
+    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
+    n = 12
+    tree = jax.jit(jax.vmap(env.sample_layout))(jax.random.split(jax.random.key(7), n))
+    layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
+               "agent_dir": np.asarray(tree.agent_dir)}
+    rng = np.random.default_rng(0)
+    actions = _action_sequences(layouts, rng)
+    first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
+    reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
+
+    outcomes = set()
+    for i in range(n):
+        ref = minigrid_env(jax.tree.map(lambda x: x[i], tree), view_size=view_size,
+                           max_steps=MAX_STEPS)
+        ref.reset(seed=0)
+        ref_memory = _minigrid_memory(ref, np.zeros((10, 10, 3), np.uint8))
+        np.testing.assert_array_equal(np.asarray(first_memory[i]), ref_memory)
+        for t, a in enumerate(actions[i]):
+            _, r, te, tr, _ = ref.step(int(a))
+            tr = tr and not te  # jaxrl3m: termination takes precedence
+            ref_memory = _minigrid_memory(ref, ref_memory)
+            where = f"{task} layout {i} step {t} action {a}"
+            assert bool(term[i, t]) == te, where
+            assert bool(trunc[i, t]) == tr, where
+            assert reward[i, t] == pytest.approx(r, abs=1e-6), where
+            assert tuple(carrying[i, t]) == carried_code(ref), where
+            assert (pos[i, t, 1], pos[i, t, 0]) == tuple(ref.agent_pos), where
+            assert direction[i, t] == ref.agent_dir, where
+            np.testing.assert_array_equal(memory[i, t], ref_memory, err_msg=where)
+            if te or tr:
+                outcomes.add("success" if r > 0 else ("lava" if te else "truncated"))
+                break
+    # The sequences exercise the interesting endings, not only time-outs.
+    assert "success" in outcomes
+    if task == "LavaDoorKey":
+        assert "lava" in outcomes or view_size == 7
+
+
+@pytest.mark.parametrize("view_size", [3, 5, 7])
+def test_view_and_occlusion_match_minigrid_at_random_poses(view_size):
+    """The egocentric view (cells and visibility) equals MiniGrid's for random poses."""
+    env = envs.make("LavaDoorKey", view_size=view_size)
+    keys = jax.random.split(jax.random.key(3), 40)
+    tree = jax.jit(jax.vmap(env.sample_layout))(keys)
+    rng = np.random.default_rng(1)
+    view = jax.jit(functools.partial(egocentric_view, view_size=view_size))
+    checked = 0
+    for i in range(40):
+        lay = jax.tree.map(lambda x: x[i], tree)
+        grid = env.init_state(lay, jax.random.key(0)).grid
+        h, w = np.asarray(lay.room)
+        tags = np.asarray(grid)[..., 0]
+        free = [(r, c) for r in range(1, h - 1) for c in range(1, w - 1) if tags[r, c] == EMPTY]
+        for _ in range(3):
+            r, c = free[rng.integers(len(free))]
+            d = int(rng.integers(4))
+            lay_pose = lay.replace(agent_pos=jnp.asarray([r, c]), agent_dir=jnp.asarray(d))
+            ref = minigrid_env(lay_pose, view_size=view_size)
+            ref.reset(seed=0)
+            ref_grid, ref_vis = ref.gen_obs_grid()
+            cells, visible, _ = view(grid, jnp.asarray([r, c]), jnp.asarray(d))
+            np.testing.assert_array_equal(np.asarray(visible), ref_vis.T)
+            image = ref_grid.encode(ref_vis).transpose(1, 0, 2)
+            cells = np.asarray(cells).copy()
+            cells[view_size - 1, view_size // 2] = image[view_size - 1, view_size // 2]
+            np.testing.assert_array_equal(cells, image)
+            checked += 1
+    assert checked == 120
