@@ -72,8 +72,9 @@ def factors(obs: Observation) -> AbstractState:
             carry_key, jnp.where(door_seen, jnp.where(carry_matching, 2, 3), 1), 0
         ).astype(jnp.int32),
         floor_keys=jnp.minimum(keys.sum(), 2).astype(jnp.int32),
-        matching_on_floor=i32(matching.any()),
-        other_on_floor=i32((keys & ~matching).any()),
+        # Relations to the door's colour are only known once the door is seen.
+        matching_on_floor=i32(door_seen & matching.any()),
+        other_on_floor=i32(door_seen & (keys & ~matching).any()),
     )
 
 
