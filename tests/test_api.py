@@ -50,6 +50,8 @@ def test_shapes_dtypes_and_finite_in_batches(task):
     env = envs.make(task)
     n = 32
     ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), n))
+    chex.clear_trace_counter()  # the footprint is shared by the parametrized cases
+
     def batched_step(state, action):
         return jax.vmap(env.step)(state, action)
 
