@@ -17,6 +17,7 @@ from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractStat
                           abstract_state, decode, describe, describe_all, factors)
 from .doorkey import DoorKeyEnv, check_options
 from .navix_env import NavixDoorKeyEnv
+from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
 
@@ -81,5 +82,5 @@ __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
     "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixDoorKeyEnv",
     "Observation", "TASKS", "TimeStep", "abstract_state", "decode", "describe", "describe_all",
-    "factors", "make", "options",
+    "factors", "make", "options", "render_text",
 ]

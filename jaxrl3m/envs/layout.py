@@ -6,10 +6,10 @@ the room's wall, keys (the first of the door's colour), optional lava cells and 
 
 Solvability. The agent, the cell just inside the door and every empty interior cell form the
 *free region*; keys and lava are obstacles. Obstacles are placed one at a time, each on a cell
-whose removal keeps the free region connected, checked locally: the free 4-neighbours of the cell
-must be connected to each other through its 8-neighbourhood (Yokoi's 4-connectivity number
-`N4 <= 1` with at least one free 4-neighbour). Any path through such a cell can be rerouted around
-it, so the free region stays connected, and the agent can reach the door. An obstacle may also
+whose removal keeps the free region connected, checked locally: the free 4-neighbours of the
+cell must be connected to each other through its 8-neighbourhood (Yokoi's 4-connectivity number
+`N4 == 1`, or all 8 neighbours free). Any path through such a cell can be rerouted around it, so
+the free region stays connected, and the agent can reach the door. An obstacle may also
 not take the last free neighbour of a key (the agent must be able to stand next to every key),
 nor the cell in front of the door, nor the agent's cell. In a 5x5 room (3x3 interior) the
 centre cell is not used for obstacles: the ring left around it would have no removable cell.

@@ -10,6 +10,7 @@ next episode, as for every jaxrl3m task (see `TimeStep`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +40,9 @@ class NavixDoorKeyEnv:
     def num_actions(self) -> int:
         return 7
 
-    @property
+    @functools.cached_property
     def navix_env(self):
+        """The NAVIX environment (built once per instance)."""
         return nx.make(self.navix_id, max_steps=self.horizon, penalty_coeff=0.9,
                        disable_autoreset=True)
 
