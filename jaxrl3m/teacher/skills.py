@@ -1,0 +1,262 @@
+"""Skills `pi_k`: explore, go to an object, pick up, drop, open the door.
+
+Every skill is a pure function of one `Observation` (the remembered map, pose and hands; never the
+true state) returning a `SkillOutput`: an action distribution `f32[NUM_ACTIONS]` and whether the
+skill applies here. `jax.vmap` them over a batch of environments.
+
+Navigation is a breadth-first search over *poses* `(row, col, direction)`: turning left or right
+and moving forward each cost one step, so the path is shortest given the agent's direction. It runs
+backwards from the target poses on bitboards (one `uint32` per grid row and direction), so one
+search step is a few dozen integer ops whatever the grid holds. The agent walks only on cells it
+has seen to be empty or an open door, never through walls, closed doors, keys or lava; the cell in
+front of the agent is always in view, so it never steps onto a cell it has not seen.
+
+Applicability ("the skill says so"):
+- go to X: X has been seen, a path to a pose facing X exists, and the agent is not facing it yet;
+- explore: some unseen cell can still be faced from a reachable pose;
+- pick up: facing a key of the wanted kind with empty hands;
+- open the door: facing a door that is not open;
+- drop: carrying something.
+The teacher mixture (`jaxrl3m.teacher.mixture`) renormalises the prior over applicable skills, so
+"go to the key" hands over to "pick up the key" once the agent faces the key.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from ..envs.types import (DIR_VEC, DOOR, DOOR_OPEN, DROP, EMPTY, FORWARD, KEY, LEFT, NUM_ACTIONS,
+                          PICKUP, RIGHT, TOGGLE, UNSEEN, Observation)
+
+MAX_GRID = 32
+"""Bitboards hold one row in a `uint32`: grids up to 32 columns."""
+
+
+class SkillOutput(struct.PyTreeNode):
+    probs: jax.Array  # f32[NUM_ACTIONS]: the skill's action distribution (uniform when not applicable)
+    applicable: jax.Array  # bool[]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bitboards
+# ---------------------------------------------------------------------------------------------
+def to_bits(mask: jax.Array) -> jax.Array:
+    """`bool[H, W]` -> `u32[H]`, bit `c` of row `r` is `mask[r, c]`."""
+    w = mask.shape[-1]
+    if w > MAX_GRID:
+        raise ValueError(f"skills support grids up to {MAX_GRID} columns, got {w}")
+    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(w, dtype=jnp.uint32))
+    return jnp.sum(jnp.where(mask, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
+
+
+def _bit(bits: jax.Array, pos: jax.Array) -> jax.Array:
+    """`bits[..., pos[0]]` bit `pos[1]`, as bool."""
+    return (jnp.right_shift(bits[..., pos[0]], pos[1].astype(jnp.uint32)) & 1).astype(bool)
+
+
+def _shift_back(bits: jax.Array, d: int) -> jax.Array:
+    """Cells `p` such that `p + DIR_VEC[d]` is set in `bits` (`u32[..., H]`)."""
+    zero = jnp.zeros_like(bits[..., :1])
+    if d == 0:  # east: p + (0, 1)
+        return jnp.right_shift(bits, 1)
+    if d == 2:  # west: p + (0, -1)
+        return jnp.left_shift(bits, 1)
+    if d == 1:  # south: p + (1, 0)
+        return jnp.concatenate([bits[..., 1:], zero], axis=-1)
+    return jnp.concatenate([zero, bits[..., :-1]], axis=-1)  # north: p + (-1, 0)
+
+
+def _facing(target: jax.Array) -> jax.Array:
+    """`u32[..., H]` target cells -> `u32[..., 4, H]`: poses whose front cell is a target."""
+    return jnp.stack([_shift_back(target, d) for d in range(4)], axis=-2)
+
+
+def navigate(standable: jax.Array, targets: jax.Array, pos: jax.Array, direction: jax.Array,
+             max_iters: int):
+    """Shortest paths over poses to any target pose, for several targets at once.
+
+    Args:
+      standable: `u32[H]`, cells the agent may stand on.
+      targets: `u32[T, 4, H]`, target poses per target (direction-major).
+      pos, direction: the agent's pose.
+      max_iters: bound on the search depth (a static int).
+
+    Returns:
+      `(reached, distance, optimal)`: `bool[T]` a target pose is reachable, `i32[T]` its distance in
+      actions (0 when the agent already is in a target pose), `bool[T, 3]` which of
+      left/right/forward start a shortest path.
+    """
+    n_targets = targets.shape[0]
+    frontier = targets & standable
+    visited = frontier
+    at_target = _bit(frontier[:, direction], pos)
+    left, right = (direction + 3) % 4, (direction + 1) % 4
+    ahead = pos + jnp.asarray(DIR_VEC)[direction]
+    ahead = jnp.clip(ahead, 0, standable.shape[0] - 1)
+
+    def successors_in(v):
+        return jnp.stack([_bit(v[:, left], pos), _bit(v[:, right], pos),
+                          _bit(v[:, direction], ahead)], axis=-1)
+
+    def cond(carry):
+        it, frontier, _, found, _, _ = carry
+        return (it < max_iters) & jnp.any(~found & jnp.any(frontier != 0, axis=(1, 2)))
+
+    def body(carry):
+        it, frontier, visited, found, dist, optimal = carry
+        turned = jnp.stack([frontier[:, (d + 1) % 4] | frontier[:, (d + 3) % 4] for d in range(4)],
+                           axis=1)
+        moved = jnp.stack([_shift_back(frontier[:, d], d) for d in range(4)], axis=1)
+        new = (turned | moved) & standable & ~visited
+        now = _bit(new[:, direction], pos) & ~found
+        optimal = jnp.where(now[:, None], successors_in(visited), optimal)
+        dist = jnp.where(now, it + 1, dist)
+        return it + 1, new, visited | new, found | now, dist, optimal
+
+    init = (jnp.zeros((), jnp.int32), frontier, visited, at_target,
+            jnp.zeros((n_targets,), jnp.int32), jnp.zeros((n_targets, 3), bool))
+    _, _, _, found, dist, optimal = jax.lax.while_loop(cond, body, init)
+    return found, dist, optimal
+
+
+# ---------------------------------------------------------------------------------------------
+# What the agent knows, as bitboards
+# ---------------------------------------------------------------------------------------------
+class Knowledge(struct.PyTreeNode):
+    """Bitboards of one observation and the navigation results every skill shares."""
+
+    front: jax.Array  # u8[3]: the cell in front of the agent
+    door_colour: jax.Array  # i32[]: colour of the first door seen (-1 while unseen)
+    reached: jax.Array  # bool[T]
+    distance: jax.Array  # i32[T]
+    optimal: jax.Array  # bool[T, 3]
+    drop_ok: jax.Array  # bool[3]: whether the cells in front, left and right are good drop spots
+    hands_empty: jax.Array  # bool[]
+
+
+# Navigation targets, in order; `go to` skills and explore index into these.
+TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door")
+
+
+def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGETS)))
+              ) -> Knowledge:
+    """What skills need: the front cell, drop spots, and shortest paths to the given targets.
+
+    Only the targets listed (indices into `TARGETS`, static) are searched; the others are reported
+    unreachable.
+    """
+    grid = obs.grid
+    tag, colour, state = grid[..., 0], grid[..., 1], grid[..., 2]
+    h = grid.shape[0]
+    door = (tag == DOOR)
+    door_seen = door.any()
+    door_colour = jnp.where(door_seen, colour.ravel()[jnp.argmax(door.ravel())], -1)
+    key = tag == KEY
+    matching = key & (colour == door_colour) & door_seen
+    other = key & (colour != door_colour) & door_seen
+    closed_door = door & (state != DOOR_OPEN)
+    standable = to_bits((tag == EMPTY) | (door & (state == DOOR_OPEN)))
+    all_cells = (tag == UNSEEN, key, matching, other, closed_door)
+    target_cells = to_bits(jnp.stack([all_cells[t] for t in targets]))
+    found, dist, optimal = navigate(standable, _facing(target_cells), obs.agent_pos,
+                                    obs.agent_dir, max_iters=4 * h * h)
+    # Scatter back to the full target list (unsearched targets: not reached).
+    slots = jnp.asarray(targets)
+    found = jnp.zeros((len(TARGETS),), bool).at[slots].set(found)
+    dist = jnp.zeros((len(TARGETS),), jnp.int32).at[slots].set(dist)
+    optimal = jnp.zeros((len(TARGETS), 3), bool).at[slots].set(optimal)
+
+    d = obs.agent_dir
+    pos = obs.agent_pos
+    vec = jnp.asarray(DIR_VEC)
+    cells = jnp.stack([pos + vec[d], pos + vec[(d + 3) % 4], pos + vec[(d + 1) % 4]])
+    cells = jnp.clip(cells, 0, h - 1)
+    # A good drop spot: an empty cell that is not next to a door (a key there would block it).
+    near_door = door | jnp.roll(door, 1, 0) | jnp.roll(door, -1, 0) | jnp.roll(door, 1, 1) | \
+        jnp.roll(door, -1, 1)
+    ok = (tag == EMPTY) & ~near_door
+    drop_ok = ok[cells[:, 0], cells[:, 1]]
+    front = grid[cells[0, 0], cells[0, 1]]
+    return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
+                     optimal=optimal, drop_ok=drop_ok,
+                     hands_empty=obs.carrying[0] == EMPTY)
+
+
+# ---------------------------------------------------------------------------------------------
+# Skills
+# ---------------------------------------------------------------------------------------------
+_UNIFORM = jnp.full((NUM_ACTIONS,), 1.0 / NUM_ACTIONS)
+
+
+def _one_hot(action: int | jax.Array) -> jax.Array:
+    return jax.nn.one_hot(action, NUM_ACTIONS)
+
+
+def _output(probs: jax.Array, applicable: jax.Array) -> SkillOutput:
+    return SkillOutput(probs=jnp.where(applicable, probs, _UNIFORM), applicable=applicable)
+
+
+def go_to(k: Knowledge, target: int) -> SkillOutput:
+    """Shortest path to face `TARGETS[target]`; ties split evenly between actions."""
+    optimal = k.optimal[target].astype(jnp.float32)
+    probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(optimal)
+    probs = probs / jnp.maximum(probs.sum(), 1.0)
+    return _output(probs, k.reached[target] & (k.distance[target] > 0))
+
+
+def pick_up(k: Knowledge, which: str) -> SkillOutput:
+    """Pick up the key in front (of the wanted kind) when the hands are empty."""
+    is_key = k.front[0] == KEY
+    if which == "door's colour":
+        is_key &= (k.door_colour >= 0) & (k.front[1] == k.door_colour)
+    elif which == "another colour":
+        is_key &= (k.door_colour >= 0) & (k.front[1] != k.door_colour)
+    return _output(_one_hot(PICKUP), is_key & k.hands_empty)
+
+
+def open_door(k: Knowledge) -> SkillOutput:
+    """Toggle the door in front when it is not open."""
+    return _output(_one_hot(TOGGLE), (k.front[0] == DOOR) & (k.front[2] != DOOR_OPEN))
+
+
+def drop(k: Knowledge) -> SkillOutput:
+    """Drop what is carried on a free cell away from the door, turning towards one if needed."""
+    front_ok, left_ok, right_ok = k.drop_ok[0], k.drop_ok[1], k.drop_ok[2]
+    action = jnp.where(front_ok, DROP, jnp.where(left_ok, LEFT, jnp.where(right_ok, RIGHT, LEFT)))
+    return _output(_one_hot(action), ~k.hands_empty)
+
+
+# name -> function of the shared knowledge. Tasks pick their options from these by name.
+SKILLS: dict[str, Callable[[Knowledge], SkillOutput]] = {
+    "explore": functools.partial(go_to, target=0),
+    "go to the key": functools.partial(go_to, target=1),
+    "go to the key of the door's colour": functools.partial(go_to, target=2),
+    "go to the key of another colour": functools.partial(go_to, target=3),
+    "go to the door": functools.partial(go_to, target=4),
+    "pick up the key": functools.partial(pick_up, which="any"),
+    "pick up the key of the door's colour": functools.partial(pick_up, which="door's colour"),
+    "pick up the key of another colour": functools.partial(pick_up, which="another colour"),
+    "open the door": open_door,
+    "drop the key": drop,
+}
+"""Every skill by its option name (the text the language model reads)."""
+
+_NAV_TARGET = {"explore": 0, "go to the key": 1, "go to the key of the door's colour": 2,
+               "go to the key of another colour": 3, "go to the door": 4}
+
+
+def skill_outputs(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
+    """All named skills on one observation: `probs f32[K, A]`, `applicable bool[K]`."""
+    unknown = [n for n in names if n not in SKILLS]
+    if unknown:
+        raise ValueError(f"unknown skill(s) {unknown}; known skills: {sorted(SKILLS)}")
+    needed = sorted({_NAV_TARGET[n] for n in names if n in _NAV_TARGET})
+    k = knowledge(obs, tuple(needed))
+    outs = [SKILLS[n](k) for n in names]
+    return SkillOutput(probs=jnp.stack([o.probs for o in outs]),
+                       applicable=jnp.stack([o.applicable for o in outs]))
