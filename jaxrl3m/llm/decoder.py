@@ -78,7 +78,7 @@ class Attention(nn.Module):
     config: DecoderConfig
 
     @nn.compact
-    def __call__(self, x, positions, self_mask, context):
+    def __call__(self, x, positions, self_mask, context, context_masks):
         c = self.config
         dense = lambda n, bias, name: nn.Dense(n, use_bias=bias, name=name)  # noqa: E731
         B, T, _ = x.shape
@@ -91,7 +91,7 @@ class Attention(nn.Module):
         q = q / jnp.sqrt(jnp.float32(c.hd))
         neg = jnp.float32(-1e30)
         parts, values = [], []
-        for ck, cv, cmask in context:
+        for (ck, cv), cmask in zip(context, context_masks):
             s = _scores(q, expand(ck))
             parts.append(jnp.where(cmask[:, None, None, :], s, neg))
             values.append(expand(cv))
@@ -112,16 +112,16 @@ class Block(nn.Module):
 
     @nn.compact
     def __call__(self, carry, context):
-        x, positions, self_mask = carry
+        x, positions, self_mask, context_masks = carry
         c = self.config
         h, kv = Attention(c, name="attn")(RMSNorm(c.rms_eps, name="attn_norm")(x), positions,
-                                          self_mask, context)
+                                          self_mask, context, context_masks)
         x = x + h
         y = RMSNorm(c.rms_eps, name="ffn_norm")(x)
         gate = nn.Dense(c.ffn_dim, use_bias=False, name="gate")(y)
         up = nn.Dense(c.ffn_dim, use_bias=False, name="up")(y)
         x = x + nn.Dense(c.dim, use_bias=False, name="down")(nn.silu(gate) * up)
-        return (x, positions, self_mask), kv
+        return (x, positions, self_mask, context_masks), kv
 
 
 class Decoder(nn.Module):
@@ -147,7 +147,9 @@ class Decoder(nn.Module):
         if self_mask is None:
             self_mask = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
         x = self.embed(tokens)
-        (x, _, _), kv = self.layers((x, positions, self_mask), tuple(context))
+        kvs = tuple((k, v) for k, v, _ in context)  # scanned over layers
+        masks = tuple(m for _, _, m in context)  # the same for every layer
+        (x, *_), kv = self.layers((x, positions, self_mask, masks), kvs)
         return self.final_norm(x), kv
 
     def logits(self, hidden):

@@ -51,3 +51,36 @@ def teacher_episodes(env, table: jax.Array, options: tuple[str, ...], key: jax.A
     _, _, _, stats = jax.lax.while_loop(lambda c: c[2].any(), step,
                                         (jnp.zeros((), jnp.int32), ts, ~zeros, init))
     return stats
+
+
+@functools.partial(jax.jit, static_argnames=("env", "options", "num_envs", "num_steps"))
+def visited_states(env, table: jax.Array, options: tuple[str, ...], key: jax.Array,
+                   num_envs: int, num_steps: int, epsilon: float = 0.3) -> jax.Array:
+    """`bool[NUM_ABSTRACT_STATES]`: abstract states seen while acting epsilon-greedily around
+    the teacher (with probability `epsilon` a uniformly random action)."""
+    from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
+    k_reset, k_act = jax.random.split(key)
+    ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+    probs_fn = jax.vmap(teacher_probs, in_axes=(None, 0, None))
+
+    def step(carry, k):
+        ts, seen = carry
+        seen = seen.at[jax.vmap(abstract_state)(ts.obs)].set(True)
+        probs = (1 - epsilon) * probs_fn(table, ts.obs, options) + epsilon / env.num_actions
+        actions = jax.random.categorical(k, jnp.log(probs), axis=-1)
+        return (jax.vmap(env.step)(ts.state, actions), seen), None
+
+    seen = jnp.zeros((NUM_ABSTRACT_STATES,), bool)
+    (_, seen), _ = jax.lax.scan(step, (ts, seen), jax.random.split(k_act, num_steps))
+    return seen
+
+
+@functools.cache
+def reachable_states(task: str) -> tuple[int, ...]:
+    """The abstract states that occur in `task` (oracle teacher with 30% random actions, 1024
+    environments x 300 steps; deterministic)."""
+    from ..envs import make
+    from .options import oracle_table, task_options
+    seen = visited_states(make(task), jnp.asarray(oracle_table(task)), task_options(task),
+                          jax.random.key(0), 1024, 300)
+    return tuple(int(i) for i in jnp.flatnonzero(seen))

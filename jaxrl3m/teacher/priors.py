@@ -1,0 +1,60 @@
+"""From a language model's option scores to a prior table, whatever the backend.
+
+`llm_prior_scores(score_fn, task, prompt)` asks for every abstract state (and, for calibration,
+a content-free state) in every option order the prompt wants, averages the log-probabilities over
+orders, subtracts the content-free scores when calibrating, and returns `f32[S, K]` scores in the
+task's option order. `scores_to_probs` applies the temperature.
+
+`score_fn(list_of_messages, options_in_order) -> f32[N, len(options)]` is the backend: the jax
+decoder (`jaxrl3m.llm.scoring`) or an OpenAI-compatible server (`jaxrl3m.llm.openai_backend`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..envs.abstraction import NUM_ABSTRACT_STATES, describe_all
+from .options import oracle_options, task_options
+from .prompt import CONTENT_FREE, Prompt, option_orders
+
+ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], np.ndarray]
+
+
+def llm_prior_scores(score_fn: ScoreFn, task: str, prompt: Prompt,
+                     progress: Callable[[str], None] | None = None) -> np.ndarray:
+    options = list(task_options(task))
+    texts = describe_all() + ([CONTENT_FREE] if prompt.calibrate else [])
+    total = np.zeros((len(texts), len(options)), np.float64)
+    orders = option_orders(len(options), prompt.permutations)
+    for n, order in enumerate(orders):
+        listed = [options[j] for j in order]
+        if progress:
+            progress(f"option order {n + 1}/{len(orders)}: {', '.join(listed)}")
+        msgs = [prompt.messages(task, listed, t) for t in texts]
+        s = np.asarray(score_fn(msgs, options), np.float64)  # columns in task order
+        if s.shape != (len(texts), len(options)):
+            raise RuntimeError(f"backend returned scores of shape {s.shape}, expected "
+                               f"{(len(texts), len(options))}")
+        total += s
+    scores = total / len(orders)
+    if prompt.calibrate:
+        scores = scores[:-1] - scores[-1:]
+    return scores.astype(np.float32)
+
+
+def scores_to_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
+    z = np.asarray(scores, np.float64) / temperature
+    z = np.where(np.isfinite(z), z, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def agreement(probs: np.ndarray, task: str, states: tuple[int, ...] | None = None) -> float:
+    """Fraction of `states` (default: all) whose top option is one of the oracle's options."""
+    options = task_options(task)
+    states = tuple(range(NUM_ABSTRACT_STATES)) if states is None else states
+    hits = [options[int(np.argmax(probs[i]))] in oracle_options(task, i) for i in states]
+    return float(np.mean(hits)) if hits else float("nan")

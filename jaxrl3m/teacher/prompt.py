@@ -1,0 +1,137 @@
+"""Prompts that turn an abstract state's text `describe(i)` into a question for a language model.
+
+A prompt is a small YAML-able record (`--prompt FILE` overrides any field of the default):
+
+    system: "...{task}...{options}..."     # the task description and the option list
+    user: "...{state}..."                  # one abstract state
+    tasks: {DoorKey: "...", ...}           # {task} per task
+    examples: [{state: 0, answer: explore}, ...]   # worked examples, shown as earlier turns
+    permutations: 1      # option orders averaged over (cyclic shifts), against position bias
+    calibrate: false     # subtract the scores of a content-free state ("N/A")
+    temperature: 1.0     # probs = softmax(scores / temperature)
+
+Scores of an option are the log-probability of its full text followed by the chat template's
+end-of-turn marker (so "go to the key" is not favoured as a prefix of a longer option).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..envs.abstraction import describe
+
+CONTENT_FREE = "N/A"
+
+DEFAULT_TASKS = {
+    "DoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
+                "room. The agent sees only the cells near it, so it must explore to find things. "
+                "A locked door opens only when the agent carries a key of the door's colour. The "
+                "goal is to open the door."),
+    "LavaDoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
+                    "room. There is lava in the room: stepping on it ends the game. The agent "
+                    "sees only the cells near it, so it must explore to find things. A locked door "
+                    "opens only when the agent carries a key of the door's colour. The goal is to "
+                    "open the door."),
+    "ColoredDoorKey": ("An agent is in a room whose door is locked. Two keys of different colours "
+                       "lie in the room, and only the key of the door's colour opens it. The agent "
+                       "sees only the cells near it, so it must explore to find things. It can "
+                       "carry one object at a time: to pick up a key it must first drop the key it "
+                       "carries. The goal is to open the door."),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    system: str = ("You are an expert who guides an agent in a grid world. {task}\n"
+                   "At each moment the agent can do one of these things: {options}.\n"
+                   "Answer with exactly one of them and nothing else.")
+    user: str = "{state} What should the agent do next?"
+    tasks: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_TASKS))
+    examples: tuple = ()
+    permutations: int = 1
+    calibrate: bool = False
+    temperature: float = 1.0
+
+    def check(self) -> None:
+        if "{state}" not in self.user:
+            raise ValueError("prompt field 'user' must contain {state}")
+        if self.permutations < 1:
+            raise ValueError(f"prompt field 'permutations' must be >= 1, got {self.permutations}")
+        if not self.temperature > 0:
+            raise ValueError(f"prompt field 'temperature' must be > 0, got {self.temperature}")
+        for ex in self.examples:
+            if set(ex) != {"state", "answer"}:
+                raise ValueError(f"each prompt example needs exactly 'state' and 'answer', got "
+                                 f"{sorted(ex)}")
+
+    def sha256(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def example_states(self) -> set[int]:
+        return {int(ex["state"]) for ex in self.examples if isinstance(ex["state"], int)}
+
+    def messages(self, task: str, options: list[str], state_text: str) -> list[dict[str, str]]:
+        """The chat messages for one state, options listed in the given order."""
+        if task not in self.tasks:
+            raise ValueError(f"the prompt has no description for task {task!r} (field 'tasks' "
+                             f"has {sorted(self.tasks)})")
+        system = self.system.format(task=self.tasks[task], options=", ".join(options))
+        msgs = [{"role": "system", "content": system}]
+        for ex in self.examples:
+            text = describe(ex["state"]) if isinstance(ex["state"], int) else str(ex["state"])
+            msgs.append({"role": "user", "content": self.user.format(state=text)})
+            msgs.append({"role": "assistant", "content": ex["answer"]})
+        msgs.append({"role": "user", "content": self.user.format(state=state_text)})
+        return msgs
+
+
+def option_orders(n_options: int, permutations: int) -> list[list[int]]:
+    """The option orders to average over: identity, then cyclic shifts spread over the options."""
+    n = min(permutations, n_options)
+    shifts = sorted({round(i * n_options / n) % n_options for i in range(n)})
+    return [[(j + s) % n_options for j in range(n_options)] for s in shifts]
+
+
+DEFAULT_EXAMPLES = (
+    # Worked examples, shown before the question (indices of abstract states; see describe()).
+    {"state": 0, "answer": "explore"},
+    {"state": 16, "answer": "go to the door"},
+)
+
+
+def load_prompt(path: str | Path | None = None, **overrides: Any) -> Prompt:
+    """The default prompt, with fields from a YAML file and keyword overrides on top."""
+    fields = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ValueError(f"prompt file {str(path)!r} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ValueError(f"prompt file {str(path)!r} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"prompt file {str(path)!r} must be a mapping of prompt fields")
+        fields.update(data)
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    valid = [f.name for f in dataclasses.fields(Prompt)]
+    for key in fields:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            raise ValueError(f"unknown prompt field {key!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; valid fields: {', '.join(valid)}")
+    if "tasks" in fields:
+        fields["tasks"] = {**DEFAULT_TASKS, **fields["tasks"]}
+    if "examples" in fields:
+        fields["examples"] = tuple(fields["examples"] or ())
+    prompt = Prompt(**fields)
+    prompt.check()
+    return prompt

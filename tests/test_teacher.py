@@ -1,0 +1,313 @@
+"""Skills, the teacher mixture, prior tables and their command-line tools."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import make_layout
+
+from jaxrl3m import precompute_priors, priors_report
+from jaxrl3m.envs import NUM_ABSTRACT_STATES, make
+from jaxrl3m.envs.types import (DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, KEY, LEFT,
+                                NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
+from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
+from jaxrl3m.teacher.options import TEACHER_TASKS, oracle_table, task_options, uniform_table
+from jaxrl3m.teacher.rollout import reachable_states, teacher_episodes
+from jaxrl3m.teacher.skills import TARGETS, knowledge, skill_outputs
+from jaxrl3m.teacher.table import TableError, load_table, make_table, save_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# The teacher acting alone with the oracle table
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", TEACHER_TASKS)
+def test_oracle_teacher_solves_10000_episodes(task):
+    env = make(task)
+    stats = teacher_episodes(env, jnp.asarray(oracle_table(task)), task_options(task),
+                             jax.random.key(7), 10_000)
+    assert float(stats.success.mean()) >= 0.95
+    assert int(stats.lava.sum()) == 0
+    assert bool(jnp.all(stats.length <= env.max_steps))
+
+
+def test_uniform_teacher_is_worse_than_oracle():
+    env = make("DoorKey")
+    opts = task_options("DoorKey")
+    oracle = teacher_episodes(env, jnp.asarray(oracle_table("DoorKey")), opts, jax.random.key(1), 500)
+    uniform = teacher_episodes(env, jnp.asarray(uniform_table("DoorKey")), opts, jax.random.key(1), 500)
+    assert float(uniform.success.mean()) < float(oracle.success.mean()) - 0.2
+
+
+# ---------------------------------------------------------------------------------------------
+# Navigation against an independent breadth-first search over poses
+# ---------------------------------------------------------------------------------------------
+def _reference_paths(tag, state, pos, direction, target_cells):
+    """Distance and optimal first actions to face any target cell, by a plain queue BFS."""
+    h, w = tag.shape
+    standable = (tag == EMPTY) | ((tag == DOOR) & (state == DOOR_OPEN))
+
+    def succ(r, c, d):
+        out = [(LEFT, (r, c, (d + 3) % 4)), (RIGHT, (r, c, (d + 1) % 4))]
+        fr, fc = r + DIR_VEC[d][0], c + DIR_VEC[d][1]
+        if 0 <= fr < h and 0 <= fc < w and standable[fr, fc]:
+            out.append((FORWARD, (fr, fc, d)))
+        return out
+
+    def is_goal(r, c, d):
+        fr, fc = r + DIR_VEC[d][0], c + DIR_VEC[d][1]
+        return 0 <= fr < h and 0 <= fc < w and target_cells[fr, fc]
+
+    def dist_from(start):
+        seen = {start: 0}
+        q = deque([start])
+        while q:
+            s = q.popleft()
+            if is_goal(*s):
+                return seen[s]
+            for _, n in succ(*s):
+                if n not in seen:
+                    seen[n] = seen[s] + 1
+                    q.append(n)
+        return None
+
+    start = (int(pos[0]), int(pos[1]), int(direction))
+    d0 = dist_from(start)
+    if d0 is None:
+        return None, set()
+    best = {a for a, n in succ(*start) if dist_from(n) == d0 - 1} if d0 > 0 else set()
+    return d0, best
+
+
+def _random_observations(task, n, steps, seed):
+    env = make(task)
+    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(seed), n))
+
+    def body(ts, k):
+        a = jax.random.randint(k, (n,), 0, 3)  # turns and moves explore the map
+        a = jnp.where(jax.random.uniform(k, (n,)) < 0.1, PICKUP, a)
+        return jax.vmap(env.step)(ts.state, a), None
+
+    ts, _ = jax.lax.scan(body, ts, jax.random.split(jax.random.key(seed + 1), steps))
+    return ts.obs
+
+
+@pytest.mark.parametrize("task", ["LavaDoorKey", "ColoredDoorKey"])
+def test_navigation_matches_reference_bfs(task):
+    obs = _random_observations(task, 40, 25, seed=3)
+    ks = jax.jit(jax.vmap(knowledge))(obs)
+    checked = 0
+    for b in range(40):
+        grid = np.asarray(obs.grid[b])
+        tag, colour, state = grid[..., 0], grid[..., 1], grid[..., 2]
+        door = tag == DOOR
+        door_colour = colour.ravel()[np.argmax(door.ravel())] if door.any() else -1
+        cells = {"unseen": tag == UNSEEN, "key": tag == KEY,
+                 "key of the door's colour": (tag == KEY) & (colour == door_colour) & door.any(),
+                 "key of another colour": (tag == KEY) & (colour != door_colour) & door.any(),
+                 "door": door & (state != DOOR_OPEN)}
+        for t, name in enumerate(TARGETS):
+            dist, best = _reference_paths(tag, state, obs.agent_pos[b], obs.agent_dir[b],
+                                          cells[name])
+            assert bool(ks.reached[b, t]) == (dist is not None), (b, name)
+            if dist is None:
+                continue
+            assert int(ks.distance[b, t]) == dist, (b, name)
+            got = {a for a, ok in zip((LEFT, RIGHT, FORWARD), np.asarray(ks.optimal[b, t])) if ok}
+            assert got == best, (b, name)
+            checked += 1
+    assert checked > 60
+
+
+# ---------------------------------------------------------------------------------------------
+# Skills on hand-built situations
+# ---------------------------------------------------------------------------------------------
+def _obs(task, **layout):
+    env = make(task, fully_observed=True)
+    return env.reset_to(make_layout(**layout)).obs
+
+
+def test_skills_in_front_of_a_key():
+    # Agent at (1,1) facing east; the key at (1,2) right in front.
+    obs = _obs("DoorKey", keys=((1, 2),), agent=(1, 1), agent_dir=EAST)
+    names = task_options("DoorKey")
+    out = skill_outputs(obs, names)
+    app = dict(zip(names, np.asarray(out.applicable)))
+    assert app["pick up the key"] and not app["go to the key"]  # arrived: hand over to pick up
+    assert not app["open the door"] and not app["drop the key"]
+    assert app["go to the door"]
+    probs = dict(zip(names, np.asarray(out.probs)))
+    assert probs["pick up the key"][PICKUP] == 1.0
+    np.testing.assert_allclose(np.asarray(out.probs).sum(-1), 1.0, rtol=1e-6)
+
+
+def test_skills_facing_the_door_with_the_key():
+    env = make("DoorKey", fully_observed=True)
+    ts = env.reset_to(make_layout(door=(0, 1), keys=((1, 2),), agent=(1, 1), agent_dir=EAST))
+    ts = env.step(ts.state, PICKUP)
+    ts = env.step(ts.state, LEFT)  # now facing north, the door at (0, 1)
+    names = task_options("DoorKey")
+    out = skill_outputs(ts.obs, names)
+    app = dict(zip(names, np.asarray(out.applicable)))
+    assert app["open the door"] and app["drop the key"]
+    assert not app["go to the door"] and not app["pick up the key"]
+    assert np.asarray(out.probs)[names.index("open the door"), TOGGLE] == 1.0
+
+
+def test_coloured_pick_up_checks_the_key_colour():
+    # The key in front has another colour than the door.
+    obs = _obs("ColoredDoorKey", keys=((5, 5), (1, 2)), agent=(1, 1), agent_dir=EAST)
+    names = task_options("ColoredDoorKey")
+    app = dict(zip(names, np.asarray(skill_outputs(obs, names).applicable)))
+    assert app["pick up the key of another colour"]
+    assert not app["pick up the key of the door's colour"]
+    assert app["go to the key of the door's colour"]
+    assert not app["go to the key of another colour"]
+
+
+def test_mixture_renormalises_over_applicable_skills():
+    w = mixture_weights(jnp.array([0.5, 0.3, 0.2]), jnp.array([False, True, True]))
+    np.testing.assert_allclose(np.asarray(w), [0.0, 0.6, 0.4], rtol=1e-6)
+    w = mixture_weights(jnp.array([1.0, 0.0, 0.0]), jnp.array([False, True, True]))
+    np.testing.assert_allclose(np.asarray(w), [0.0, 0.0, 0.0])
+
+
+def test_teacher_probs_batched_are_distributions():
+    obs = _random_observations("ColoredDoorKey", 64, 10, seed=5)
+    names = task_options("ColoredDoorKey")
+    table = jnp.asarray(uniform_table("ColoredDoorKey"))
+    fn = jax.jit(jax.vmap(teacher_probs, in_axes=(None, 0, None)), static_argnums=2)
+    p = np.asarray(fn(table, obs, names))
+    assert p.shape == (64, NUM_ACTIONS)
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+    assert (p >= 0).all()
+    # The oracle puts its mass on a single skill's actions in each state: sharper than uniform.
+    q = np.asarray(fn(jnp.asarray(oracle_table("ColoredDoorKey")), obs, names))
+    ent = lambda x: -(x * np.log(np.where(x > 0, x, 1))).sum(-1)  # noqa: E731
+    assert ent(q).mean() < ent(p).mean()
+
+
+def test_skills_only_read_the_observation():
+    # Two layouts differing only where the agent has not looked give the same skill outputs.
+    env = make("DoorKey")
+    a = env.reset_to(make_layout(keys=((8, 8),), agent=(1, 1), agent_dir=EAST)).obs
+    b = env.reset_to(make_layout(keys=((7, 8),), agent=(1, 1), agent_dir=EAST)).obs
+    assert np.array_equal(np.asarray(a.grid), np.asarray(b.grid))
+    names = task_options("DoorKey")
+    oa, ob = skill_outputs(a, names), skill_outputs(b, names)
+    assert np.array_equal(np.asarray(oa.probs), np.asarray(ob.probs))
+
+
+def test_reachable_states_are_consistent():
+    for task in TEACHER_TASKS:
+        r = reachable_states(task)
+        assert 0 in r and all(0 <= i < NUM_ABSTRACT_STATES for i in r)
+    assert not any(i in reachable_states("DoorKey") for i in (13, 20))  # no key of another colour
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables: save, load, validation errors
+# ---------------------------------------------------------------------------------------------
+def test_table_roundtrip_and_atomic_write(tmp_path):
+    t = make_table("DoorKey", oracle_table("DoorKey"), backend="oracle")
+    path = save_table(t, tmp_path / "t.json")
+    back = load_table(path, "DoorKey")
+    np.testing.assert_array_equal(back.probs, t.probs)
+    assert back.options == task_options("DoorKey")
+    assert back.device_array().shape == (NUM_ABSTRACT_STATES, 6)
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]  # no temporary files left
+
+
+def _write(tmp_path, mutate):
+    t = make_table("DoorKey", uniform_table("DoorKey"), backend="uniform")
+    data = json.loads(save_table(t, tmp_path / "t.json").read_text())
+    mutate(data)
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    return tmp_path / "t.json"
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["probs"].pop(), "shape"),
+    (lambda d: d["probs"][3].__setitem__(0, float("nan")), "non-finite"),
+    (lambda d: d["probs"][5].__setitem__(0, 0.9), "sum to"),
+    (lambda d: d["metadata"].__setitem__("abstraction_version", 0), "abstraction version"),
+    (lambda d: d["metadata"]["options"].reverse(), "options"),
+    (lambda d: d["metadata"]["states"].__setitem__(4, "old text"), "abstract state 4"),
+    (lambda d: d["metadata"].pop("backend"), "lacks"),
+    (lambda d: d.__setitem__("format", "other"), "not a jaxrl3m prior table"),
+])
+def test_bad_tables_fail_with_a_clear_message(tmp_path, mutate, message):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(TableError, match=message):
+        load_table(path, "DoorKey")
+
+
+def test_table_errors_for_task_missing_and_corrupt(tmp_path):
+    path = save_table(make_table("DoorKey", uniform_table("DoorKey"), backend="uniform"),
+                      tmp_path / "t.json")
+    with pytest.raises(TableError, match="computed for task 'DoorKey', not 'ColoredDoorKey'"):
+        load_table(path, "ColoredDoorKey")
+    with pytest.raises(TableError, match="does not exist.*t.json"):
+        load_table(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text('{"format": "jaxrl3m-prior-ta')
+    with pytest.raises(TableError, match="corrupt"):
+        load_table(tmp_path / "bad.json")
+
+
+def test_shipped_tables_load_for_their_tasks():
+    shipped = sorted((ROOT / "llm_cache").glob("*.json"))
+    tasks = {load_table(p).task for p in shipped}
+    assert tasks == set(TEACHER_TASKS)
+    for p in shipped:
+        t = load_table(p)
+        assert t.metadata["backend"] in ("jax", "table", "oracle")
+        if t.metadata["backend"] == "oracle":
+            np.testing.assert_allclose(t.probs, oracle_table(t.task))
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line tools
+# ---------------------------------------------------------------------------------------------
+def test_precompute_oracle_and_report(tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert precompute_priors.main(["--task", "ColoredDoorKey", "--backend", "oracle",
+                                   "--out", str(out)]) == 0
+    assert "100%" in capsys.readouterr().out
+    assert priors_report.main([str(out), "--png", str(tmp_path / "c.png")]) == 0
+    text = capsys.readouterr().out
+    assert "drop the key" in text and "agreement" in text and "DISAGREE" not in text
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_precompute_published_table_backend(tmp_path, capsys):
+    out = tmp_path / "v.json"
+    src = ROOT / "llm_cache" / "published" / "llm4teach-vicuna33b.yaml"
+    assert precompute_priors.main(["--task", "DoorKey", "--backend", "table", "--table-file",
+                                   str(src), "--out", str(out)]) == 0
+    t = load_table(out, "DoorKey")
+    assert "LLM4Teach" in t.metadata["source"]
+    # "Agent sees <nothing>, holds <key>": 0.68 + 0.04 + 0.02 + 0.02 explore.
+    assert t.probs[3, 0] == pytest.approx(0.76)
+
+
+def test_table_backend_rejects_unknown_options(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: me\ntables:\n  DoorKey:\n    - when: {door: 0}\n"
+                   "      probs: {fly away: 1.0}\n")
+    assert precompute_priors.main(["--task", "DoorKey", "--backend", "table", "--table-file",
+                                   str(bad), "--out", str(tmp_path / "x.json")]) == 2
+    assert "'fly away' is not an option" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_report_on_a_corrupt_table_fails_cleanly(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text("not json")
+    assert priors_report.main([str(tmp_path / "bad.json")]) == 2
+    assert "corrupt" in capsys.readouterr().err
