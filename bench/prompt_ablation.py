@@ -16,14 +16,15 @@ from jaxrl3m.teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from jaxrl3m.teacher.prompt import DEFAULT_EXAMPLES, load_prompt
 from jaxrl3m.teacher.rollout import reachable_states
 
+_NONE = {"examples": [], "permutations": 1, "calibrate": False}
+_EX = list(DEFAULT_EXAMPLES)
 VARIANTS = {
-    "plain": {},
-    "+examples": {"examples": list(DEFAULT_EXAMPLES)},
-    "+calibration": {"calibrate": True},
-    "+examples+calibration": {"examples": list(DEFAULT_EXAMPLES), "calibrate": True},
-    "+examples+4 orders": {"examples": list(DEFAULT_EXAMPLES), "permutations": 4},
-    "+examples+4 orders+calibration": {"examples": list(DEFAULT_EXAMPLES), "permutations": 4,
-                                       "calibrate": True},
+    "plain": _NONE,
+    "+examples": {**_NONE, "examples": _EX},
+    "+calibration": {**_NONE, "calibrate": True},
+    "+examples+calibration": {**_NONE, "examples": _EX, "calibrate": True},
+    "+examples+4 orders": {**_NONE, "examples": _EX, "permutations": 4},
+    "+examples+4 orders+calibration": {"examples": _EX, "permutations": 4, "calibrate": True},
 }
 
 

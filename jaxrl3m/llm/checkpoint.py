@@ -82,6 +82,10 @@ def sha256(path: Path) -> str:
 
 
 def load_model(model: str) -> Model:
+    for package in ("gguf", "tokenizers", "jinja2", "safetensors"):
+        if importlib.util.find_spec(package) is None:
+            raise ModelError(f"loading language models needs the package {package!r}: "
+                             "pip install 'jaxrl3m[llm]'")
     path = resolve(model)
     if path.is_file() and path.suffix == ".gguf":
         return _load_gguf(path, model)

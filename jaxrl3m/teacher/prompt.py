@@ -6,7 +6,7 @@ A prompt is a small YAML-able record (`--prompt FILE` overrides any field of the
     user: "...{state}..."                  # one abstract state
     tasks: {DoorKey: "...", ...}           # {task} per task
     examples: [{state: 0, answer: explore}, ...]   # worked examples, shown as earlier turns
-    permutations: 1      # option orders averaged over (cyclic shifts), against position bias
+    permutations: 4      # option orders averaged over (cyclic shifts), against position bias
     calibrate: false     # subtract the scores of a content-free state ("N/A")
     temperature: 1.0     # probs = softmax(scores / temperature)
 
@@ -54,8 +54,8 @@ class Prompt:
                    "Answer with exactly one of them and nothing else.")
     user: str = "{state} What should the agent do next?"
     tasks: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_TASKS))
-    examples: tuple = ()
-    permutations: int = 1
+    examples: tuple = ()  # the default prompt uses DEFAULT_EXAMPLES (see load_prompt)
+    permutations: int = 4
     calibrate: bool = False
     temperature: float = 1.0
 
@@ -109,7 +109,8 @@ DEFAULT_EXAMPLES = (
 
 def load_prompt(path: str | Path | None = None, **overrides: Any) -> Prompt:
     """The default prompt, with fields from a YAML file and keyword overrides on top."""
-    fields = {}
+    # Defaults measured best with SmolLM2 (bench/prompt_ablation.py): worked examples, 4 orders.
+    fields: dict[str, Any] = {"examples": list(DEFAULT_EXAMPLES)}
     if path is not None:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}

