@@ -1,7 +1,8 @@
 """The teacher acting alone: its success rate is its competence (no learning).
 
 `teacher_episodes` plays exactly one episode in each of `num_episodes` environments, all in one
-`jit(vmap(...))`, looping until every episode has ended, sampling actions from `pi_L`.
+`jit(vmap(...))`, looping until every episode has ended, sampling actions from `pi_L` (it is
+`jaxrl3m.envs.episodes.play_episodes` with the teacher as the policy).
 """
 
 from __future__ import annotations
@@ -10,47 +11,27 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
+from ..envs.episodes import EpisodeStats, play_episodes
 from .mixture import teacher_probs
 
 
-class EpisodeStats(struct.PyTreeNode):
-    success: jax.Array  # bool[N]: the episode ended with a positive reward
-    lava: jax.Array  # bool[N]: the episode ended on lava (terminated with no reward)
-    ret: jax.Array  # f32[N]: the episode's return
-    length: jax.Array  # i32[N]: steps taken
+def _teacher_policy(options: tuple[str, ...]):
+    return _TEACHER_POLICIES.setdefault(options, functools.partial(_teacher_logits,
+                                                                   options=options))
 
 
-@functools.partial(jax.jit, static_argnames=("env", "options", "num_episodes"))
+def _teacher_logits(table, obs, key, options):
+    return jnp.log(jax.vmap(teacher_probs, in_axes=(None, 0, None))(table, obs, options))
+
+
+_TEACHER_POLICIES: dict = {}
+
+
 def teacher_episodes(env, table: jax.Array, options: tuple[str, ...], key: jax.Array,
                      num_episodes: int) -> EpisodeStats:
     """Plays one episode per environment with actions sampled from the teacher `pi_L`."""
-    k_reset, k_act = jax.random.split(key)
-    ts = jax.vmap(env.reset)(jax.random.split(k_reset, num_episodes))
-    probs_fn = jax.vmap(teacher_probs, in_axes=(None, 0, None))
-
-    def step(carry):
-        t, ts, live, stats = carry
-        k = jax.random.fold_in(k_act, t)
-        probs = probs_fn(table, ts.obs, options)
-        actions = jax.random.categorical(k, jnp.log(probs), axis=-1)
-        nxt = jax.vmap(env.step)(ts.state, actions)
-        ended = live & nxt.done
-        stats = EpisodeStats(
-            success=stats.success | (ended & nxt.terminated & (nxt.reward > 0)),
-            lava=stats.lava | (ended & nxt.terminated & (nxt.reward <= 0)),
-            ret=stats.ret + jnp.where(live, nxt.reward, 0.0),
-            length=stats.length + live.astype(jnp.int32))
-        return t + 1, nxt, live & ~nxt.done, stats
-
-    zeros = jnp.zeros((num_episodes,), bool)
-    init = EpisodeStats(success=zeros, lava=zeros, ret=jnp.zeros((num_episodes,)),
-                        length=jnp.zeros((num_episodes,), jnp.int32))
-    # Every episode ends by `max_steps` (truncation); stop as soon as all have.
-    _, _, _, stats = jax.lax.while_loop(lambda c: c[2].any(), step,
-                                        (jnp.zeros((), jnp.int32), ts, ~zeros, init))
-    return stats
+    return play_episodes(env, _teacher_policy(tuple(options)), table, key, num_episodes)
 
 
 @functools.partial(jax.jit, static_argnames=("env", "options", "num_envs", "num_steps"))

@@ -1,0 +1,98 @@
+"""Learning speed, measured: environment steps to 0.9 success, guided vs plain PPO.
+
+    python bench/learning.py                       # every task and prior, 4 seeds (~30 min, 2 cores)
+    python bench/learning.py --tasks DoorKey --priors oracle ppo --seeds 4
+
+Each (task, prior) runs its preset `configs/<task>-<prior>.yaml` through `jaxrl3m.train` with
+all seeds in one vmap, into `runs/bench-learning/`. Steps to 0.9 are read from the training
+episodes' success rate pooled over the last 5 updates (at least 50 episodes). Writes
+`bench/learning.json` and `bench/learning_<task>.png` (mean and min-max band over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from jaxrl3m import curves  # noqa: E402
+from jaxrl3m.train import load_config, new_run_dir, train_run  # noqa: E402
+from jaxrl3m.teacher.table import atomic_write_text  # noqa: E402
+import dataclasses  # noqa: E402
+
+TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
+PRIORS = ("ppo", "oracle", "vicuna33b", "llm")
+# Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
+PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 2_000_000, "ColoredDoorKey": 3_000_000}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=list(TASKS))
+    p.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
+    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
+    args = p.parse_args(argv)
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
+                           jax.devices()], "cpu_count": __import__("os").cpu_count()}
+    for task in args.tasks:
+        for prior in args.priors:
+            overrides = {"seeds": args.seeds, "runs_dir": str(ROOT / "runs" / "bench-learning"),
+                         "eval_episodes": 500}
+            if prior == "ppo":
+                overrides["total_steps"] = PPO_STEPS[task]
+            ppo, run = load_config(str(ROOT / "configs" / f"{task}-{prior}.yaml"), overrides)
+            run_dir = new_run_dir(run)
+            run = dataclasses.replace(run, name=run_dir.name)
+            t0 = time.perf_counter()
+            s = train_run(ppo, run, run_dir, progress=True)
+            rows = curves.read_csv(run_dir / "metrics.csv")
+            steps = curves.by_seed(rows, "env_steps")[0]
+            succ = curves.windowed_success(curves.by_seed(rows, "success"),
+                                           curves.by_seed(rows, "episodes"))
+            to = np.array(s["steps_to_0.9"], dtype=float)
+            results.setdefault(task, {})[prior] = {
+                "config": f"configs/{task}-{prior}.yaml", "seeds": args.seeds,
+                "env_steps": int(steps[-1]), "steps_to_0.9": [None if math.isnan(x) else x
+                                                             for x in to],
+                "steps_to_0.9_mean": float(to.mean()) if np.isfinite(to).all() else None,
+                "reached": int(np.isfinite(to).sum()),
+                "final_success_mean": s["final_success_mean"],
+                "eval_success_mean": s["eval"]["success_mean"],
+                "eval_success_std": s["eval"]["success_std"],
+                "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir.relative_to(ROOT)),
+                "curve_steps": steps[::5].tolist(),
+                "curve_success_mean": np.nanmean(succ, 0)[::5].round(4).tolist()}
+            atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
+            r = results[task][prior]
+            print(f"{task:15s} {prior:10s} steps to 0.9: {r['steps_to_0.9']} "
+                  f"(reached {r['reached']}/{args.seeds}); held-out success "
+                  f"{r['eval_success_mean']:.3f}; {r['wall_s']:.0f} s", flush=True)
+        curves_by_prior = {}
+        for prior in PRIORS:
+            r = results.get(task, {}).get(prior)
+            if r:
+                rows = curves.read_csv(ROOT / r["run_dir"] / "metrics.csv")
+                steps = curves.by_seed(rows, "env_steps")[0]
+                curves_by_prior[prior] = (steps, curves.windowed_success(
+                    curves.by_seed(rows, "success"), curves.by_seed(rows, "episodes")))
+        curves.plot_learning_curves(curves_by_prior, ROOT / "bench" / f"learning_{task}.png",
+                                    f"{task}: guided vs plain PPO")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Learning algorithms: pure loss functions and jittable train builders."""

@@ -1,0 +1,54 @@
+"""Orbax checkpoints of training state, PRNG keys included.
+
+Typed PRNG keys are stored as their raw key data and wrapped back on restore. Orbax writes each
+checkpoint to a temporary folder and renames it when complete, so a stopped run never leaves a
+half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _unkey(tree: Any) -> Any:
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _rekey(data: Any, template: Any) -> Any:
+    return jax.tree.map(lambda d, t: jax.random.wrap_key_data(d, impl=jax.random.key_impl(t))
+                        if _is_key(t) else d, data, template)
+
+
+class Checkpoints:
+    """The checkpoints of one run: `save(step, tree)`, `latest()`, `restore(step, template)`."""
+
+    def __init__(self, directory: str | Path, max_to_keep: int = 2):
+        self.directory = Path(directory).resolve()
+        self.manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                                                 create=True))
+
+    def save(self, step: int, tree: Any) -> None:
+        self.manager.save(step, args=ocp.args.StandardSave(_unkey(tree)))
+        self.manager.wait_until_finished()
+
+    def latest(self) -> int | None:
+        return self.manager.latest_step()
+
+    def restore(self, step: int, template: Any) -> Any:
+        """The tree saved at `step`, shaped like `template` (typed keys restored)."""
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unkey(template))
+        data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        return _rekey(data, template)
+
+    def close(self) -> None:
+        self.manager.close()

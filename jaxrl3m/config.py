@@ -1,0 +1,122 @@
+"""YAML configs with `key=value` overrides, checked against dataclasses with clear errors.
+
+A config file is flat YAML whose keys are fields of the dataclasses it configures (for training:
+`PPOConfig` and `RunConfig`). `base: other.yaml` (relative to the file) inherits another file's
+keys, which the file then overrides. Unknown keys and values of the wrong type fail at once with
+a message naming the key, the expected type and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message names the key and the fix."""
+
+
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The keys of a config file, with `base:` files merged in (the file's own keys win)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {str(path)!r} inherits itself through 'base'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must be a mapping of key: value")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = load_yaml(path.parent / base, _seen + (path.resolve(),))
+    merged.update(data)
+    return merged
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["lr=0.001", "hidden=[32, 32]"]` -> `{"lr": 0.001, "hidden": [32, 32]}` (YAML values)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """`value` as type `tp` (int, float, str, bool, tuple[int, ...], or `X | None`), or a
+    ConfigError naming `key`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return coerce(key, value, inner)
+    if origin is tuple:
+        (inner, *_), = [typing.get_args(tp)]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list of {_type_name(inner)}, "
+                              f"got {value!r}")
+        return tuple(coerce(key, v, inner) for v in value)
+    if tp is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[tp](value)
+    if not ok:
+        raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r} "
+                          f"({type(value).__name__})")
+    return float(value) if tp is float else value
+
+
+def build(classes: tuple[type, ...], values: dict[str, Any]) -> tuple[Any, ...]:
+    """One instance of each dataclass from the flat `values` (each key goes to the class that
+    has the field); unknown keys raise ConfigError with the closest valid key."""
+    fields = {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            fields[f.name] = (cls, hints[f.name])
+    kwargs: dict[type, dict[str, Any]] = {cls: {} for cls in classes}
+    for key, value in values.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys: "
+                              f"{', '.join(sorted(fields))}")
+        cls, tp = fields[key]
+        kwargs[cls][key] = coerce(key, value, tp)
+    return tuple(cls(**kwargs[cls]) for cls in classes)
+
+
+def to_dict(*objs: Any) -> dict[str, Any]:
+    """The fields of dataclasses as one flat dict of plain values (tuples as lists)."""
+    out = {}
+    for obj in objs:
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -1,0 +1,326 @@
+"""Guided PPO: losses against hand-computed values, probe environments, the train command."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+from jaxrl3m import curves, train as train_cli
+from jaxrl3m.algos import losses
+from jaxrl3m.algos.ppo import METRICS, PPOConfig, make_train
+from jaxrl3m.config import ConfigError
+from jaxrl3m.envs.types import (EMPTY_CELL, KEY, LAVA, NOTHING, Observation, TimeStep,
+                                WALL_CELL)
+from jaxrl3m.teacher.options import oracle_table
+
+TINY = dict(num_envs=8, num_steps=8, num_minibatches=2, update_epochs=2, hidden=(16,),
+            window=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses, hand-computed, with and without jit (chex variants)
+# ---------------------------------------------------------------------------------------------
+class LossesTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gae_hand_computed(self):
+        # T = 4, one environment: step 1 is truncated (bootstrap v_final = 5), step 3 terminates.
+        r = jnp.array([1.0, 0.0, 2.0, 1.0])
+        v = jnp.array([0.5, 1.0, 2.0, 3.0])
+        v_tp1 = jnp.array([1.0, 5.0, 3.0, 9.0])  # v(obs_1), v(final_obs_1), v(obs_3), ignored
+        term = jnp.array([False, False, False, True])
+        done = jnp.array([False, True, False, True])
+        g, lam = 0.9, 0.8
+        adv, ret = self.variant(losses.gae)(r, v, v_tp1, term, done, g, lam)
+        d3 = 1.0 - 3.0  # terminal: no bootstrap
+        d2 = 2.0 + g * 3.0 - 2.0
+        d1 = 0.0 + g * 5.0 - 1.0  # truncated: bootstraps the final observation's value
+        d0 = 1.0 + g * 1.0 - 0.5
+        a3, a2 = d3, d2 + g * lam * d3
+        a1 = d1  # episode boundary: nothing flows back across it
+        a0 = d0 + g * lam * a1
+        np.testing.assert_allclose(adv, [a0, a1, a2, a3], rtol=1e-6)
+        np.testing.assert_allclose(ret, np.array([a0, a1, a2, a3]) + np.array(v), rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_clipped_policy_loss_hand_computed(self):
+        logp = jnp.log(jnp.array([0.5, 0.9, 0.2]))
+        old = jnp.log(jnp.array([0.25, 1.0, 0.4]))  # ratios 2.0, 0.9, 0.5
+        adv = jnp.array([1.0, -2.0, -1.0])
+        # min(rA, clip(r)A): 2 vs 1.2 -> 1.2; -1.8 both; -0.5 vs 0.8*-1 = -0.8 -> -0.8
+        out = self.variant(losses.clipped_policy_loss)(logp, old, adv, 0.2)
+        np.testing.assert_allclose(out, -np.mean([1.2, -1.8, -0.8]), rtol=1e-5)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_clipped_value_loss_hand_computed(self):
+        v, old, ret = jnp.array([1.0, 0.0]), jnp.array([0.5, 0.5]), jnp.array([2.0, 0.0])
+        # v=1: (1-2)^2 = 1 vs clipped 0.7: 1.69 -> 1.69; v=0: 0 vs clipped 0.3: 0.09 -> 0.09
+        out = self.variant(losses.clipped_value_loss)(v, old, ret, 0.2)
+        np.testing.assert_allclose(out, 0.5 * np.mean([1.69, 0.09]), rtol=1e-5)
+
+
+def test_gae_batched_matches_per_env():
+    k = jax.random.split(jax.random.key(0), 4)
+    r, v, vn = (jax.random.normal(k[i], (6, 3)) for i in range(3))
+    done = jax.random.bernoulli(k[3], 0.3, (6, 3))
+    term = done & jnp.array([True, False, True])
+    adv, _ = jax.jit(losses.gae)(r, v, vn, term, done, 0.99, 0.95)
+    for i in range(3):
+        a_i, _ = losses.gae(r[:, i], v[:, i], vn[:, i], term[:, i], done[:, i], 0.99, 0.95)
+        np.testing.assert_allclose(adv[:, i], a_i, rtol=1e-5, atol=1e-6)
+
+
+def test_teacher_kl_matches_direct_computation():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(7), size=5).astype(np.float32)
+    p[0] = [0, 0, 1, 0, 0, 0, 0]  # zeros in the teacher contribute nothing (and no NaN)
+    p[1, :3] = 0
+    p[1] /= p[1].sum()
+    logits = rng.normal(size=(5, 7)).astype(np.float32)
+    q = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        direct = np.where(p > 0, p * np.log(p / q), 0).sum(-1)
+    out = jax.jit(losses.teacher_kl)(jnp.asarray(p), jnp.asarray(logits))
+    np.testing.assert_allclose(out, direct, rtol=1e-5, atol=1e-6)
+    grad = jax.grad(lambda l: losses.teacher_kl(jnp.asarray(p), l).sum())(jnp.asarray(logits))
+    np.testing.assert_allclose(grad, q - p, atol=1e-5)  # d KL / d logits = q - p
+    assert np.all(np.isfinite(grad))
+
+
+def test_kl_schedules():
+    w = lambda s, t, *a: round(float(losses.kl_weight(s, t, *a)), 5)
+    # LLM4Teach: 10, -0.005 per update, floor 0.1, off from update 3000.
+    args = (10.0, 0.005, 0.1, 3000)
+    assert w("linear", 0, *args) == pytest.approx(10.0)
+    assert w("linear", 100, *args) == pytest.approx(9.5)
+    assert w("linear", 1980, *args) == pytest.approx(0.1)
+    assert w("linear", 2500, *args) == pytest.approx(0.1)
+    assert w("linear", 2999, *args) == pytest.approx(0.1)
+    assert w("linear", 3000, *args) == 0.0
+    assert w("exponential", 10, 1.0, 0.9, 0.0, -1) == pytest.approx(0.9 ** 10, rel=1e-5)
+    assert w("exponential", 1000, 1.0, 0.9, 0.05, -1) == pytest.approx(0.05)
+    assert w("constant", 10_000, 2.0, 0.0, 0.0, -1) == 2.0
+    assert w("linear", 5, 0.0, 0.0, 0.1, -1) == 0.0  # no guidance means none, floor or not
+    with pytest.raises(ValueError, match="kl_schedule"):
+        losses.kl_weight("cosine", 0, 1.0, 0.0, 0.0, -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+def _run(config: PPOConfig, guided: bool, table, n: int, env=None):
+    trainer = make_train(config, guided, env)
+    runner = jax.jit(trainer.init)(jax.random.key(3))
+    return jax.jit(trainer.update, static_argnums=2)(runner, table, n)
+
+
+def test_kl_coef_zero_is_exactly_plain_ppo():
+    config = PPOConfig(task="DoorKey", total_steps=8 * 8 * 3, kl_coef=0.0, **TINY)
+    table = jnp.asarray(oracle_table("DoorKey"))
+    guided, m_guided = _run(config, True, table, 3)
+    plain, m_plain = _run(config, False, table, 3)
+    chex.assert_trees_all_equal(guided.params, plain.params)
+    np.testing.assert_array_equal(m_guided["loss"], m_plain["loss"])
+    # ... and the guidance really acts when kl_coef > 0.
+    pulled, m_pulled = _run(dataclasses.replace(config, kl_coef=1.0), True, table, 3)
+    assert float(m_pulled["kl_teacher"][0]) > 0 and float(m_pulled["lambda"][0]) == 1.0
+    assert not np.allclose(jax.tree.leaves(pulled.params)[0], jax.tree.leaves(plain.params)[0])
+
+
+def test_guidance_pulls_the_student_to_the_teacher():
+    # Pure imitation (PPO terms off): the KL to an oracle teacher must fall clearly.
+    config = PPOConfig(task="DoorKey", total_steps=64 * 16 * 30, num_envs=64, num_steps=16,
+                       kl_coef=5.0, ent_coef=0.0, vf_coef=0.0, clip_eps=1e-6, window=7,
+                       hidden=(32,))
+    _, m = _run(config, True, jnp.asarray(oracle_table("DoorKey")), 30)
+    kl = np.asarray(m["kl_teacher"])
+    assert kl[-5:].mean() < 0.75 * kl[:3].mean(), kl
+
+
+def test_two_seeds_under_vmap_give_finite_metrics_of_the_right_shapes():
+    config = PPOConfig(task="ColoredDoorKey", total_steps=8 * 8 * 2, kl_coef=1.0, **TINY)
+    trainer = make_train(config)
+    table = jnp.asarray(oracle_table("ColoredDoorKey"))
+    runner, metrics = jax.jit(jax.vmap(trainer.train, (0, None)))(
+        jax.random.split(jax.random.key(0), 2), table)
+    assert set(metrics) == set(METRICS)
+    for k, v in metrics.items():
+        assert v.shape == (2, 2), k
+    chex.assert_tree_all_finite(runner.params)
+    for k in ("loss", "kl_teacher", "entropy", "value_loss", "lambda", "env_steps"):
+        assert np.all(np.isfinite(metrics[k])), k
+    np.testing.assert_array_equal(metrics["env_steps"][0], [64, 128])
+    assert not np.allclose(jax.tree.leaves(runner.params)[0][0],
+                           jax.tree.leaves(runner.params)[0][1])  # the seeds differ
+
+
+def test_prior_table_of_the_wrong_shape_fails_at_once():
+    config = PPOConfig(task="ColoredDoorKey", total_steps=64, kl_coef=1.0, **TINY)
+    with pytest.raises(ConfigError, match=r"shape \(60, 6\).*needs \(60, 8\)"):
+        _run(config, True, jnp.asarray(oracle_table("DoorKey")), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Probe environments (known optimal values)
+# ---------------------------------------------------------------------------------------------
+class ProbeState(struct.PyTreeNode):
+    key: jax.Array
+    t: jax.Array
+    context: jax.Array  # i32[]: 0 or 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeEnv:
+    """`bandit`: one step; the cell ahead shows a key or lava; action 0 (left) is right under a
+    key, action 1 (right) under lava: reward 1, else 0. Optimal value 1.
+    `truncation`: reward 1 every step, never terminates, truncated after `max_steps`. With
+    bootstrapping at truncation the value is 1 / (1 - gamma) in every state; treating the cut
+    as a termination would give less (the time left is not observable)."""
+
+    kind: str = "bandit"
+    max_steps: int = 5
+    num_actions: int = 7
+
+    def _obs(self, context):
+        grid = jnp.broadcast_to(jnp.asarray(EMPTY_CELL), (5, 5, 3))
+        grid = grid.at[0].set(jnp.asarray(WALL_CELL))
+        marker = jnp.where(context == 0, jnp.array([KEY, 0, 0]), jnp.array([LAVA, 0, 0]))
+        grid = grid.at[1, 2].set(marker.astype(jnp.uint8))
+        return Observation(grid=grid.astype(jnp.uint8), agent_pos=jnp.array([2, 2], jnp.int32),
+                           agent_dir=jnp.int32(3), carrying=jnp.asarray(NOTHING))
+
+    def reset(self, key):
+        k, k_next = jax.random.split(key)
+        ctx = jax.random.bernoulli(k).astype(jnp.int32)
+        obs = self._obs(ctx)
+        z = jnp.zeros((), bool)
+        return TimeStep(state=ProbeState(key=k_next, t=jnp.int32(0), context=ctx), obs=obs,
+                        reward=jnp.float32(0), terminated=z, truncated=z, final_obs=obs)
+
+    def step(self, state, action):
+        t = state.t + 1
+        if self.kind == "bandit":
+            reward = (action == state.context).astype(jnp.float32)
+            terminated, truncated = jnp.ones((), bool), jnp.zeros((), bool)
+        else:
+            reward = jnp.float32(1)
+            terminated, truncated = jnp.zeros((), bool), t >= self.max_steps
+        final_obs = self._obs(state.context)
+        fresh = self.reset(state.key)
+        done = terminated | truncated
+        new = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh.state,
+                           state.replace(t=t))
+        return TimeStep(state=new, obs=self._obs(new.context), reward=reward,
+                        terminated=terminated, truncated=truncated, final_obs=final_obs)
+
+
+def test_probe_bandit_is_learned():
+    env = ProbeEnv("bandit")
+    config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
+                       total_steps=32 * 8 * 60, window=5, hidden=(16,))
+    trainer = make_train(config, guided=False, env=env)
+    runner, m = jax.jit(trainer.train)(jax.random.key(0), jnp.asarray(oracle_table("DoorKey")))
+    obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
+    logits, value = trainer.apply(runner.params, obs)
+    probs = jax.nn.softmax(logits)
+    assert probs[0, 0] > 0.9 and probs[1, 1] > 0.9, probs
+    np.testing.assert_allclose(value, 1.0, atol=0.1)
+    assert float(m["success"][-1]) > 0.9  # rewarded terminations count as successes
+
+
+def test_probe_truncation_is_bootstrapped():
+    env = ProbeEnv("truncation", max_steps=5)
+    config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
+                       total_steps=32 * 8 * 80, window=5, hidden=(16,), gamma=0.5,
+                       anneal_lr=False, lr=3e-3)
+    trainer = make_train(config, guided=False, env=env)
+    runner, _ = jax.jit(trainer.train)(jax.random.key(0), jnp.asarray(oracle_table("DoorKey")))
+    obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
+    _, value = trainer.apply(runner.params, obs)
+    # 1 / (1 - 0.5) = 2; treating truncation as termination would average about 1.6.
+    np.testing.assert_allclose(value, 2.0, atol=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs and the command line
+# ---------------------------------------------------------------------------------------------
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'kl_coeff'.*Did you mean 'kl_coef'"):
+        train_cli.load_config(None, {"kl_coeff": 1.0})
+    with pytest.raises(ConfigError, match=r"'num_envs' must be int, got 'many'"):
+        train_cli.load_config(None, {"num_envs": "many"})
+    with pytest.raises(ConfigError, match=r"'hidden' must be a list of int"):
+        train_cli.load_config(None, {"hidden": 64})
+    with pytest.raises(ConfigError, match=r"'num_minibatches'.*does not divide"):
+        train_cli.load_config(None, {"num_minibatches": 7})
+    with pytest.raises(ConfigError, match=r"'kl_coef' is 1.0 but prior is 'none'"):
+        train_cli.load_config(None, {"kl_coef": 1.0})
+    ppo, _ = train_cli.load_config(None, {"lr": "1e-3"})  # YAML 1.1 reads 1e-3 as a string
+    assert ppo.lr == 1e-3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: ppo.yaml\ntask: DoorKey\n")
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_cli.load_config(str(bad), {})
+
+
+def test_prior_of_another_task_is_refused(tmp_path, capsys):
+    code = train_cli.main(["task=ColoredDoorKey", "prior=llm_cache/DoorKey-oracle.json",
+                           "kl_coef=1.0", f"runs_dir={tmp_path}", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "config key 'prior'" in err and "DoorKey" in err and "ColoredDoorKey" in err
+
+
+def _tiny_cli_args(tmp_path, name):
+    return ["configs/DoorKey-oracle.yaml", f"name={name}", f"runs_dir={tmp_path}",
+            "num_envs=8", "num_steps=8", "num_minibatches=2", "update_epochs=2", "hidden=[16]",
+            "window=5", "total_steps=640", "log_every=5", "eval_episodes=16", "--seeds", "2",
+            "--no-progress"]
+
+
+def test_train_writes_a_run_and_resume_equals_uninterrupted(tmp_path, capsys):
+    assert train_cli.main(_tiny_cli_args(tmp_path, "full")) == 0
+    full = tmp_path / "full"
+    for f in ("config.yaml", "metrics.csv", "learning_curve.png", "eval.json", "summary.json"):
+        assert (full / f).is_file(), f
+    rows = curves.read_csv(full / "metrics.csv")
+    assert len(rows) == 2 * 10 and {r["seed"] for r in rows} == {0, 1}
+    assert set(train_cli.COLUMNS) <= set(rows[0])
+    assert "final success" in capsys.readouterr().out
+
+    # The same run, stopped after 5 of 10 updates (one chunk), then resumed.
+    ppo, run = train_cli.load_config(str(full / "config.yaml"), {"name": "stopped"})
+    stopped = train_cli.new_run_dir(run)
+    (stopped / "config.yaml").write_text((full / "config.yaml").read_text())
+    assert train_cli.train_run(ppo, run, stopped, progress=False, stop_after=5) is None
+    assert max(r["update"] for r in curves.read_csv(stopped / "metrics.csv")) == 5
+    assert train_cli.main(["--resume", str(stopped), "--no-progress"]) == 0
+
+    a, b = curves.read_csv(full / "metrics.csv"), curves.read_csv(stopped / "metrics.csv")
+    assert len(a) == len(b)
+    for ra, rb in zip(a, b):
+        for k in ("loss", "kl_teacher", "entropy", "return", "success"):
+            assert ra[k] == rb[k] or (math.isnan(ra[k]) and math.isnan(rb[k])), (k, ra, rb)
+    from jaxrl3m.evaluate import evaluate_run
+    ea, eb = evaluate_run(full, 16), evaluate_run(stopped, 16)
+    assert ea["success"] == eb["success"] and ea["return"] == eb["return"]
+
+
+def test_evaluate_command(tmp_path, capsys):
+    from jaxrl3m import evaluate
+    assert evaluate.main([str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    args = _tiny_cli_args(tmp_path, "ev")
+    args[args.index("--seeds") + 1] = "1"
+    assert train_cli.main(args) == 0
+    capsys.readouterr()
+    assert evaluate.main([str(tmp_path / "ev"), "--episodes", "8", "--greedy"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out episodes per seed (greedy)" in out and '"update": 10' in out
