@@ -33,7 +33,7 @@ import dataclasses  # noqa: E402
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("ppo", "oracle", "vicuna33b", "llm")
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
-PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 2_000_000, "ColoredDoorKey": 3_000_000}
+PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000}
 
 
 def main(argv=None) -> int:

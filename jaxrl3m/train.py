@@ -112,8 +112,8 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
 class Progress:
     """A one-line progress bar on a terminal; a line every ~10% otherwise (logs, CI)."""
 
-    def __init__(self, total: int, enabled: bool = True, stream=sys.stderr):
-        self.total, self.enabled, self.stream = total, enabled, stream
+    def __init__(self, total: int, enabled: bool = True, stream=sys.stderr, seeds: int = 1):
+        self.total, self.enabled, self.stream, self.seeds = total, enabled, stream, seeds
         self.tty = enabled and stream.isatty()
         self.start = time.perf_counter()
         self.next_report = 0.1
@@ -122,7 +122,7 @@ class Progress:
         if not self.enabled:
             return
         frac = min(steps / self.total, 1.0)
-        eta = (self.total - steps) / sps if sps > 0 else math.nan
+        eta = (self.total - steps) * self.seeds / sps if sps > 0 else math.nan  # sps: all seeds
         bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
         text = (f"[{bar}] {steps:>11,}/{self.total:,} steps | {sps:>9,.0f} steps/s | return "
                 f"{ret:.3f} | success {success:.3f} | ETA {_clock(eta)}")
@@ -204,7 +204,7 @@ def train_run(ppo: PPOConfig, run: RunConfig, run_dir: Path, resume: bool = Fals
         runner = ckpt.restore(done, runner)
         rows = [r for r in curves.read_csv(run_dir / "metrics.csv") if r["update"] <= done]
         print(f"resuming {run_dir} from update {done} of {ppo.num_updates}", file=sys.stderr)
-    bar = Progress(ppo.num_updates * ppo.batch_size, progress)
+    bar = Progress(ppo.num_updates * ppo.batch_size, progress, seeds=run.seeds)
     wall = rows[-1]["wall_s"] if rows else 0.0
     while done < ppo.num_updates:
         n = min(run.log_every, ppo.num_updates - done)
