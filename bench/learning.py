@@ -34,6 +34,30 @@ TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("ppo", "oracle", "vicuna33b", "llm")
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
 PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000}
+LABELS = {"ppo": "none (plain PPO)", "oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)",
+          "llm": "SmolLM2-135M"}
+
+
+def _k(x: float) -> str:
+    return f"{x / 1000:.0f}k"
+
+
+def markdown_table(results: dict) -> str:
+    """The README / RESULTS.md table from `bench/learning.json`."""
+    lines = ["| task | prior | steps to 0.9, per seed | mean | reached | "
+             "held-out success (500 ep/seed) | wall |", "|---|---|---|---|---|---|---|"]
+    for task in TASKS:
+        for prior in PRIORS:
+            r = results.get(task, {}).get(prior)
+            if r is None:
+                continue
+            per_seed = ", ".join("—" if x is None else _k(x) for x in r["steps_to_0.9"])
+            mean = "not reached" if r["steps_to_0.9_mean"] is None else _k(r["steps_to_0.9_mean"])
+            lines.append(f"| {task} | {LABELS[prior]} | {per_seed} | {mean} | "
+                         f"{r['reached']}/{r['seeds']} in {r['env_steps'] / 1e6:.1f}M | "
+                         f"{r['eval_success_mean']:.3f} ± {r['eval_success_std']:.3f} | "
+                         f"{r['wall_s']:.0f} s |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -43,9 +67,14 @@ def main(argv=None) -> int:
     p.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
+    p.add_argument("--markdown", action="store_true",
+                   help="print the Markdown table of the JSON and exit (runs nothing)")
     args = p.parse_args(argv)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if args.markdown:
+        print(markdown_table(results))
+        return 0
     results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
                            jax.devices()], "cpu_count": __import__("os").cpu_count()}
     for task in args.tasks:
@@ -84,7 +113,7 @@ def main(argv=None) -> int:
         curves_by_prior = {}
         for prior in PRIORS:
             r = results.get(task, {}).get(prior)
-            if r:
+            if r and (ROOT / r["run_dir"] / "metrics.csv").exists():
                 rows = curves.read_csv(ROOT / r["run_dir"] / "metrics.csv")
                 steps = curves.by_seed(rows, "env_steps")[0]
                 curves_by_prior[prior] = (steps, curves.windowed_success(

@@ -5,11 +5,13 @@
 
 For each task, number of environments and number of vmapped seeds, builds the jitted chunk of
 `--updates` PPO updates (`jaxrl3m.algos.ppo`, presets' hyperparameters, rollouts of 32 steps,
-minibatches of at most 8192 samples), compiles it once (compile time reported apart), then
-times `--repeats` chunks with `block_until_ready` and keeps the best. Guided = the oracle prior
+minibatches of at most 8192 samples) for plain and for guided PPO, compiles both (compile time
+reported apart), then times `--repeats` chunks of each, alternating, with `block_until_ready`,
+and keeps the best (the median is in the JSON). Guided = the oracle prior
 table with lambda > 0 the whole time (the teacher is computed for up to `teacher_envs` = 256
 environments per step, the KL term in every minibatch); plain = no teacher, no KL term.
-Environment steps per second count every seed's steps. Writes JSON and prints a table.
+Environment steps per second count every seed's steps. Prints a table and merges the rows into
+the JSON (a row with the same task, environments and seeds is replaced; `--fresh` starts over).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,28 +35,81 @@ from jaxrl3m.algos.ppo import PPOConfig, make_train  # noqa: E402
 from jaxrl3m.teacher.options import oracle_table  # noqa: E402
 from jaxrl3m.teacher.table import atomic_write_text  # noqa: E402
 
+TABLES = {t: jnp.asarray(oracle_table(t)) for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
 
-def measure(task: str, num_envs: int, seeds: int, guided: bool, updates: int, repeats: int):
+
+def build(task: str, num_envs: int, seeds: int, guided: bool, updates: int):
+    """The jitted chunk of `updates` updates for `seeds` seeds, compiled and run once."""
     batch = num_envs * 32
     config = PPOConfig(task=task, num_envs=num_envs, num_steps=32,
                        num_minibatches=max(4, batch // 8192), total_steps=batch * 10_000,
                        kl_coef=1.0 if guided else 0.0, kl_schedule="constant")
     trainer = make_train(config, guided=guided)
-    table = jnp.asarray(oracle_table(task))
     keys = jax.random.split(jax.random.key(0), seeds)
-    init = jax.jit(jax.vmap(trainer.init))
+    runner = jax.jit(jax.vmap(trainer.init))(keys)
     chunk = jax.jit(jax.vmap(lambda r, t: trainer.update(r, t, updates), in_axes=(0, None)))
-    runner = init(keys)
     t0 = time.perf_counter()
-    runner, m = jax.block_until_ready(chunk(runner, table))
-    compile_s = time.perf_counter() - t0
+    runner, _ = jax.block_until_ready(chunk(runner, TABLES[task]))
+    return {"chunk": chunk, "runner": runner, "compile_s": time.perf_counter() - t0,
+            "times": [], "steps": updates * batch * seeds}
+
+
+def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int) -> dict:
+    """Plain and guided PPO timed in alternation (`repeats` chunks each, best kept), so that
+    a slow spell of the machine hits both alike."""
+    runs = {"plain": build(task, num_envs, seeds, False, updates),
+            "guided": build(task, num_envs, seeds, True, updates)}
+    for _ in range(repeats):
+        for r in runs.values():
+            t0 = time.perf_counter()
+            r["runner"], _ = jax.block_until_ready(r["chunk"](r["runner"], TABLES[task]))
+            r["times"].append(time.perf_counter() - t0)
+    return {name: {"compile_s": r["compile_s"], "run_s": min(r["times"]),
+                   "steps_per_s": r["steps"] / min(r["times"]),
+                   "steps_per_s_median": r["steps"] / float(np.median(r["times"]))}
+            for name, r in runs.items()}
+
+
+def teacher_cost(task: str, states: int = 8192, repeats: int = 5) -> float:
+    """Microseconds per state of the teacher `pi_L` (oracle table), vmapped over `states`
+    observations from random-action rollouts, as the trainer computes it after a rollout."""
+    trainer = make_train(PPOConfig(task=task))
+    env, n = trainer.env, 256
+
+    def observations(key):
+        ts = jax.vmap(env.reset)(jax.random.split(key, n))
+
+        def step(carry, k):
+            t = jax.vmap(env.step)(carry.state, jax.random.randint(k, (n,), 0, env.num_actions))
+            return t, carry.obs
+
+        _, obs = jax.lax.scan(step, ts, jax.random.split(key, states // n))
+        return jax.tree.map(lambda x: x.reshape(states, *x.shape[2:]), obs)
+
+    obs = jax.jit(observations)(jax.random.key(1))
+    teacher = jax.jit(lambda t, o: trainer.teacher(t, o, states))
+    jax.block_until_ready(teacher(TABLES[task], obs))
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        runner, m = jax.block_until_ready(chunk(runner, table))
+        jax.block_until_ready(teacher(TABLES[task], obs))
         best = min(best, time.perf_counter() - t0)
-    return {"compile_s": compile_s, "run_s": best,
-            "steps_per_s": updates * batch * seeds / best}
+    return best / states * 1e6
+
+
+def markdown_table(out: dict) -> str:
+    """The README / RESULTS.md table from the JSON."""
+    lines = ["| task | envs | seeds | plain PPO steps/s | guided PPO steps/s | guided / plain | "
+             "compile s (plain / guided) |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(out["results"], key=lambda r: (r["task"], r["seeds"], r["envs"])):
+        lines.append(f"| {r['task']} | {r['envs']} | {r['seeds']} | "
+                     f"{r['plain']['steps_per_s']:,.0f} | {r['guided']['steps_per_s']:,.0f} | "
+                     f"{r['guided_over_plain']:.2f} | {r['plain']['compile_s']:.0f} / "
+                     f"{r['guided']['compile_s']:.0f} |")
+    lines.append("")
+    lines.append("Teacher pi_L alone, 8192 states in one batch: " + ", ".join(
+        f"{t} {us:.2f} us/state" for t, us in out.get("teacher_us_per_state", {}).items()))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -63,22 +119,41 @@ def main(argv=None) -> int:
     p.add_argument("--envs", nargs="+", type=int, default=[64, 256, 1024, 4096, 8192])
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--updates", type=int, default=2, help="updates per timed chunk")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=4,
+                   help="timed chunks per variant, alternating plain and guided; best kept")
     p.add_argument("--json", default=str(ROOT / "bench" / "train_throughput.json"))
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new JSON instead of merging rows into the existing one")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the Markdown table of the JSON and exit (measures nothing)")
     args = p.parse_args(argv)
-    out = {"hardware": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "devices": [str(d) for d in jax.devices()],
-                        "jax": jax.__version__}, "results": []}
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.json).read_text())))
+        return 0
+    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
+    out = {"hardware": hardware, "results": []}
+    path = Path(args.json)
+    if path.exists() and not args.fresh:
+        old = json.loads(path.read_text())
+        if old.get("hardware") == hardware:  # rows measured elsewhere are not mixed in
+            out["results"] = old["results"]
+    for task in args.tasks:
+        us = teacher_cost(task)
+        out.setdefault("teacher_us_per_state", {})[task] = us
+        print(f"teacher pi_L on {task}: {us:.2f} us per state (8192 states in one batch)")
     print(f"{'task':15s} {'envs':>5s} {'seeds':>5s} {'plain steps/s':>14s} "
           f"{'guided steps/s':>15s} {'guided/plain':>12s} {'compile s (p/g)':>16s}")
     for task in args.tasks:
         for n in args.envs:
             for s in args.seeds:
-                plain = measure(task, n, s, False, args.updates, args.repeats)
-                guided = measure(task, n, s, True, args.updates, args.repeats)
+                m = measure(task, n, s, args.updates, args.repeats)
+                plain, guided = m["plain"], m["guided"]
                 ratio = guided["steps_per_s"] / plain["steps_per_s"]
-                out["results"].append({"task": task, "envs": n, "seeds": s, "plain": plain,
-                                       "guided": guided, "guided_over_plain": ratio})
+                row = {"task": task, "envs": n, "seeds": s, "plain": plain,
+                       "guided": guided, "guided_over_plain": ratio}
+                out["results"] = [r for r in out["results"]
+                                  if (r["task"], r["envs"], r["seeds"]) != (task, n, s)] + [row]
                 print(f"{task:15s} {n:5d} {s:5d} {plain['steps_per_s']:14,.0f} "
                       f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} "
                       f"{plain['compile_s']:7.1f}/{guided['compile_s']:<7.1f}", flush=True)

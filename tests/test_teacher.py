@@ -19,7 +19,7 @@ from jaxrl3m.envs.types import (DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, 
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import TEACHER_TASKS, oracle_table, task_options, uniform_table
 from jaxrl3m.teacher.rollout import reachable_states, teacher_episodes
-from jaxrl3m.teacher.skills import TARGETS, knowledge, skill_outputs
+from jaxrl3m.teacher.skills import TARGETS, Packing, knowledge, skill_outputs
 from jaxrl3m.teacher.table import TableError, load_table, make_table, save_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +97,28 @@ def _random_observations(task, n, steps, seed):
 
     ts, _ = jax.lax.scan(body, ts, jax.random.split(jax.random.key(seed + 1), steps))
     return ts.obs
+
+
+@pytest.mark.parametrize("shape", [(10, 10), (9, 7), (6, 22), (5, 34), (3, 3)])
+def test_packed_bitboards_shift_like_the_grid(shape):
+    """Packing keeps the interior; shifts move cells one step and never wrap between rows."""
+    h, w = shape
+    packing = Packing.of(h, w)
+    rng = np.random.default_rng(h * w)
+    mask = rng.random((h, w)) < 0.5
+    cells = [(r, c) for r in range(h) for c in range(w)]
+    bits = packing.pack(jnp.asarray(mask))
+    unpack = lambda b: np.array([bool(packing.bit(b, jnp.array(p))) for p in cells]).reshape(h, w)
+    inner = np.zeros_like(mask)
+    inner[1:-1, 1:-1] = mask[1:-1, 1:-1]
+    assert (unpack(bits) == inner).all()
+    for d in range(4):
+        want = np.zeros_like(mask)
+        for r, c in cells:
+            fr, fc = r + DIR_VEC[d][0], c + DIR_VEC[d][1]
+            if 0 < r < h - 1 and 0 < c < w - 1 and 0 < fr < h - 1 and 0 < fc < w - 1:
+                want[r, c] = inner[fr, fc]
+        assert (unpack(packing.shift_back(bits, d)) == want).all(), d
 
 
 @pytest.mark.parametrize("task", ["LavaDoorKey", "ColoredDoorKey"])

@@ -11,9 +11,9 @@
 `train` runs every update in one `lax.scan`; for logging and checkpoints the command line drives
 `init` and `update` (a jitted chunk of updates) from Python instead, with identical results. The
 prior table is an argument, never a closure, so one compiled program serves every table of the
-task's shape. The teacher `pi_L` is computed in the rollout for the first environments, at most `teacher_envs` (all environments are i.i.d., so this is an unbiased
-subsample of states) and
-skipped altogether while `lambda_t = 0`.
+task's shape. The teacher `pi_L` is computed after each rollout, in one batch, for the states of
+the first `teacher_envs` environments (all environments are i.i.d., so this is an unbiased
+subsample of states), and skipped altogether while `lambda_t = 0`.
 """
 
 from __future__ import annotations
@@ -210,7 +210,7 @@ class Transition(NamedTuple):
     terminated: jax.Array  # bool[T, N]
     done: jax.Array  # bool[T, N]
     v_final: jax.Array  # f32[T, N]: value of final_obs (used where truncated)
-    teacher: jax.Array  # f32[T, N_teacher, A]: pi_L on the first N_teacher environments
+    teacher_obs: Observation | None  # [T, N_teacher]: first N_teacher envs' observations (guided)
     length: jax.Array  # i32[T, N]: length of the episode if it ended at this step
 
 
@@ -284,9 +284,9 @@ class Trainer:
                            ep_return=jnp.zeros((c.num_envs,), jnp.float32), key=key,
                            update=jnp.zeros((), jnp.int32))
 
-    def teacher(self, table: jax.Array, obs: Observation) -> jax.Array:
-        """`f32[N_teacher, A]`: pi_L for the first `teacher_envs` observations of a batch."""
-        n = self.config.num_teacher_envs
+    def teacher(self, table: jax.Array, obs: Observation, n: int | None = None) -> jax.Array:
+        """`f32[n, A]`: pi_L for the first `n` (default `teacher_envs`) observations of a batch."""
+        n = self.config.num_teacher_envs if n is None else n
         head = jax.tree.map(lambda x: x[:n], obs)
         return jax.vmap(teacher_probs, in_axes=(None, 0, None))(table, head, self.config.options)
 
@@ -320,11 +320,6 @@ class Trainer:
                 logits, value = net.apply(runner.params, cells, carried)
                 action = jax.random.categorical(k_act, logits)
                 logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], 1)[:, 0]
-                if self.guided:
-                    pi_l = jax.lax.cond(lam > 0, lambda: self.teacher(table, obs),
-                                        lambda: jnp.zeros((n_t, num_actions)))
-                else:
-                    pi_l = jnp.zeros((n_t, num_actions))
                 ts = jax.vmap(env.step)(env_state, action)
                 # Bootstrap values of truncated episodes' final observations (skipped when no
                 # environment was truncated at this step).
@@ -334,7 +329,9 @@ class Trainer:
                 done = ts.done
                 tr = Transition(cells=cells, carried=carried, action=action, logp=logp, value=value,
                                 reward=ts.reward, terminated=ts.terminated, done=done,
-                                v_final=v_final, teacher=pi_l, length=env_state.t + 1)
+                                v_final=v_final, length=env_state.t + 1,
+                                teacher_obs=jax.tree.map(lambda x: x[:n_t], obs)
+                                if self.guided else None)
                 ep_return = ep_return + ts.reward
                 out = (tr, jnp.where(done, ep_return, 0.0))
                 ep_return = jnp.where(done, 0.0, ep_return)
@@ -352,9 +349,22 @@ class Trainer:
             adv, returns = losses.gae(traj.reward, traj.value, v_tp1, traj.terminated,
                                       traj.done, c.gamma, c.gae_lambda)
 
+            # TEACHER: pi_L on the rollout's first n_t environments, all steps in one batch
+            # (one navigation search for T * n_t states instead of T searches of n_t states:
+            # the search's loop overhead is paid once). Skipped while lambda = 0.
+            if self.guided:
+                flat = jax.tree.map(lambda x: x.reshape(c.num_steps * n_t, *x.shape[2:]),
+                                    traj.teacher_obs)
+                pi_l = jax.lax.cond(
+                    lam > 0, lambda: self.teacher(table, flat, len(flat.agent_dir)),
+                    lambda: jnp.zeros((c.num_steps * n_t, num_actions)))
+                pi_l = pi_l.reshape(c.num_steps, n_t, num_actions)
+            else:
+                pi_l = jnp.zeros((c.num_steps, n_t, num_actions))
+
             # UPDATE NETWORK
             teacher_full = jnp.zeros((c.num_steps, c.num_envs, num_actions)).at[:, :n_t].set(
-                traj.teacher)
+                pi_l)
             has_teacher = jnp.broadcast_to(jnp.arange(c.num_envs) < n_t,
                                            (c.num_steps, c.num_envs))
             batch = ((traj.cells, traj.carried), traj.action, traj.logp, traj.value, adv, returns, teacher_full,

@@ -6,7 +6,8 @@ skill applies here. `jax.vmap` them over a batch of environments.
 
 Navigation is a breadth-first search over *poses* `(row, col, direction)`: turning left or right
 and moving forward each cost one step, so the path is shortest given the agent's direction. It runs
-backwards from the target poses on bitboards (one `uint32` per grid row and direction), so one
+backwards from the target poses on packed bitboards of the grid interior (a 10x10 grid: two
+`uint32` words per direction), so one
 search step is a few dozen integer ops whatever the grid holds. The agent walks only on cells it
 has seen to be empty or an open door, never through walls, closed doors, keys or lava; the cell in
 front of the agent is always in view, so it never steps onto a cell it has not seen.
@@ -24,17 +25,18 @@ The teacher mixture (`jaxrl3m.teacher.mixture`) renormalises the prior over appl
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from ..envs.types import (DIR_VEC, DOOR, DOOR_OPEN, DROP, EMPTY, FORWARD, KEY, LEFT, NUM_ACTIONS,
                           PICKUP, RIGHT, TOGGLE, UNSEEN, Observation)
 
 MAX_GRID = 32
-"""Bitboards hold one row in a `uint32`: grids up to 32 columns."""
+"""Bits per packed word: grids up to 34 columns (32 inside the wall ring)."""
 
 
 class SkillOutput(struct.PyTreeNode):
@@ -43,47 +45,112 @@ class SkillOutput(struct.PyTreeNode):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bitboards
+# Packed bitboards
 # ---------------------------------------------------------------------------------------------
-def to_bits(mask: jax.Array) -> jax.Array:
-    """`bool[H, W]` -> `u32[H]`, bit `c` of row `r` is `mask[r, c]`."""
-    w = mask.shape[-1]
-    if w > MAX_GRID:
-        raise ValueError(f"skills support grids up to {MAX_GRID} columns, got {w}")
-    weights = jnp.left_shift(jnp.uint32(1), jnp.arange(w, dtype=jnp.uint32))
-    return jnp.sum(jnp.where(mask, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
+class Packing(NamedTuple):
+    """How the interior of an `H x W` grid is packed into `uint32` words.
 
+    Poses are only ever on interior cells (MiniGrid-style grids have a wall ring, and the agent
+    stands only on empty cells or open doors), so navigation runs over the `(H-2) x (W-2)`
+    interior: `per_word` rows of `width` bits per word, `words` words. A 10x10 grid's 8x8
+    interior is two words per direction and target, a fifth of one word per full row.
+    """
 
-def _bit(bits: jax.Array, pos: jax.Array) -> jax.Array:
-    """`bits[..., pos[0]]` bit `pos[1]`, as bool."""
-    return (jnp.right_shift(bits[..., pos[0]], pos[1].astype(jnp.uint32)) & 1).astype(bool)
+    height: int
+    width: int
+    per_word: int
+    words: int
 
+    @staticmethod
+    def of(h: int, w: int) -> "Packing":
+        height, width = h - 2, w - 2
+        if width > MAX_GRID or height < 1 or width < 1:
+            raise ValueError(f"skills support grids of 3 to {MAX_GRID + 2} columns, got {w}")
+        per_word = MAX_GRID // width
+        return Packing(height, width, per_word, -(-height // per_word))
 
-def _shift_back(bits: jax.Array, d: int) -> jax.Array:
-    """Cells `p` such that `p + DIR_VEC[d]` is set in `bits` (`u32[..., H]`)."""
-    zero = jnp.zeros_like(bits[..., :1])
-    if d == 0:  # east: p + (0, 1)
-        return jnp.right_shift(bits, 1)
-    if d == 2:  # west: p + (0, -1)
-        return jnp.left_shift(bits, 1)
-    if d == 1:  # south: p + (1, 0)
-        return jnp.concatenate([bits[..., 1:], zero], axis=-1)
-    return jnp.concatenate([zero, bits[..., :-1]], axis=-1)  # north: p + (-1, 0)
+    def pack(self, mask: jax.Array) -> jax.Array:
+        """`bool[..., H, W]` (whole grid) -> `u32[..., words]` (its interior)."""
+        inner = mask[..., 1:-1, 1:-1]
+        pad = self.words * self.per_word - self.height
+        inner = jnp.pad(inner, [(0, 0)] * (inner.ndim - 2) + [(0, pad), (0, 0)])
+        flat = inner.reshape(*inner.shape[:-2], self.words, self.per_word * self.width)
+        weights = jnp.left_shift(jnp.uint32(1),
+                                 jnp.arange(self.per_word * self.width, dtype=jnp.uint32))
+        return jnp.sum(jnp.where(flat, weights, jnp.uint32(0)), axis=-1, dtype=jnp.uint32)
+
+    def _masks(self):
+        """Per word: valid cells; valid cells minus the first / last column of each row."""
+        valid, no_first, no_last = [], [], []
+        for word in range(self.words):
+            v = f = l = 0
+            for row in range(min(self.per_word, self.height - word * self.per_word)):
+                for col in range(self.width):
+                    bit = 1 << (row * self.width + col)
+                    v |= bit
+                    f |= bit if col > 0 else 0
+                    l |= bit if col < self.width - 1 else 0
+            valid.append(v)
+            no_first.append(f)
+            no_last.append(l)
+        return tuple(np.array(m, dtype=np.uint32) for m in (valid, no_first, no_last))
+
+    def shift_back(self, bits: jax.Array, d: int) -> jax.Array:
+        """Cells `p` such that `p + DIR_VEC[d]` is set in `bits` (`u32[..., words]`)."""
+        valid, no_first, no_last = self._masks()
+        w, top = self.width, self.width * (self.per_word - 1)
+        if d == 0:  # east: p + (0, 1)
+            return jnp.right_shift(bits, 1) & no_last
+        if d == 2:  # west: p + (0, -1)
+            return jnp.left_shift(bits, 1) & no_first
+        zero = jnp.zeros_like(bits[..., :1])
+        first_row = np.uint32((1 << w) - 1)
+        if d == 1:  # south: row r takes row r + 1
+            nxt = jnp.concatenate([bits[..., 1:], zero], axis=-1)
+            out = jnp.left_shift(nxt & first_row, top)
+            if self.per_word > 1:
+                out |= jnp.right_shift(bits, w)
+            return out & valid
+        prev = jnp.concatenate([zero, bits[..., :-1]], axis=-1)  # north: row r takes row r - 1
+        out = jnp.right_shift(prev, top) & first_row
+        if self.per_word > 1:
+            out |= jnp.left_shift(bits, w)
+        return out & valid
+
+    def bit(self, bits: jax.Array, pos: jax.Array) -> jax.Array:
+        """Whether the grid cell `pos` is set in `bits[..., words]` (False off the interior)."""
+        r, c = pos[0] - 1, pos[1] - 1
+        inside = (r >= 0) & (r < self.height) & (c >= 0) & (c < self.width)
+        word = jnp.clip(r, 0, self.height - 1) // self.per_word
+        shift = (jnp.clip(r, 0, self.height - 1) % self.per_word) * self.width + \
+            jnp.clip(c, 0, self.width - 1)
+        value = jnp.right_shift(jnp.take(bits, word, axis=-1), shift.astype(jnp.uint32)) & 1
+        return inside & value.astype(bool)
 
 
 def _facing(target: jax.Array) -> jax.Array:
-    """`u32[..., H]` target cells -> `u32[..., 4, H]`: poses whose front cell is a target."""
-    return jnp.stack([_shift_back(target, d) for d in range(4)], axis=-2)
+    """`bool[..., H, W]` target cells -> `bool[..., 4, H, W]`: poses whose front cell is one."""
+    def back(d):
+        dr, dc = (int(x) for x in DIR_VEC[d])
+        out = jnp.roll(target, (-dr, -dc), axis=(-2, -1))
+        # Cells whose front is off the grid face nothing (undo the wrap-around of roll).
+        if dr:
+            out = out.at[..., -1 if dr > 0 else 0, :].set(False)
+        if dc:
+            out = out.at[..., -1 if dc > 0 else 0].set(False)
+        return out
+    return jnp.stack([back(d) for d in range(4)], axis=-3)
 
 
 def navigate(standable: jax.Array, targets: jax.Array, pos: jax.Array, direction: jax.Array,
-             max_iters: int):
+             packing: Packing, max_iters: int):
     """Shortest paths over poses to any target pose, for several targets at once.
 
     Args:
-      standable: `u32[H]`, cells the agent may stand on.
-      targets: `u32[T, 4, H]`, target poses per target (direction-major).
+      standable: `u32[words]`, packed cells the agent may stand on.
+      targets: `u32[T, 4, words]`, packed target poses per target (direction-major).
       pos, direction: the agent's pose.
+      packing: the grid's `Packing` (static).
       max_iters: bound on the search depth (a static int).
 
     Returns:
@@ -94,14 +161,13 @@ def navigate(standable: jax.Array, targets: jax.Array, pos: jax.Array, direction
     n_targets = targets.shape[0]
     frontier = targets & standable
     visited = frontier
-    at_target = _bit(frontier[:, direction], pos)
+    at_target = packing.bit(frontier[:, direction], pos)
     left, right = (direction + 3) % 4, (direction + 1) % 4
     ahead = pos + jnp.asarray(DIR_VEC)[direction]
-    ahead = jnp.clip(ahead, 0, standable.shape[0] - 1)
 
     def successors_in(v):
-        return jnp.stack([_bit(v[:, left], pos), _bit(v[:, right], pos),
-                          _bit(v[:, direction], ahead)], axis=-1)
+        return jnp.stack([packing.bit(v[:, left], pos), packing.bit(v[:, right], pos),
+                          packing.bit(v[:, direction], ahead)], axis=-1)
 
     def cond(carry):
         it, frontier, _, found, _, _ = carry
@@ -111,9 +177,9 @@ def navigate(standable: jax.Array, targets: jax.Array, pos: jax.Array, direction
         it, frontier, visited, found, dist, optimal = carry
         turned = jnp.stack([frontier[:, (d + 1) % 4] | frontier[:, (d + 3) % 4] for d in range(4)],
                            axis=1)
-        moved = jnp.stack([_shift_back(frontier[:, d], d) for d in range(4)], axis=1)
+        moved = jnp.stack([packing.shift_back(frontier[:, d], d) for d in range(4)], axis=1)
         new = (turned | moved) & standable & ~visited
-        now = _bit(new[:, direction], pos) & ~found
+        now = packing.bit(new[:, direction], pos) & ~found
         optimal = jnp.where(now[:, None], successors_in(visited), optimal)
         dist = jnp.where(now, it + 1, dist)
         return it + 1, new, visited | new, found | now, dist, optimal
@@ -160,11 +226,12 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     matching = key & (colour == door_colour) & door_seen
     other = key & (colour != door_colour) & door_seen
     closed_door = door & (state != DOOR_OPEN)
-    standable = to_bits((tag == EMPTY) | (door & (state == DOOR_OPEN)))
+    packing = Packing.of(*tag.shape)
+    standable = packing.pack((tag == EMPTY) | (door & (state == DOOR_OPEN)))
     all_cells = (tag == UNSEEN, key, matching, other, closed_door)
-    target_cells = to_bits(jnp.stack([all_cells[t] for t in targets]))
-    found, dist, optimal = navigate(standable, _facing(target_cells), obs.agent_pos,
-                                    obs.agent_dir, max_iters=4 * h * h)
+    target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
+    found, dist, optimal = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir,
+                                    packing, max_iters=4 * tag.size)
     # Scatter back to the full target list (unsearched targets: not reached).
     slots = jnp.asarray(targets)
     found = jnp.zeros((len(TARGETS),), bool).at[slots].set(found)
