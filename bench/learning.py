@@ -2,11 +2,14 @@
 
     python bench/learning.py                       # every task and prior, 4 seeds (~30 min, 2 cores)
     python bench/learning.py --tasks DoorKey --priors oracle ppo --seeds 4
+    python bench/learning.py --tasks DoorKey --priors oracle --set network=cnn   # a variant
 
 Each (task, prior) runs its preset `configs/<task>-<prior>.yaml` through `jaxrl3m.train` with
 all seeds in one vmap, into `runs/bench-learning/`. Steps to 0.9 are read from the training
 episodes' success rate pooled over the last 5 updates (at least 50 episodes). Writes
 `bench/learning.json` and `bench/learning_<task>.png` (mean and min-max band over seeds).
+`--set key=value ...` overrides preset keys (a variant: its rows are stored as
+`"<prior> key=value"` next to the preset's and labelled so in the table).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import math
 import platform
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import jax
@@ -26,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxrl3m import curves  # noqa: E402
+from jaxrl3m.config import parse_overrides  # noqa: E402
 from jaxrl3m.train import load_config, new_run_dir, train_run  # noqa: E402
 from jaxrl3m.teacher.table import atomic_write_text  # noqa: E402
 import dataclasses  # noqa: E402
@@ -38,8 +43,25 @@ LABELS = {"ppo": "none (plain PPO)", "oracle": "oracle", "vicuna33b": "vicuna-33
           "llm": "SmolLM2-135M"}
 
 
+def _nanmean(x: np.ndarray) -> np.ndarray:
+    """Mean over seeds; NaN (no episode ended yet) where every seed is NaN, without warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(x, 0)
+
+
 def _k(x: float) -> str:
     return f"{x / 1000:.0f}k"
+
+
+def _label(name: str) -> str:
+    prior, _, variant = name.partition(" ")
+    return LABELS[prior] + (f", {variant}" if variant else "")
+
+
+def _order(name: str) -> tuple[int, str]:
+    prior = name.partition(" ")[0]
+    return PRIORS.index(prior) if prior in PRIORS else len(PRIORS), name
 
 
 def markdown_table(results: dict) -> str:
@@ -47,13 +69,11 @@ def markdown_table(results: dict) -> str:
     lines = ["| task | prior | steps to 0.9, per seed | mean | reached | "
              "held-out success (500 ep/seed) | wall |", "|---|---|---|---|---|---|---|"]
     for task in TASKS:
-        for prior in PRIORS:
-            r = results.get(task, {}).get(prior)
-            if r is None:
-                continue
+        for name in sorted(results.get(task, {}), key=_order):
+            r = results[task][name]
             per_seed = ", ".join("—" if x is None else _k(x) for x in r["steps_to_0.9"])
             mean = "not reached" if r["steps_to_0.9_mean"] is None else _k(r["steps_to_0.9_mean"])
-            lines.append(f"| {task} | {LABELS[prior]} | {per_seed} | {mean} | "
+            lines.append(f"| {task} | {_label(name)} | {per_seed} | {mean} | "
                          f"{r['reached']}/{r['seeds']} in {r['env_steps'] / 1e6:.1f}M | "
                          f"{r['eval_success_mean']:.3f} ± {r['eval_success_std']:.3f} | "
                          f"{r['wall_s']:.0f} s |")
@@ -67,6 +87,8 @@ def main(argv=None) -> int:
     p.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override preset keys (a variant, stored under its own name)")
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (runs nothing)")
     args = p.parse_args(argv)
@@ -83,6 +105,11 @@ def main(argv=None) -> int:
                          "eval_episodes": 500}
             if prior == "ppo":
                 overrides["total_steps"] = PPO_STEPS[task]
+            overrides.update(parse_overrides(args.set))
+            name = " ".join([prior, *args.set])
+            if args.set:
+                overrides["name"] = f"{task}-{prior}-" + "-".join(
+                    x.replace("=", "_") for x in args.set)
             ppo, run = load_config(str(ROOT / "configs" / f"{task}-{prior}.yaml"), overrides)
             run_dir = new_run_dir(run)
             run = dataclasses.replace(run, name=run_dir.name)
@@ -93,7 +120,7 @@ def main(argv=None) -> int:
             succ = curves.windowed_success(curves.by_seed(rows, "success"),
                                            curves.by_seed(rows, "episodes"))
             to = np.array(s["steps_to_0.9"], dtype=float)
-            results.setdefault(task, {})[prior] = {
+            results.setdefault(task, {})[name] = {
                 "config": f"configs/{task}-{prior}.yaml", "seeds": args.seeds,
                 "env_steps": int(steps[-1]), "steps_to_0.9": [None if math.isnan(x) else x
                                                              for x in to],
@@ -104,19 +131,19 @@ def main(argv=None) -> int:
                 "eval_success_std": s["eval"]["success_std"],
                 "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir.relative_to(ROOT)),
                 "curve_steps": steps[::5].tolist(),
-                "curve_success_mean": np.nanmean(succ, 0)[::5].round(4).tolist()}
+                "curve_success_mean": _nanmean(succ)[::5].round(4).tolist()}
             atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
-            r = results[task][prior]
-            print(f"{task:15s} {prior:10s} steps to 0.9: {r['steps_to_0.9']} "
+            r = results[task][name]
+            print(f"{task:15s} {name:10s} steps to 0.9: {r['steps_to_0.9']} "
                   f"(reached {r['reached']}/{args.seeds}); held-out success "
                   f"{r['eval_success_mean']:.3f}; {r['wall_s']:.0f} s", flush=True)
         curves_by_prior = {}
-        for prior in PRIORS:
-            r = results.get(task, {}).get(prior)
-            if r and (ROOT / r["run_dir"] / "metrics.csv").exists():
+        for name in sorted(results.get(task, {}), key=_order):
+            r = results[task][name]
+            if (ROOT / r["run_dir"] / "metrics.csv").exists():
                 rows = curves.read_csv(ROOT / r["run_dir"] / "metrics.csv")
                 steps = curves.by_seed(rows, "env_steps")[0]
-                curves_by_prior[prior] = (steps, curves.windowed_success(
+                curves_by_prior[_label(name)] = (steps, curves.windowed_success(
                     curves.by_seed(rows, "success"), curves.by_seed(rows, "episodes")))
         curves.plot_learning_curves(curves_by_prior, ROOT / "bench" / f"learning_{task}.png",
                                     f"{task}: guided vs plain PPO")
