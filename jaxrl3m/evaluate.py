@@ -39,15 +39,40 @@ class StudentPolicy:
         return logits
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherPolicy:
+    """The teacher pi_L acting alone; its parameters are `(table, past)` (see
+    `Trainer.teacher`)."""
+
+    trainer: Trainer
+
+    def __call__(self, params: Any, obs: Any, key: jax.Array) -> jax.Array:
+        table, past = params
+        return jnp.log(self.trainer.teacher(table, obs, obs.agent_dir.shape[0], past))
+
+
 def evaluate_params(trainer: Trainer, params: Any, episodes: int = 1000, greedy: bool = False,
                     seed: int = 0) -> dict[str, Any]:
     """Success rate and return per seed of `params` (leading seed axis) on held-out layouts."""
     n_seeds = jax.tree.leaves(params)[0].shape[0]
-    policy = StudentPolicy(trainer, greedy)
+    return _evaluate(trainer, StudentPolicy(trainer, greedy),
+                     [jax.tree.map(lambda x: x[s], params) for s in range(n_seeds)],
+                     episodes, greedy, seed)
+
+
+def evaluate_teacher(trainer: Trainer, table: Any, past: tuple = (), episodes: int = 1000,
+                     seeds: int = 1, seed: int = 0) -> dict[str, Any]:
+    """The teacher acting alone (sampling pi_L) on the held-out layouts `evaluate_params` uses,
+    `episodes` per seed (each seed: other layouts and action samples)."""
+    return _evaluate(trainer, TeacherPolicy(trainer), [(table, past)] * seeds, episodes, False,
+                     seed)
+
+
+def _evaluate(trainer: Trainer, policy, per_seed: list, episodes: int, greedy: bool,
+              seed: int) -> dict[str, Any]:
     key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
     success, ret, length = [], [], []
-    for s in range(n_seeds):
-        p = jax.tree.map(lambda x: x[s], params)
+    for s, p in enumerate(per_seed):
         stats = jax.device_get(play_episodes(trainer.env, policy, p, jax.random.fold_in(key, s),
                                              episodes))
         success.append(float(stats.success.mean()))
@@ -61,24 +86,9 @@ def evaluate_params(trainer: Trainer, params: Any, episodes: int = 1000, greedy:
 def evaluate_run(run_dir: str | Path, episodes: int = 1000, greedy: bool = False
                  ) -> dict[str, Any]:
     """Loads a run's config and last checkpoint and evaluates it."""
-    from .checkpoint import Checkpoints
-    from .config import ConfigError
-    from .train import init_runner, load_config, resolve_prior
-    from .algos.ppo import make_train
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); give a "
-                          "folder written by python -m jaxrl3m.train")
-    ppo, run = load_config(str(run_dir / "config.yaml"), {})
-    resolve_prior(run.prior, ppo.task)
-    trainer = make_train(ppo, guided=run.prior != "none")
-    ckpt = Checkpoints(run_dir / "checkpoints")
-    step = ckpt.latest()
-    if step is None:
-        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
-    runner = ckpt.restore(step, init_runner(trainer, run))
-    ckpt.close()
-    out = evaluate_params(trainer, runner.params, episodes, greedy, run.seed)
+    from .train import restore_run
+    _, run, setup, runner, step = restore_run(run_dir)
+    out = evaluate_params(setup.trainer, runner.params, episodes, greedy, run.seed)
     out["update"] = int(step)
     return out
 

@@ -10,6 +10,13 @@ seed and update), `learning_curve.png`, orbax checkpoints in `checkpoints/`, and
 updates, all seeds in one `vmap`; after each chunk the progress bar, the CSV and the checkpoint
 are updated, so `--resume` continues a stopped run and ends exactly where an uninterrupted run
 would have.
+
+Transfer learning (see `jaxrl3m.experiments.transfer` for the five-approach study): `source=RUN_DIR`
+names a run of this command on another task; `init=source` starts from its policy's parameters,
+`teacher=source` makes the frozen source policy the teacher (kickstarting), `teacher=prior+source`
+adds it to the prior's skills as one more option, and `learn=false` only evaluates the teacher.
+
+    python -m jaxrl3m.train configs/transfer/4-llm.yaml task=LavaDoorKey source=runs/source-DoorKey
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +42,7 @@ from .algos.ppo import METRICS, PPOConfig, RunnerState, Trainer, make_train
 from .checkpoint import Checkpoints
 from .config import ConfigError, build, load_yaml, parse_overrides, to_dict
 from .envs.abstraction import NUM_ABSTRACT_STATES
-from .teacher.options import oracle_table, uniform_table
+from .teacher.options import oracle_table, uniform_table, with_past_policies
 from .teacher.table import TableError, atomic_write_text, load_table
 
 
@@ -60,6 +68,25 @@ class RunConfig:
     """Evaluate the greedy policy instead of sampling from it."""
     runs_dir: str = "runs"
     """Where run folders go."""
+    # --- transfer learning ---
+    source: str = ""
+    """A source policy: the folder of a run of python -m jaxrl3m.train (its last checkpoint),
+    usually on another task, with the same network keys. Used by init=source and the teachers
+    that include it."""
+    source_seed: int = 0
+    """Which of the source run's seeds is the source policy."""
+    init: str = "scratch"
+    """scratch (a fresh network) or source (start from the source policy's parameters)."""
+    teacher: str = "prior"
+    """prior: the prior table's skills (none: no teacher); source: the frozen source policy alone
+    (kickstarting); prior+source: the prior's skills plus the source policy as one more option
+    ("follow the policy that solved <source task>"), see source_weight."""
+    source_weight: float = 0.5
+    """teacher=prior+source: the source policy's share of the prior in every abstract state
+    (the skills keep the rest in the prior's proportions)."""
+    learn: bool = True
+    """false: no training; the teacher acts alone on eval_episodes held-out layouts per seed
+    (its success rate is its competence)."""
 
     def check(self) -> "RunConfig":
         for key in ("seeds", "log_every"):
@@ -69,7 +96,45 @@ class RunConfig:
         if self.eval_episodes < 0:
             raise ConfigError(f"config key 'eval_episodes' must be >= 0, got "
                               f"{self.eval_episodes}")
+        if self.init not in INITS:
+            raise ConfigError(f"config key 'init': {self.init!r} is unknown; valid: "
+                              f"{', '.join(INITS)}")
+        if self.teacher not in TEACHERS:
+            raise ConfigError(f"config key 'teacher': {self.teacher!r} is unknown; valid: "
+                              f"{', '.join(TEACHERS)}")
+        if self.uses_source and not self.source:
+            raise ConfigError(f"init={self.init} teacher={self.teacher} needs a source policy: "
+                              "set source=RUN_DIR (a run of python -m jaxrl3m.train)")
+        if self.teacher == "prior+source" and self.prior == "none":
+            raise ConfigError("teacher=prior+source needs a prior (a table in llm_cache/, "
+                              "oracle or uniform); use teacher=source for the source alone")
+        if not 0.0 <= self.source_weight <= 1.0:
+            raise ConfigError(f"config key 'source_weight' must be in [0, 1], got "
+                              f"{self.source_weight}")
+        if not self.learn and not self.has_teacher:
+            raise ConfigError("learn=false evaluates the teacher, but there is none: give a "
+                              "prior or teacher=source")
+        if not self.learn and self.init == "source":
+            raise ConfigError("learn=false evaluates the teacher; init=source has no effect "
+                              "there, use init=scratch")
+        if self.source_seed < 0:
+            raise ConfigError(f"config key 'source_seed' must be >= 0, got {self.source_seed}")
         return self
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.teacher != "prior" or self.prior != "none"
+
+    @property
+    def uses_source(self) -> bool:
+        return self.init == "source" or self.teacher != "prior"
+
+
+INITS = ("scratch", "source")
+TEACHERS = ("prior", "source", "prior+source")
+NETWORK_KEYS = ("view", "window", "network", "embed_dim", "hidden", "channels",
+                "relative_colours")
+"""PPOConfig keys a source policy must share with the run that uses it."""
 
 
 def load_config(path: str | None, overrides: dict[str, Any]) -> tuple[PPOConfig, RunConfig]:
@@ -81,7 +146,7 @@ def load_config(path: str | None, overrides: dict[str, Any]) -> tuple[PPOConfig,
         run = dataclasses.replace(run, name=Path(path).stem)
     ppo.check()
     run.check()
-    if run.prior == "none" and ppo.kl_coef > 0:
+    if not run.has_teacher and ppo.kl_coef > 0:
         raise ConfigError(f"config key 'kl_coef' is {ppo.kl_coef} but prior is 'none': give a "
                           "prior (a table in llm_cache/, oracle or uniform) or set kl_coef=0")
     return ppo, run
@@ -104,6 +169,75 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
     return table.probs, {"prior": prior, "prior_model": meta.get("model"),
                          "prior_backend": meta.get("backend"),
                          "prior_agreement": meta.get("agreement")}
+
+
+def restore_run(run_dir: str | Path) -> tuple[PPOConfig, RunConfig, "Setup", RunnerState, int]:
+    """A run folder's configs, setup and state at its last checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); give a "
+                          "folder written by python -m jaxrl3m.train")
+    ppo, run = load_config(str(run_dir / "config.yaml"), {})
+    setup = build_setup(ppo, run)
+    ckpt = Checkpoints(run_dir / "checkpoints")
+    step = ckpt.latest()
+    if step is None:
+        ckpt.close()
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
+    runner = ckpt.restore(step, init_runner(setup.trainer, run))
+    ckpt.close()
+    return ppo, run, setup, runner, int(step)
+
+
+def load_source(run: RunConfig, ppo: PPOConfig) -> tuple[str, Any]:
+    """`(source task, parameters)` of the source policy named by `run.source`, checked to fit
+    `ppo`'s network."""
+    try:
+        src_ppo, src_run, _, runner, _ = restore_run(run.source)
+    except ConfigError as e:
+        raise ConfigError(f"config key 'source': {e}") from None
+    differ = [k for k in NETWORK_KEYS if getattr(src_ppo, k) != getattr(ppo, k)]
+    if differ:
+        raise ConfigError(
+            f"config key 'source': the source policy in {run.source!r} has a different network ("
+            + ", ".join(f"{k}={getattr(src_ppo, k)} here {getattr(ppo, k)}" for k in differ)
+            + "); set these keys to the source's values")
+    if run.source_seed >= src_run.seeds:
+        raise ConfigError(f"config key 'source_seed' is {run.source_seed} but the source run "
+                          f"has {src_run.seeds} seed(s)")
+    return src_ppo.task, jax.tree.map(lambda x: x[run.source_seed], runner.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run needs besides its configs: the trainer, the teacher's table and past policies'
+    parameters, and the parameters training starts from (None: a fresh network)."""
+
+    trainer: Trainer
+    table: Any  # f32[NUM_ABSTRACT_STATES, K + P]
+    past: tuple  # parameters of the past policies
+    start: Any  # parameters to start from, or None
+    info: dict  # what the prior and source were
+
+
+def build_setup(ppo: PPOConfig, run: RunConfig) -> Setup:
+    """Resolves the prior table and the source policy of a run and builds its trainer."""
+    table, info = resolve_prior(run.prior, ppo.task)
+    source_task, source_params = (load_source(run, ppo) if run.uses_source else (None, None))
+    past: tuple = ()
+    if run.teacher != "prior":
+        weight = 1.0 if run.teacher == "source" else run.source_weight
+        table = with_past_policies(table, 1, weight)
+        past = (source_params,)
+        info = {**(info if run.teacher == "prior+source" else {"prior": "none"}),
+                "teacher": run.teacher, "source_weight": weight}
+    if run.uses_source:
+        info = {**info, "source": str(run.source), "source_task": source_task,
+                "source_seed": run.source_seed, "init": run.init}
+    trainer = make_train(ppo, guided=run.has_teacher,
+                         past_policies=(source_task,) if past else ())
+    return Setup(trainer, jnp.asarray(table), past,
+                 source_params if run.init == "source" else None, info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,13 +293,15 @@ def new_run_dir(run: RunConfig) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _chunk_fn(trainer: Trainer, num_updates: int):
-    return jax.jit(jax.vmap(functools.partial(trainer.update, num_updates=num_updates),
-                            in_axes=(0, None)))
+    return jax.jit(jax.vmap(lambda runner, table, past: trainer.update(runner, table, num_updates,
+                                                                       past=past),
+                            in_axes=(0, None, None)))
 
 
-def init_runner(trainer: Trainer, run: RunConfig) -> RunnerState:
+def init_runner(trainer: Trainer, run: RunConfig, params: Any = None) -> RunnerState:
+    """Every seed's initial state (all seeds start from `params` when given)."""
     keys = jax.random.split(jax.random.key(run.seed), run.seeds)
-    return jax.jit(jax.vmap(trainer.init))(keys)
+    return jax.jit(jax.vmap(trainer.init, in_axes=(0, None)))(keys, params)
 
 
 def rows_from_metrics(metrics: dict[str, np.ndarray], first_update: int, sps: float,
@@ -192,11 +328,12 @@ def train_run(ppo: PPOConfig, run: RunConfig, run_dir: Path, resume: bool = Fals
     `stop_after` stops once that many updates are done, as an interruption would (returns
     None; `--resume` continues it).
     """
-    table, prior_info = resolve_prior(run.prior, ppo.task)
-    trainer = make_train(ppo, guided=run.prior != "none")
-    table = jnp.asarray(table)
+    setup = build_setup(ppo, run)
+    trainer, table, prior_info = setup.trainer, setup.table, setup.info
+    if not run.learn:
+        return evaluate_teacher_run(setup, run, run_dir)
     ckpt = Checkpoints(run_dir / "checkpoints")
-    runner = init_runner(trainer, run)
+    runner = init_runner(trainer, run, setup.start)
     rows: list[dict] = []
     done = 0
     if resume and ckpt.latest() is not None:
@@ -209,7 +346,7 @@ def train_run(ppo: PPOConfig, run: RunConfig, run_dir: Path, resume: bool = Fals
     while done < ppo.num_updates:
         n = min(run.log_every, ppo.num_updates - done)
         t0 = time.perf_counter()
-        new_runner, metrics = _chunk_fn(trainer, n)(runner, table)
+        new_runner, metrics = _chunk_fn(trainer, n)(runner, table, setup.past)
         metrics = jax.device_get(metrics)
         dt = time.perf_counter() - t0
         if not np.all(np.isfinite(metrics["loss"])):
@@ -226,7 +363,8 @@ def train_run(ppo: PPOConfig, run: RunConfig, run_dir: Path, resume: bool = Fals
         curves.write_csv(run_dir / "metrics.csv", rows, COLUMNS)
         ckpt.save(done, runner)
         recent = [r for r in rows if r["update"] > done - 5]
-        ret = np.nanmean([r["return"] for r in recent]) if recent else math.nan
+        returns = [r["return"] for r in recent if np.isfinite(r["return"])]
+        ret = float(np.mean(returns)) if returns else math.nan
         succ = _pooled_success(recent)
         bar.update(done * ppo.batch_size, sps, ret, succ)
         if stop_after is not None and done >= stop_after and done < ppo.num_updates:
@@ -244,6 +382,25 @@ def train_run(ppo: PPOConfig, run: RunConfig, run_dir: Path, resume: bool = Fals
     return summary
 
 
+def evaluate_teacher_run(setup: Setup, run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """learn=false: the teacher acts alone on held-out layouts; writes eval.json and
+    summary.json."""
+    from .evaluate import evaluate_teacher
+    t0 = time.perf_counter()
+    ev = evaluate_teacher(setup.trainer, setup.table, setup.past, run.eval_episodes or 1000,
+                          run.seeds, seed=run.seed)
+    wall = time.perf_counter() - t0
+    atomic_write_text(run_dir / "eval.json", json.dumps(ev, indent=2) + "\n")
+    c = setup.trainer.config
+    summary = {"task": c.task, **setup.info, "seeds": run.seeds, "learn": False, "env_steps": 0,
+               "steps_to_0.9": [0.0 if s >= 0.9 else math.nan for s in ev["success"]],
+               "final_success": ev["success"], "final_success_mean": ev["success_mean"],
+               "final_success_std": ev["success_std"], "wall_s": wall,
+               "steps_per_second": math.nan, "eval": ev}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def _pooled_success(rows: list[dict]) -> float:
     eps = sum(r["episodes"] for r in rows)
     return sum(np.nan_to_num(r["success"]) * r["episodes"] for r in rows) / eps if eps else math.nan
@@ -255,10 +412,12 @@ def summarise(rows: list[dict], ppo: PPOConfig, run: RunConfig, prior_info: dict
                                       curves.by_seed(rows, "episodes"))
     to_09 = [curves.steps_to(steps, s) for s in success]
     final = success[:, -1]
+    with warnings.catch_warnings():  # a seed with no finished episode yet has NaN success
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = float(np.nanmean(final)), float(np.nanstd(final))
     return {"task": ppo.task, **prior_info, "seeds": run.seeds, "env_steps": int(steps[-1]),
             "steps_to_0.9": to_09, "final_success": final.tolist(),
-            "final_success_mean": float(np.nanmean(final)),
-            "final_success_std": float(np.nanstd(final)),
+            "final_success_mean": mean, "final_success_std": std,
             "wall_s": float(rows[-1]["wall_s"]),
             "steps_per_second": float(steps[-1] * run.seeds / rows[-1]["wall_s"])}
 
@@ -315,6 +474,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not summary.get("learn", True):
+        e = summary["eval"]
+        print(f"{run_dir}: the teacher alone, {e['episodes']} held-out episodes per seed: "
+              f"success {e['success_mean']:.3f} +- {e['success_std']:.3f}, return "
+              f"{e['return_mean']:.3f}")
+        return 0
     to_09 = np.array(summary["steps_to_0.9"], dtype=float)
     reached = to_09[np.isfinite(to_09)]
     print(f"{run_dir}: final success {summary['final_success_mean']:.3f} +- "

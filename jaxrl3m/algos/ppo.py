@@ -14,6 +14,12 @@ prior table is an argument, never a closure, so one compiled program serves ever
 task's shape. The teacher `pi_L` is computed after each rollout, in one batch, for the states of
 the first `teacher_envs` environments (all environments are i.i.d., so this is an unbiased
 subsample of states), and skipped altogether while `lambda_t = 0`.
+
+Past policies (transfer learning): `make_train(config, past_policies=("DoorKey",))` adds the
+frozen policy learned on DoorKey to the teacher's options, after the skills ("follow the policy
+that solved DoorKey"); the table then has a column for it and `update`/`train` take the frozen
+parameters as `past=(params,)`, an argument like the table. A table with all its mass on that
+column is kickstarting (the source policy alone as the teacher).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from ..config import ConfigError
 from ..envs.abstraction import NUM_ABSTRACT_STATES
 from ..envs.types import Observation
 from ..teacher.mixture import teacher_probs
-from ..teacher.options import TASK_OPTIONS
+from ..teacher.options import TASK_OPTIONS, past_policy_option
 from . import losses
 from .networks import NETWORKS, VIEWS, ActorCritic, cell_codes
 
@@ -131,6 +137,7 @@ class PPOConfig:
 
     @property
     def options(self) -> tuple[str, ...]:
+        """The task's skills (the columns of its prior tables)."""
         return TASK_OPTIONS[self.task]
 
     def make_env(self):
@@ -230,6 +237,13 @@ class Trainer:
     config: PPOConfig
     guided: bool = True
     custom_env: Any = None
+    past_policies: tuple[str, ...] = ()
+    """Source tasks whose frozen policies are teacher options after the skills."""
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The teacher's options, the prior table's columns: the skills, then past policies."""
+        return self.config.options + tuple(past_policy_option(t) for t in self.past_policies)
 
     @property
     def env(self):
@@ -284,29 +298,51 @@ class Trainer:
                            ep_return=jnp.zeros((c.num_envs,), jnp.float32), key=key,
                            update=jnp.zeros((), jnp.int32))
 
-    def teacher(self, table: jax.Array, obs: Observation, n: int | None = None) -> jax.Array:
-        """`f32[n, A]`: pi_L for the first `n` (default `teacher_envs`) observations of a batch."""
+    def teacher(self, table: jax.Array, obs: Observation, n: int | None = None,
+                past: tuple[Any, ...] = ()) -> jax.Array:
+        """`f32[n, A]`: pi_L for the first `n` (default `teacher_envs`) observations of a batch.
+
+        `past`: the parameters of the past policies (one per `past_policies`, same network)."""
+        self._check_past(past)
         n = self.config.num_teacher_envs if n is None else n
         head = jax.tree.map(lambda x: x[:n], obs)
-        return jax.vmap(teacher_probs, in_axes=(None, 0, None))(table, head, self.config.options)
+        extra = None
+        if past:
+            codes = self.encode(head)
+            extra = jnp.stack([jax.nn.softmax(self.network.apply(p, *codes)[0]) for p in past],
+                              axis=1)  # (n, P, A)
+        return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if past else None))(
+            table, head, self.config.options, extra)
+
+    def _check_past(self, past: tuple[Any, ...]) -> None:
+        if len(past) != len(self.past_policies):
+            raise ConfigError(
+                f"the trainer has {len(self.past_policies)} past policies "
+                f"{list(self.past_policies)} but {len(past)} parameter sets were given; pass "
+                f"past=(params, ...) with one per past policy")
 
     # -----------------------------------------------------------------------------------------
     def update(self, runner: RunnerState, table: jax.Array, num_updates: int = 1,
-               config: PPOConfig | None = None) -> tuple[RunnerState, dict[str, jax.Array]]:
+               config: PPOConfig | None = None, past: tuple[Any, ...] = ()
+               ) -> tuple[RunnerState, dict[str, jax.Array]]:
         """`num_updates` PPO updates in one `lax.scan` (jit it with `num_updates` static).
 
-        Returns the new state and `METRICS`, each `f32[num_updates]`.
+        `past`: parameters of the frozen past policies (see `teacher`). Returns the new state
+        and `METRICS`, each `f32[num_updates]`.
         """
         c = self._hp(config)
+        self._check_past(past)
         env, net, tx = self.env, self.network, self.optimizer(c)
         n_t, num_actions = c.num_teacher_envs, env.num_actions
         table = jnp.asarray(table, jnp.float32)
-        want = (NUM_ABSTRACT_STATES, len(c.options))
+        want = (NUM_ABSTRACT_STATES, len(self.options))
         if table.shape != want:
             raise ConfigError(
                 f"prior table has shape {table.shape} but task {c.task!r} needs {want} "
-                f"({NUM_ABSTRACT_STATES} abstract states x options {list(c.options)}); build "
-                f"it for this task (python -m jaxrl3m.precompute_priors --task {c.task})")
+                f"({NUM_ABSTRACT_STATES} abstract states x options {list(self.options)}); build "
+                f"it for this task (python -m jaxrl3m.precompute_priors --task {c.task})"
+                + ("; past-policy columns come from teacher.options.with_past_policies"
+                   if self.past_policies else ""))
 
         def one_update(runner: RunnerState, _):
             lam = losses.kl_weight(c.kl_schedule, runner.update, c.kl_coef, c.kl_decay,
@@ -356,7 +392,7 @@ class Trainer:
                 flat = jax.tree.map(lambda x: x.reshape(c.num_steps * n_t, *x.shape[2:]),
                                     traj.teacher_obs)
                 pi_l = jax.lax.cond(
-                    lam > 0, lambda: self.teacher(table, flat, len(flat.agent_dir)),
+                    lam > 0, lambda: self.teacher(table, flat, len(flat.agent_dir), past),
                     lambda: jnp.zeros((c.num_steps * n_t, num_actions)))
                 pi_l = pi_l.reshape(c.num_steps, n_t, num_actions)
             else:
@@ -429,15 +465,23 @@ class Trainer:
         return jax.lax.scan(one_update, runner, None, num_updates)
 
     def train(self, key: jax.Array, table: jax.Array, params: Any = None,
-              config: PPOConfig | None = None) -> tuple[RunnerState, dict[str, jax.Array]]:
-        """The whole run: `init` then every update in one scan (jit it; vmap it over keys)."""
+              config: PPOConfig | None = None, past: tuple[Any, ...] = ()
+              ) -> tuple[RunnerState, dict[str, jax.Array]]:
+        """The whole run: `init` then every update in one scan (jit it; vmap it over keys).
+        `params`: start from these parameters (fine-tuning) instead of a fresh network."""
         c = self._hp(config)
-        return self.update(self.init(key, params, c), table, c.num_updates, c)
+        return self.update(self.init(key, params, c), table, c.num_updates, c, past)
 
 
-def make_train(config: PPOConfig, guided: bool = True, env: Any = None) -> Trainer:
+def make_train(config: PPOConfig, guided: bool = True, env: Any = None,
+               past_policies: tuple[str, ...] = ()) -> Trainer:
     """The trainer for `config` (checked). `guided=False` builds plain PPO: no teacher is
     computed and the loss has no KL term (with `kl_coef = 0` a guided trainer gives the same
     result, which a test proves). `env` replaces the task's environment (same interface as
-    `jaxrl3m.envs.make`'s; probe environments in the tests use it)."""
-    return Trainer(config.check(), guided, env)
+    `jaxrl3m.envs.make`'s; probe environments in the tests use it). `past_policies` names the
+    source tasks whose frozen policies join the teacher's options (their parameters are the
+    `past` argument of `update` and `train`)."""
+    past_policies = tuple(past_policies)
+    if past_policies and not guided:
+        raise ConfigError("past policies are teacher options; they need a guided trainer")
+    return Trainer(config.check(), guided, env, past_policies)

@@ -3,6 +3,11 @@
 The prior row is renormalised over the skills that apply in `s` (a "go to the key" skill does not
 apply once the agent faces the key, "pick up the key" only applies then). When no skill with prior
 mass applies, the teacher is uniform over actions.
+
+Past policies (policies learned on earlier tasks, e.g. "the policy that solved DoorKey") are more
+options `pi_k` after the skills: the table then has one column per skill and one per past policy,
+and a past policy always applies. Their action distributions are computed by the caller (they are
+networks with parameters, see `jaxrl3m.algos.ppo.Trainer.teacher`) and passed in as `extra`.
 """
 
 from __future__ import annotations
@@ -22,15 +27,22 @@ def mixture_weights(prior_row: jax.Array, applicable: jax.Array) -> jax.Array:
     return jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0)
 
 
-def teacher_probs(table: jax.Array, obs: Observation, options: tuple[str, ...]) -> jax.Array:
+def teacher_probs(table: jax.Array, obs: Observation, options: tuple[str, ...],
+                  extra: jax.Array | None = None) -> jax.Array:
     """`f32[NUM_ACTIONS]`: `pi_L(.|obs)` for one observation (vmap over a batch).
 
     Args:
-      table: `f32[NUM_ABSTRACT_STATES, K]` prior table (pass it as an argument under jit).
+      table: `f32[NUM_ABSTRACT_STATES, K + P]` prior table (pass it as an argument under jit).
       obs: one observation.
-      options: the K option names, the table's columns (static).
+      options: the K skill names, the table's first K columns (static).
+      extra: `f32[P, NUM_ACTIONS]` action distributions of P past policies in `obs` (the table's
+        last P columns), or None when P = 0.
     """
     skills = skill_outputs(obs, options)
-    w = mixture_weights(table[abstract_state(obs)], skills.applicable)
-    probs = w @ skills.probs
+    probs, applicable = skills.probs, skills.applicable
+    if extra is not None:
+        probs = jnp.concatenate([probs, extra], axis=0)
+        applicable = jnp.concatenate([applicable, jnp.ones(extra.shape[:1], bool)])
+    w = mixture_weights(table[abstract_state(obs)], applicable)
+    probs = w @ probs
     return jnp.where(w.sum() > 0, probs, jnp.full((NUM_ACTIONS,), 1.0 / NUM_ACTIONS))

@@ -74,3 +74,27 @@ def uniform_table(task: str) -> np.ndarray:
     """`f32[NUM_ABSTRACT_STATES, K]`: every option equally likely."""
     k = len(task_options(task))
     return np.full((NUM_ABSTRACT_STATES, k), 1.0 / k, np.float32)
+
+
+def past_policy_option(source_task: str) -> str:
+    """The option text of a policy learned on an earlier task (what a prompt would list)."""
+    return f"follow the policy that solved {source_task}"
+
+
+def with_past_policies(table: np.ndarray, num_past: int, weight: float) -> np.ndarray:
+    """`f32[NUM_ABSTRACT_STATES, K + P]`: a table over the K skills extended with `num_past`
+    past-policy columns (see `jaxrl3m.teacher.mixture`).
+
+    In every abstract state the past policies get `weight` of the mass (split equally) and the
+    skills keep `1 - weight` of theirs: `weight = 1` makes the past policies the only teacher
+    (kickstarting), `weight = 0` leaves the skills' teacher unchanged.
+    """
+    table = np.asarray(table, np.float32)
+    if table.ndim != 2 or table.shape[0] != NUM_ABSTRACT_STATES:
+        raise ValueError(f"a prior table has shape ({NUM_ABSTRACT_STATES}, K), got {table.shape}")
+    if num_past < 1:
+        raise ValueError(f"num_past must be at least 1, got {num_past}")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"the past policies' weight must be in [0, 1], got {weight}")
+    past = np.full((NUM_ABSTRACT_STATES, num_past), weight / num_past, np.float32)
+    return np.concatenate([(1.0 - weight) * table, past], axis=1).astype(np.float32)

@@ -1,0 +1,1 @@
+"""Experiments built from the library: studies that train several runs and compare them."""
