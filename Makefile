@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
 PYTEST_ARGS ?= -q
 
-.PHONY: venv model priors train test bench bench-learning clean
+.PHONY: venv model priors train transfer test bench bench-learning clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -40,6 +40,14 @@ priors: $(VENV)/.model
 TRAIN_CONFIG ?= configs/ColoredDoorKey-llm.yaml
 train: $(VENV)/.installed
 	$(PY) -m jaxrl3m.train $(TRAIN_CONFIG)
+
+# The transfer study: DoorKey -> TARGET, the five approaches x 4 seeds, LLM teacher PRIOR (a table
+# in llm_cache/, oracle or uniform); ~11 min per target on 2 CPU cores, into
+# runs/transfer/<target>-<prior>/ (the DoorKey source policy is trained once, then reused).
+TARGET ?= ColoredDoorKey
+PRIOR ?= oracle
+transfer: $(VENV)/.installed
+	$(PY) -m jaxrl3m.experiments.transfer --target $(TARGET) --prior $(PRIOR) --seeds 4
 
 test: $(VENV)/.model
 	JAXRL3M_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS)

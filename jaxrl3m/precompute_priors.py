@@ -49,6 +49,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--permutations", type=int, default=None, help="overrides the prompt's")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="overrides the prompt's")
+    p.add_argument("--past-policy", action="append", default=[], metavar="TASK",
+                   help="add the policy learned on TASK as one more option (\"follow the policy "
+                        "that solved TASK\"); jax and openai backends; repeatable")
     g = p.add_argument_group("openai backend")
     g.add_argument("--base-url", default="http://localhost:8000/v1")
     g.add_argument("--api-key", default=None, help="default: $OPENAI_API_KEY")
@@ -64,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
 def compute(args: argparse.Namespace):
     """The table for the parsed arguments (no file written)."""
     today = datetime.date.today().isoformat()
+    past = tuple(args.past_policy)
+    if past and args.backend not in ("jax", "openai"):
+        raise ValueError(f"--past-policy needs a language model (--backend jax or openai); with "
+                         f"--backend {args.backend}, give the source policy a fixed share at "
+                         "training time instead (teacher=prior+source source_weight=...)")
     if args.backend in ("oracle", "uniform"):
         probs = oracle_table(args.task) if args.backend == "oracle" else uniform_table(args.task)
         return make_table(args.task, probs, backend=args.backend, date=today,
@@ -95,7 +103,7 @@ def compute(args: argparse.Namespace):
         score_fn, load_s = scorer, 0.0
         model_meta = {"model": args.model, "base_url": args.base_url}
     t1 = time.perf_counter()
-    scores = llm_prior_scores(score_fn, args.task, prompt, progress=_log)
+    scores = llm_prior_scores(score_fn, args.task, prompt, progress=_log, past_policies=past)
     score_s = time.perf_counter() - t1
     probs = scores_to_probs(scores, prompt.temperature)
     extra = {}
@@ -104,7 +112,7 @@ def compute(args: argparse.Namespace):
     reach = reachable_states(args.task)
     held_out = tuple(i for i in reach if i not in prompt.example_states())
     return make_table(
-        args.task, probs, backend=args.backend, scores=scores, **model_meta,
+        args.task, probs, backend=args.backend, scores=scores, past_policies=past, **model_meta,
         prompt_sha256=prompt.sha256(), prompt=_prompt_meta(prompt),
         temperature=prompt.temperature, date=today,
         agreement_reachable=agreement(probs, args.task, reach),

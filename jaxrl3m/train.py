@@ -168,7 +168,8 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
     meta = table.metadata
     return table.probs, {"prior": prior, "prior_model": meta.get("model"),
                          "prior_backend": meta.get("backend"),
-                         "prior_agreement": meta.get("agreement")}
+                         "prior_agreement": meta.get("agreement"),
+                         "prior_past_policies": list(table.past_policies)}
 
 
 def restore_run(run_dir: str | Path) -> tuple[PPOConfig, RunConfig, "Setup", RunnerState, int]:
@@ -225,9 +226,19 @@ def build_setup(ppo: PPOConfig, run: RunConfig) -> Setup:
     table, info = resolve_prior(run.prior, ppo.task)
     source_task, source_params = (load_source(run, ppo) if run.uses_source else (None, None))
     past: tuple = ()
+    in_table = info.get("prior_past_policies") or []
+    if in_table and (run.teacher != "prior+source" or in_table != [source_task]):
+        raise ConfigError(
+            f"config key 'prior': {run.prior!r} has a column for the policy that solved "
+            f"{in_table}, which needs teacher=prior+source with a source policy trained on "
+            + (f"{in_table[0]} (the source is {source_task})" if source_task else
+               f"{in_table[0]} (source=RUN_DIR)"))
     if run.teacher != "prior":
         weight = 1.0 if run.teacher == "source" else run.source_weight
-        table = with_past_policies(table, 1, weight)
+        if in_table:  # the language model chose the source policy's share itself
+            weight = "from the table"
+        else:
+            table = with_past_policies(table, 1, weight)
         past = (source_params,)
         info = {**(info if run.teacher == "prior+source" else {"prior": "none"}),
                 "teacher": run.teacher, "source_weight": weight}

@@ -217,6 +217,36 @@ def test_precompute_with_the_jax_backend_on_a_tiny_model(tmp_path, capsys):
     np.testing.assert_allclose(t.probs.sum(1), 1.0, atol=1e-5)
 
 
+def test_precompute_scores_a_past_policy_as_one_more_option(tmp_path, capsys):
+    gguf_path, *_ = write_tiny_models(tmp_path)
+    out = tmp_path / "past.json"
+    assert precompute_priors.main(["--task", "LavaDoorKey", "--model", str(gguf_path), "--out",
+                                   str(out), "--permutations", "1", "--past-policy",
+                                   "DoorKey"]) == 0
+    t = load_table(out, "LavaDoorKey")
+    assert t.options[-1] == "follow the policy that solved DoorKey"
+    assert t.past_policies == ("DoorKey",) and t.probs.shape == (60, 7)
+    assert np.isfinite(t.scores[:, -1]).all()  # the model scored the option in every state
+    np.testing.assert_allclose(t.probs.sum(1), 1.0, atol=1e-5)
+    # The prompt lists it among the options the model reads.
+    from jaxrl3m.teacher.priors import llm_prior_scores
+    from jaxrl3m.teacher.prompt import load_prompt
+    seen = []
+
+    def fake(msgs, options):
+        seen.append((msgs[0][0]["content"], list(options)))
+        return np.zeros((len(msgs), len(options)))
+    scores = llm_prior_scores(fake, "LavaDoorKey", load_prompt(permutations=1, calibrate=False),
+                              past_policies=("DoorKey",))
+    assert scores.shape == (60, 7)
+    assert "follow the policy that solved DoorKey" in seen[0][0]
+    assert seen[0][1][-1] == "follow the policy that solved DoorKey"
+    # No language model, no past-policy column.
+    assert precompute_priors.main(["--task", "LavaDoorKey", "--backend", "oracle", "--out",
+                                   str(tmp_path / "o.json"), "--past-policy", "DoorKey"]) == 2
+    assert "needs a language model" in capsys.readouterr().err
+
+
 def test_model_errors_are_clear(tmp_path):
     with pytest.raises(ModelError, match="no such file"):
         load_model(str(tmp_path / "nope.gguf"))

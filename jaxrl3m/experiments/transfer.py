@@ -219,7 +219,7 @@ def _steps_cell(row: dict[str, Any]) -> str:
 
 
 def _count(steps: float) -> str:
-    return f"{steps / 1e6:g}M" if steps >= 1e6 else f"{steps / 1e3:g}k"
+    return f"{steps / 1e6:.1f}M" if steps >= 1e5 else f"{steps / 1e3:.0f}k"
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:

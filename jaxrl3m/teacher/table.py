@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ..envs.abstraction import ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, describe_all
-from .options import task_options
+from .options import past_policy_option, task_options
 
 FORMAT = "jaxrl3m-prior-table"
 FORMAT_VERSION = 1
@@ -52,17 +52,31 @@ class PriorTable:
     def options(self) -> tuple[str, ...]:
         return tuple(self.metadata["options"])
 
+    @property
+    def past_policies(self) -> tuple[str, ...]:
+        """Source tasks whose policies are options after the skills (see `table_options`)."""
+        return tuple(self.metadata.get("past_policies", ()))
+
     def device_array(self):
         """The probabilities as one device array (pass it to jitted functions as an argument)."""
         import jax.numpy as jnp
         return jnp.asarray(self.probs, jnp.float32)
 
 
+def table_options(task: str, past_policies: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A table's columns: the task's skills, then one option per past policy (a policy learned
+    on an earlier task, "follow the policy that solved DoorKey")."""
+    return tuple(task_options(task)) + tuple(past_policy_option(t) for t in past_policies)
+
+
 def make_table(task: str, probs: np.ndarray, backend: str, scores: np.ndarray | None = None,
-               **metadata: Any) -> PriorTable:
+               past_policies: tuple[str, ...] = (), **metadata: Any) -> PriorTable:
     """A validated table for `task` with the standard metadata filled in."""
     meta = dict(task=task, abstraction_version=ABSTRACTION_VERSION,
-                options=list(task_options(task)), states=describe_all(), backend=backend)
+                options=list(table_options(task, past_policies)), states=describe_all(),
+                backend=backend)
+    if past_policies:
+        meta["past_policies"] = list(past_policies)
     meta.update(metadata)
     table = PriorTable(probs=np.asarray(probs, np.float32), metadata=meta,
                        scores=None if scores is None else np.asarray(scores, np.float32))
@@ -84,7 +98,7 @@ def validate(table: PriorTable, task: str | None = None, source: str = "table") 
     if meta["abstraction_version"] != ABSTRACTION_VERSION:
         raise TableError(f"{source} uses abstraction version {meta['abstraction_version']}, the "
                          f"library has version {ABSTRACTION_VERSION}; {fix}")
-    expected_options = list(task_options(meta["task"]))
+    expected_options = list(table_options(meta["task"], tuple(meta.get("past_policies", ()))))
     if list(meta["options"]) != expected_options:
         raise TableError(f"{source} has options {list(meta['options'])}, task {meta['task']!r} "
                          f"has {expected_options}; {fix}")
