@@ -38,10 +38,10 @@ def source_run(tmp_path_factory):
 def _batch_obs(task: str, n: int = 32, steps: int = 6):
     """Observations from `n` environments after a few random steps."""
     env = make_train(PPOConfig(task=task, **TINY)).env
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), n))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), n))
+    step = jax.jit(jax.vmap(env.step))
     for i in range(steps):
-        a = jax.random.randint(jax.random.key(100 + i), (n,), 0, env.num_actions)
-        ts = jax.vmap(env.step)(ts.state, a)
+        ts = step(ts.state, jax.random.randint(jax.random.key(100 + i), (n,), 0, env.num_actions))
     return ts.obs
 
 
@@ -72,30 +72,32 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     assert trainer.options[-1] == "follow the policy that solved DoorKey"
     obs = _batch_obs(task)
     n = obs.agent_dir.shape[0]
+    trainer_teacher = jax.jit(trainer.teacher, static_argnums=2)
+    teacher = lambda table, obs, n, past=(): trainer_teacher(table, obs, n, past)
     params = trainer.init_params(jax.random.key(3))
     other = trainer.init_params(jax.random.key(4))
     past = jax.nn.softmax(trainer.apply(params, obs)[0])
-    skills_only = plain.teacher(jnp.asarray(oracle_table(task)), obs, n)
+    skills_only = jax.jit(plain.teacher, static_argnums=2)(jnp.asarray(oracle_table(task)), obs, n)
 
     # Kickstarting: all the prior on the past policy -> the teacher is that policy.
     kick = jnp.asarray(with_past_policies(oracle_table(task), 1, 1.0))
-    np.testing.assert_allclose(trainer.teacher(kick, obs, n, (params,)), past, atol=1e-6)
+    np.testing.assert_allclose(teacher(kick, obs, n, (params,)), past, atol=1e-6)
     # Weight 0: exactly the skills' teacher.
     zero = jnp.asarray(with_past_policies(oracle_table(task), 1, 0.0))
-    np.testing.assert_allclose(trainer.teacher(zero, obs, n, (params,)), skills_only, atol=1e-6)
+    np.testing.assert_allclose(teacher(zero, obs, n, (params,)), skills_only, atol=1e-6)
     # Weight 1/2: on the segment between the two, at 0.5 / (0.5 + 0.5 m), m = the prior mass of
     # the skills that apply (the mixture renormalises over applicable options).
     half = jnp.asarray(with_past_policies(oracle_table(task), 1, 0.5))
-    got = trainer.teacher(half, obs, n, (params,))
+    got = teacher(half, obs, n, (params,))
     from jaxrl3m.envs.abstraction import abstract_state
-    rows = oracle_table(task)[np.asarray(jax.vmap(abstract_state)(obs))]
-    applicable = np.asarray(jax.vmap(skill_outputs, (0, None))(obs, task_options(task))
-                            .applicable)
+    rows = oracle_table(task)[np.asarray(jax.jit(jax.vmap(abstract_state))(obs))]
+    applicable = np.asarray(jax.jit(jax.vmap(lambda o: skill_outputs(o, task_options(task))))(
+        obs).applicable)
     m = (rows * applicable).sum(1)
     c = (0.5 / (0.5 + 0.5 * m))[:, None]
     np.testing.assert_allclose(got, c * past + (1 - c) * skills_only, atol=1e-5)
     # The source policy's parameters matter.
-    assert not np.allclose(got, trainer.teacher(half, obs, n, (other,)), atol=1e-4)
+    assert not np.allclose(got, teacher(half, obs, n, (other,)), atol=1e-4)
     with pytest.raises(ConfigError, match="past policies"):
         trainer.teacher(half, obs, n, ())
     with pytest.raises(ConfigError, match="shape"):
