@@ -4,8 +4,9 @@
     python bench/learning.py --tasks DoorKey --priors oracle ppo --seeds 4
     python bench/learning.py --tasks DoorKey --priors oracle --set network=cnn   # a variant
 
-Each (task, prior) runs its preset `configs/<task>-<prior>.yaml` through `jaxrl3m.train` with
-all seeds in one vmap, into `runs/bench-learning/`. Steps to 0.9 are read from the training
+Each (task, prior) runs its preset `configs/<task>-<prior>.yaml` through the library's driver
+(`jaxrl3m.core.driver.train_run`) with all seeds in one vmap, into full run folders in
+`runs/bench-learning/` (config.yaml included: each can be evaluated or resumed). Steps to 0.9 are read from the training
 episodes' success rate pooled over the last 5 updates (at least 50 episodes). Writes
 `bench/learning.json` and `bench/learning_<task>.png` (mean and min-max band over seeds).
 `--set key=value ...` overrides preset keys (a variant: its rows are stored as
@@ -29,11 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxrl3m import curves  # noqa: E402
-from jaxrl3m.config import parse_overrides  # noqa: E402
-from jaxrl3m.train import load_config, new_run_dir, train_run  # noqa: E402
-from jaxrl3m.teacher.table import atomic_write_text  # noqa: E402
-import dataclasses  # noqa: E402
+from jaxrl3m.core import metrics as curves  # noqa: E402
+from jaxrl3m.core.config import parse_overrides  # noqa: E402
+from jaxrl3m.core.driver import train_run  # noqa: E402
+from jaxrl3m.core.io import atomic_write_text  # noqa: E402
+from jaxrl3m.core.runs import create_run, load_config, setup  # noqa: E402
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("ppo", "oracle", "vicuna33b", "llm")
@@ -110,15 +111,13 @@ def main(argv=None) -> int:
             if args.set:
                 overrides["name"] = f"{task}-{prior}-" + "-".join(
                     x.replace("=", "_") for x in args.set)
-            ppo, run = load_config(str(ROOT / "configs" / f"{task}-{prior}.yaml"), overrides)
-            run_dir = new_run_dir(run)
-            run = dataclasses.replace(run, name=run_dir.name)
+            config, run = load_config(f"{task}-{prior}", overrides)
+            prepared = setup(config, run)
+            run_dir, run = create_run(config, run)
             t0 = time.perf_counter()
-            s = train_run(ppo, run, run_dir, progress=True)
+            s = train_run(config, run, run_dir, progress=True, prepared=prepared)
             rows = curves.read_csv(run_dir / "metrics.csv")
-            steps = curves.by_seed(rows, "env_steps")[0]
-            succ = curves.windowed_success(curves.by_seed(rows, "success"),
-                                           curves.by_seed(rows, "episodes"))
+            steps, succ, _ = curves.curves(rows)
             to = np.array(s["steps_to_0.9"], dtype=float)
             results.setdefault(task, {})[name] = {
                 "config": f"configs/{task}-{prior}.yaml", "seeds": args.seeds,
@@ -141,10 +140,9 @@ def main(argv=None) -> int:
         for name in sorted(results.get(task, {}), key=_order):
             r = results[task][name]
             if (ROOT / r["run_dir"] / "metrics.csv").exists():
-                rows = curves.read_csv(ROOT / r["run_dir"] / "metrics.csv")
-                steps = curves.by_seed(rows, "env_steps")[0]
-                curves_by_prior[_label(name)] = (steps, curves.windowed_success(
-                    curves.by_seed(rows, "success"), curves.by_seed(rows, "episodes")))
+                steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] /
+                                                               "metrics.csv"))
+                curves_by_prior[_label(name)] = (steps, succ)
         curves.plot_learning_curves(curves_by_prior, ROOT / "bench" / f"learning_{task}.png",
                                     f"{task}: guided vs plain PPO")
     return 0

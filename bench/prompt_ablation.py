@@ -14,7 +14,7 @@ from jaxrl3m.llm.checkpoint import load_model
 from jaxrl3m.llm.scoring import chat_score_fn
 from jaxrl3m.teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from jaxrl3m.teacher.prompt import DEFAULT_EXAMPLES, load_prompt
-from jaxrl3m.teacher.rollout import reachable_states
+from jaxrl3m.teacher.teacher import reachable_states
 
 _NONE = {"examples": [], "permutations": 1, "calibrate": False}
 _EX = list(DEFAULT_EXAMPLES)

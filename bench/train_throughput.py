@@ -32,37 +32,43 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxrl3m.algos.ppo import PPOConfig, make_train  # noqa: E402
+from jaxrl3m.core.io import atomic_write_text  # noqa: E402
+from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
 from jaxrl3m.teacher.options import oracle_table  # noqa: E402
-from jaxrl3m.teacher.table import atomic_write_text  # noqa: E402
+from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
 
-TABLES = {t: jnp.asarray(oracle_table(t)) for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
+TEACHERS = {t: Teacher.create(t, oracle_table(t))
+            for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
+VARIANTS = {"plain": (False, 0.0), "guided": (True, 1.0), "guided_lambda0": (True, 0.0)}
+"""name -> (guided, kl_coef): plain PPO, guided PPO, guided PPO while lambda_t = 0."""
 
 
-def build(task: str, num_envs: int, seeds: int, guided: bool, updates: int):
-    """The jitted chunk of `updates` updates for `seeds` seeds, compiled and run once."""
+def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
+    """The jitted chunk of `updates` updates for `seeds` seeds (vmapped as the driver does),
+    compiled and run once."""
+    guided, kl_coef = VARIANTS[variant]
     batch = num_envs * 32
     config = PPOConfig(task=task, num_envs=num_envs, num_steps=32,
                        num_minibatches=max(4, batch // 8192), total_steps=batch * 10_000,
-                       kl_coef=1.0 if guided else 0.0, kl_schedule="constant")
-    trainer = make_train(config, guided=guided)
+                       kl_coef=kl_coef, kl_schedule="constant")
+    algo = make_train(config, guided=guided)
     keys = jax.random.split(jax.random.key(0), seeds)
-    runner = jax.jit(jax.vmap(trainer.init))(keys)
-    chunk = jax.jit(jax.vmap(lambda r, t: trainer.update(r, t, updates), in_axes=(0, None)))
+    state = jax.jit(vmap_seeds(algo.init))(keys)
+    chunk = jax.jit(vmap_seeds(lambda r, t: algo.update(r, t, updates), in_axes=(0, None)))
     t0 = time.perf_counter()
-    runner, _ = jax.block_until_ready(chunk(runner, TABLES[task]))
-    return {"chunk": chunk, "runner": runner, "compile_s": time.perf_counter() - t0,
+    state, _ = jax.block_until_ready(chunk(state, TEACHERS[task]))
+    return {"chunk": chunk, "runner": state, "compile_s": time.perf_counter() - t0,
             "times": [], "steps": updates * batch * seeds}
 
 
 def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int) -> dict:
     """Plain and guided PPO timed in alternation (`repeats` chunks each, best kept), so that
     a slow spell of the machine hits both alike."""
-    runs = {"plain": build(task, num_envs, seeds, False, updates),
-            "guided": build(task, num_envs, seeds, True, updates)}
+    runs = {v: build(task, num_envs, seeds, v, updates) for v in VARIANTS}
     for _ in range(repeats):
         for r in runs.values():
             t0 = time.perf_counter()
-            r["runner"], _ = jax.block_until_ready(r["chunk"](r["runner"], TABLES[task]))
+            r["runner"], _ = jax.block_until_ready(r["chunk"](r["runner"], TEACHERS[task]))
             r["times"].append(time.perf_counter() - t0)
     return {name: {"compile_s": r["compile_s"], "run_s": min(r["times"]),
                    "steps_per_s": r["steps"] / min(r["times"]),
@@ -73,8 +79,7 @@ def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int) ->
 def teacher_cost(task: str, states: int = 8192, repeats: int = 5) -> float:
     """Microseconds per state of the teacher `pi_L` (oracle table), vmapped over `states`
     observations from random-action rollouts, as the trainer computes it after a rollout."""
-    trainer = make_train(PPOConfig(task=task))
-    env, n = trainer.env, 256
+    env, n = make_train(PPOConfig(task=task)).env, 256
 
     def observations(key):
         ts = jax.vmap(env.reset)(jax.random.split(key, n))
@@ -87,12 +92,12 @@ def teacher_cost(task: str, states: int = 8192, repeats: int = 5) -> float:
         return jax.tree.map(lambda x: x.reshape(states, *x.shape[2:]), obs)
 
     obs = jax.jit(observations)(jax.random.key(1))
-    teacher = jax.jit(lambda t, o: trainer.teacher(t, o, states))
-    jax.block_until_ready(teacher(TABLES[task], obs))
+    teacher = jax.jit(lambda t, o: t.probs(o))
+    jax.block_until_ready(teacher(TEACHERS[task], obs))
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        jax.block_until_ready(teacher(TABLES[task], obs))
+        jax.block_until_ready(teacher(TEACHERS[task], obs))
         best = min(best, time.perf_counter() - t0)
     return best / states * 1e6
 

@@ -25,7 +25,7 @@ import numpy as np
 from .teacher.options import TEACHER_TASKS, oracle_table, uniform_table
 from .teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from .teacher.prompt import load_prompt
-from .teacher.rollout import reachable_states
+from .teacher.teacher import reachable_states
 from .teacher.table import make_table, save_table
 
 BACKENDS = ("jax", "openai", "table", "oracle", "uniform")

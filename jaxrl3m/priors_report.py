@@ -17,7 +17,7 @@ import numpy as np
 from .envs.abstraction import NUM_ABSTRACT_STATES, describe
 from .teacher.options import oracle_options
 from .teacher.priors import agreement
-from .teacher.rollout import reachable_states
+from .teacher.teacher import reachable_states
 from .teacher.table import TableError, load_table
 
 

@@ -11,46 +11,42 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from . import envs
+from .core import collector
 from .envs.render import render_text
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 
 
 def random_rollout(env, n_envs: int, n_steps: int):
-    """jit-compiled: per-step rewards, terminations, truncations, lengths and abstract states."""
+    """jit-compiled: `n_envs` environments stepped `n_steps` times with uniformly random
+    actions by the common collector; returns the transitions `[T, N]` and their abstract
+    states."""
 
     def run(key):
         k_reset, k_act = jax.random.split(key)
-        ts = jax.vmap(env.reset)(jax.random.split(k_reset, n_envs))
-
-        def body(state, k):
-            a = jax.random.randint(k, (n_envs,), 0, env.num_actions)
-            s_idx = jax.vmap(envs.abstract_state)(env.observe(state))
-            out = jax.vmap(env.step)(state, a)
-            length = state.t + 1
-            return out.state, (out.reward, out.terminated, out.truncated, length, s_idx)
-
-        return jax.lax.scan(body, ts.state, jax.random.split(k_act, n_steps))[1]
+        carry = collector.reset(env, k_reset, n_envs)
+        _, tr = collector.rollout(env, collector.Random(env.num_actions), None, carry, k_act,
+                                  n_steps)
+        return tr, jax.vmap(jax.vmap(envs.abstract_state))(tr.obs)
 
     return jax.jit(run)
 
 
 def summarise(trace) -> dict:
-    reward, term, trunc, length, s_idx = (np.asarray(x) for x in trace)
-    done = term | trunc
-    success = term & (reward > 0)
+    tr, s_idx = jax.device_get(trace)
+    done = np.asarray(tr.terminated | tr.truncated)
     n = int(done.sum())
     return {
         "episodes": n,
-        "success_rate": float(success.sum() / max(n, 1)),
-        "mean_return": float(reward[done].mean()) if n else 0.0,
-        "mean_length": float(length[done].mean()) if n else 0.0,
-        "lava_deaths": int((term & (reward == 0)).sum()),
-        "abstract_states": np.bincount(s_idx.ravel(), minlength=envs.NUM_ABSTRACT_STATES),
+        "success_rate": float((tr.terminated & (tr.reward > 0)).sum() / max(n, 1)),
+        "mean_return": float(tr.episode_return[done].mean()) if n else 0.0,
+        "mean_length": float(tr.episode_length[done].mean()) if n else 0.0,
+        "lava_deaths": int((tr.terminated & (tr.reward <= 0)).sum()),
+        "abstract_states": np.bincount(np.asarray(s_idx).ravel(),
+                                       minlength=envs.NUM_ABSTRACT_STATES),
     }
 
 

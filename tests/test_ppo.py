@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxrl3m import curves, train as train_cli
+from jaxrl3m import train as train_cli
 from jaxrl3m.algos import losses
 from jaxrl3m.algos.ppo import METRICS, PPOConfig, make_train
-from jaxrl3m.config import ConfigError
+from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.core.config import ConfigError
+from jaxrl3m.teacher.teacher import Teacher
 from jaxrl3m.envs.types import (EMPTY_CELL, KEY, LAVA, NOTHING, Observation, TimeStep,
                                 WALL_CELL)
 from jaxrl3m.teacher.options import oracle_table
@@ -116,9 +118,9 @@ def test_kl_schedules():
 # The trainer
 # ---------------------------------------------------------------------------------------------
 def _run(config: PPOConfig, guided: bool, table, n: int, env=None):
-    trainer = make_train(config, guided, env)
-    runner = jax.jit(trainer.init)(jax.random.key(3))
-    return jax.jit(trainer.update, static_argnums=2)(runner, table, n)
+    algo = make_train(config, guided, env)
+    state = jax.jit(algo.init)(jax.random.key(3))
+    return jax.jit(algo.update, static_argnums=2)(state, Teacher.create(config.task, table), n)
 
 
 def test_kl_coef_zero_is_exactly_plain_ppo():
@@ -139,17 +141,19 @@ def test_guidance_pulls_the_student_to_the_teacher():
     config = PPOConfig(task="DoorKey", total_steps=64 * 16 * 30, num_envs=64, num_steps=16,
                        kl_coef=5.0, ent_coef=0.0, vf_coef=0.0, clip_eps=1e-6, window=7,
                        hidden=(32,))
-    _, m = _run(config, True, jnp.asarray(oracle_table("DoorKey")), 30)
-    kl = np.asarray(m["kl_teacher"])
+    algo = make_train(config)
+    train = jax.jit(jax.vmap(algo.train, (0, None)))  # three seeds: the bar holds on average
+    _, m = train(jax.random.split(jax.random.key(3), 3), algo.teacher(oracle_table("DoorKey")))
+    kl = np.asarray(m["kl_teacher"]).mean(0)
     assert kl[-5:].mean() < 0.75 * kl[:3].mean(), kl
 
 
 def test_two_seeds_under_vmap_give_finite_metrics_of_the_right_shapes():
     config = PPOConfig(task="ColoredDoorKey", total_steps=8 * 8 * 2, kl_coef=1.0, **TINY)
     trainer = make_train(config)
-    table = jnp.asarray(oracle_table("ColoredDoorKey"))
+    teacher = Teacher.create("ColoredDoorKey", oracle_table("ColoredDoorKey"))
     runner, metrics = jax.jit(jax.vmap(trainer.train, (0, None)))(
-        jax.random.split(jax.random.key(0), 2), table)
+        jax.random.split(jax.random.key(0), 2), teacher)
     assert set(metrics) == set(METRICS)
     for k, v in metrics.items():
         assert v.shape == (2, 2), k
@@ -226,7 +230,7 @@ def test_probe_bandit_is_learned():
     config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
                        total_steps=32 * 8 * 60, window=5, hidden=(16,))
     trainer = make_train(config, guided=False, env=env)
-    runner, m = jax.jit(trainer.train)(jax.random.key(0), jnp.asarray(oracle_table("DoorKey")))
+    runner, m = jax.jit(trainer.train)(jax.random.key(0))
     obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
     logits, value = trainer.apply(runner.params, obs)
     probs = jax.nn.softmax(logits)
@@ -241,7 +245,7 @@ def test_probe_truncation_is_bootstrapped():
                        total_steps=32 * 8 * 80, window=5, hidden=(16,), gamma=0.5,
                        anneal_lr=False, lr=3e-3)
     trainer = make_train(config, guided=False, env=env)
-    runner, _ = jax.jit(trainer.train)(jax.random.key(0), jnp.asarray(oracle_table("DoorKey")))
+    runner, _ = jax.jit(trainer.train)(jax.random.key(0))
     obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
     _, value = trainer.apply(runner.params, obs)
     # 1 / (1 - 0.5) = 2; treating truncation as termination would average about 1.6.
@@ -253,21 +257,21 @@ def test_probe_truncation_is_bootstrapped():
 # ---------------------------------------------------------------------------------------------
 def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown config key 'kl_coeff'.*Did you mean 'kl_coef'"):
-        train_cli.load_config(None, {"kl_coeff": 1.0})
+        runs.load_config(None, {"kl_coeff": 1.0})
     with pytest.raises(ConfigError, match=r"'num_envs' must be int, got 'many'"):
-        train_cli.load_config(None, {"num_envs": "many"})
+        runs.load_config(None, {"num_envs": "many"})
     with pytest.raises(ConfigError, match=r"'hidden' must be a list of int"):
-        train_cli.load_config(None, {"hidden": 64})
+        runs.load_config(None, {"hidden": 64})
     with pytest.raises(ConfigError, match=r"'num_minibatches'.*does not divide"):
-        train_cli.load_config(None, {"num_minibatches": 7})
+        runs.load_config(None, {"num_minibatches": 7})
     with pytest.raises(ConfigError, match=r"'kl_coef' is 1.0 but prior is 'none'"):
-        train_cli.load_config(None, {"kl_coef": 1.0})
-    ppo, _ = train_cli.load_config(None, {"lr": "1e-3"})  # YAML 1.1 reads 1e-3 as a string
+        runs.load_config(None, {"kl_coef": 1.0})
+    ppo, _ = runs.load_config(None, {"lr": "1e-3"})  # YAML 1.1 reads 1e-3 as a string
     assert ppo.lr == 1e-3
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: ppo.yaml\ntask: DoorKey\n")
     with pytest.raises(ConfigError, match="does not exist"):
-        train_cli.load_config(str(bad), {})
+        runs.load_config(str(bad), {})
 
 
 def test_prior_of_another_task_is_refused(tmp_path, capsys):
@@ -292,16 +296,24 @@ def test_train_writes_a_run_and_resume_equals_uninterrupted(tmp_path, capsys):
         assert (full / f).is_file(), f
     rows = curves.read_csv(full / "metrics.csv")
     assert len(rows) == 2 * 10 and {r["seed"] for r in rows} == {0, 1}
-    assert set(train_cli.COLUMNS) <= set(rows[0])
+    assert set(driver.columns(make_train(PPOConfig(task="DoorKey")))) == set(rows[0])
     assert "final success" in capsys.readouterr().out
 
     # The same run, stopped after 5 of 10 updates (one chunk), then resumed.
-    ppo, run = train_cli.load_config(str(full / "config.yaml"), {"name": "stopped"})
-    stopped = train_cli.new_run_dir(run)
-    (stopped / "config.yaml").write_text((full / "config.yaml").read_text())
-    assert train_cli.train_run(ppo, run, stopped, progress=False, stop_after=5) is None
+    ppo, run = runs.load_config(str(full / "config.yaml"), {"name": "stopped"})
+    stopped, run = runs.create_run(ppo, run)
+    assert driver.train_run(ppo, run, stopped, progress=False, stop_after=5) is None
     assert max(r["update"] for r in curves.read_csv(stopped / "metrics.csv")) == 5
+    # A kill while a chunk was being appended leaves a partial line; rows after the last
+    # checkpoint (here: a fake update 6) must not survive the resume either.
+    before = (stopped / "metrics.csv").read_text()
+    with open(stopped / "metrics.csv", "a") as f:
+        seed, _, rest = before.splitlines()[-1].split(",", 2)
+        f.write(f"{seed},6,{rest}\n0,7,1.5,")
+    assert [r["update"] for r in curves.read_csv(stopped / "metrics.csv")][-1] == 6
     assert train_cli.main(["--resume", str(stopped), "--no-progress"]) == 0
+    after = (stopped / "metrics.csv").read_text()
+    assert after.startswith(before)  # the first chunk's rows were kept as written
 
     a, b = curves.read_csv(full / "metrics.csv"), curves.read_csv(stopped / "metrics.csv")
     assert len(a) == len(b)

@@ -18,7 +18,9 @@ from jaxrl3m.envs.types import (DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, 
                                 NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import TEACHER_TASKS, oracle_table, task_options, uniform_table
-from jaxrl3m.teacher.rollout import reachable_states, teacher_episodes
+from jaxrl3m.core import collector
+from jaxrl3m.core.evaluation import evaluate
+from jaxrl3m.teacher.teacher import Teacher, reachable_states, teacher_logits
 from jaxrl3m.teacher.skills import TARGETS, Packing, knowledge, skill_outputs
 from jaxrl3m.teacher.table import TableError, load_table, make_table, save_table
 
@@ -30,20 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", TEACHER_TASKS)
 def test_oracle_teacher_solves_10000_episodes(task):
+    # The production path: the Teacher object PPO uses, acting through the common collector in
+    # held-out evaluation (what learn=false and the transfer study's approach 2 run).
     env = make(task)
-    stats = teacher_episodes(env, jnp.asarray(oracle_table(task)), task_options(task),
-                             jax.random.key(7), 10_000)
-    assert float(stats.success.mean()) >= 0.95
-    assert int(stats.lava.sum()) == 0
-    assert bool(jnp.all(stats.length <= env.max_steps))
+    ev = evaluate(env, teacher_logits, Teacher.create(task, oracle_table(task)), seeds=1,
+                  episodes=10_000, seed=7, batched=False)
+    assert ev["success_mean"] >= 0.95
+    assert ev["lava"] == [0.0]
+    assert ev["length_max"][0] <= env.max_steps
 
 
 def test_uniform_teacher_is_worse_than_oracle():
     env = make("DoorKey")
-    opts = task_options("DoorKey")
-    oracle = teacher_episodes(env, jnp.asarray(oracle_table("DoorKey")), opts, jax.random.key(1), 500)
-    uniform = teacher_episodes(env, jnp.asarray(uniform_table("DoorKey")), opts, jax.random.key(1), 500)
-    assert float(uniform.success.mean()) < float(oracle.success.mean()) - 0.2
+    run = lambda table: evaluate(env, teacher_logits, Teacher.create("DoorKey", table), 1, 500,
+                                 seed=1, batched=False)["success_mean"]
+    assert run(uniform_table("DoorKey")) < run(oracle_table("DoorKey")) - 0.2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,14 +220,32 @@ def test_teacher_probs_batched_are_distributions():
 
 
 def test_skills_only_read_the_observation():
-    # Two layouts differing only where the agent has not looked give the same skill outputs.
+    """Two worlds that differ only where the agent has not looked yet (the key's cell): the
+    teacher, acting through the collector as in training, must act identically in both for as
+    long as the agent's observations agree, and differently once it has seen the difference.
+    A skill that read the true grid would head for the key at once in each world."""
     env = make("DoorKey")
-    a = env.reset_to(make_layout(keys=((8, 8),), agent=(1, 1), agent_dir=EAST)).obs
-    b = env.reset_to(make_layout(keys=((7, 8),), agent=(1, 1), agent_dir=EAST)).obs
-    assert np.array_equal(np.asarray(a.grid), np.asarray(b.grid))
-    names = task_options("DoorKey")
-    oa, ob = skill_outputs(a, names), skill_outputs(b, names)
-    assert np.array_equal(np.asarray(oa.probs), np.asarray(ob.probs))
+    teacher = Teacher.create("DoorKey", oracle_table("DoorKey"))
+    worlds = [env.reset_to(make_layout(keys=(k,), agent=(1, 1), agent_dir=EAST))
+              for k in ((8, 8), (8, 2))]
+    assert not np.array_equal(np.asarray(worlds[0].state.grid), np.asarray(worlds[1].state.grid))
+    policy = collector.Sample(teacher_logits, greedy=True)
+
+    @jax.jit
+    def play(ts):
+        carry = collector.Carry(state=jax.tree.map(lambda x: x[None], ts.state),
+                                obs=jax.tree.map(lambda x: x[None], ts.obs),
+                                ep_return=jnp.zeros(1), ep_length=jnp.zeros(1, jnp.int32))
+        _, tr = collector.rollout(env, policy, teacher, carry, jax.random.key(0), 40)
+        return tr.obs, tr.action[:, 0], teacher.probs(jax.tree.map(lambda x: x[:, 0], tr.obs))
+
+    (obs_a, act_a, p_a), (obs_b, act_b, p_b) = play(worlds[0]), play(worlds[1])
+    same = np.all(np.asarray(obs_a.grid == obs_b.grid), axis=(1, 2, 3, 4))
+    first_diff = int(np.argmin(same))
+    assert not same.all() and first_diff > 2, "the worlds should look alike for a few steps"
+    np.testing.assert_array_equal(np.asarray(p_a)[:first_diff], np.asarray(p_b)[:first_diff])
+    np.testing.assert_array_equal(np.asarray(act_a)[:first_diff], np.asarray(act_b)[:first_diff])
+    assert not np.array_equal(np.asarray(act_a)[first_diff:], np.asarray(act_b)[first_diff:])
 
 
 def test_reachable_states_are_consistent():

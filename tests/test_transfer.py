@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl3m import curves, train as train_cli
+from jaxrl3m import train as train_cli
 from jaxrl3m.algos.ppo import PPOConfig, make_train
-from jaxrl3m.checkpoint import Checkpoints
-from jaxrl3m.config import ConfigError
+from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.core.checkpoint import Checkpoints
+from jaxrl3m.core.config import ConfigError
 from jaxrl3m.experiments import transfer
 from jaxrl3m.teacher.options import (oracle_table, past_policy_option, task_options,
                                      with_past_policies)
@@ -68,16 +69,17 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     task = "ColoredDoorKey"
     trainer = make_train(PPOConfig(task=task, kl_coef=1.0, **TINY), past_policies=("DoorKey",))
     plain = make_train(PPOConfig(task=task, kl_coef=1.0, **TINY))
-    assert trainer.options == task_options(task) + (past_policy_option("DoorKey"),)
-    assert trainer.options[-1] == "follow the policy that solved DoorKey"
+    kick = trainer.teacher(with_past_policies(oracle_table(task), 1, 1.0), (None,))
+    assert kick.columns == task_options(task) + (past_policy_option("DoorKey"),)
+    assert kick.columns[-1] == "follow the policy that solved DoorKey"
     obs = _batch_obs(task)
+    probs = jax.jit(lambda t, obs: t.probs(obs))
+    teacher = lambda table, obs, n, past: probs(trainer.teacher(table, past), obs)
     n = obs.agent_dir.shape[0]
-    trainer_teacher = jax.jit(trainer.teacher, static_argnums=2)
-    teacher = lambda table, obs, n, past=(): trainer_teacher(table, obs, n, past)
     params = trainer.init_params(jax.random.key(3))
     other = trainer.init_params(jax.random.key(4))
     past = jax.nn.softmax(trainer.apply(params, obs)[0])
-    skills_only = jax.jit(plain.teacher, static_argnums=2)(jnp.asarray(oracle_table(task)), obs, n)
+    skills_only = probs(plain.teacher(oracle_table(task)), obs)
 
     # Kickstarting: all the prior on the past policy -> the teacher is that policy.
     kick = jnp.asarray(with_past_policies(oracle_table(task), 1, 1.0))
@@ -99,9 +101,11 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     # The source policy's parameters matter.
     assert not np.allclose(got, teacher(half, obs, n, (other,)), atol=1e-4)
     with pytest.raises(ConfigError, match="past policies"):
-        trainer.teacher(half, obs, n, ())
+        trainer.teacher(half, ())
     with pytest.raises(ConfigError, match="shape"):
-        trainer.update(trainer.init(jax.random.key(0)), oracle_table(task), 1, past=(params,))
+        trainer.teacher(oracle_table(task), (params,))
+    with pytest.raises(ConfigError, match="past policies"):  # a teacher without the column
+        trainer.update(trainer.init(jax.random.key(0)), plain.teacher(oracle_table(task)), 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,28 +114,28 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
 def _transfer_config(tmp_path, src, **values):
     base = {"task": "LavaDoorKey", "runs_dir": str(tmp_path), "source": str(src),
             "total_steps": 64, "eval_episodes": 0, "log_every": 1, **_keys(TINY)}
-    return train_cli.load_config(None, {**base, **values})
+    return runs.load_config(None, {**base, **values})
 
 
 def test_source_parameters_are_really_loaded(tmp_path, source_run):
-    _, _, _, src, _ = train_cli.restore_run(source_run)
+    _, _, _, src, _ = runs.restore_run(source_run)
     seed1 = jax.tree.map(lambda x: x[1], src.params)
     ppo, run = _transfer_config(tmp_path, source_run, init="source", source_seed=1)
-    setup = train_cli.build_setup(ppo, run)
+    setup = runs.setup(ppo, run)
     chex_equal = lambda a, b: all(np.array_equal(x, y) for x, y in
                                   zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     assert chex_equal(setup.start, seed1)
     assert not chex_equal(setup.start, jax.tree.map(lambda x: x[0], src.params))
-    assert setup.past == () and not setup.trainer.guided
+    assert setup.teacher is None and not setup.algo.guided
 
     # Through a whole (one-update, near-zero learning rate) run: the checkpoint holds the
     # source's parameters in every seed.
     ppo, run = _transfer_config(tmp_path, source_run, init="source", source_seed=1, seeds=2,
                                 lr=1e-12, name="from-source")
-    d = train_cli.new_run_dir(run)
-    train_cli.train_run(ppo, run, d, progress=False)
+    d, run = runs.create_run(ppo, run)
+    driver.train_run(ppo, run, d, progress=False)
     ckpt = Checkpoints(d / "checkpoints")
-    state = ckpt.restore(ckpt.latest(), train_cli.init_runner(setup.trainer, run))
+    state = ckpt.restore(ckpt.latest(), runs.init_states(setup.algo, run))
     ckpt.close()
     assert int(state.update[0]) == 1
     for s in range(2):
@@ -149,8 +153,8 @@ def test_kickstarting_from_the_source_starts_at_zero_kl(tmp_path, source_run):
                      "llm+past": dict(teacher="prior+source", prior="oracle")}.items():
         ppo, run = _transfer_config(tmp_path, source_run, init="source", lr=1e-12, kl_coef=1.0,
                                     name=name, **kw)
-        d = train_cli.new_run_dir(run)
-        summary = train_cli.train_run(ppo, run, d, progress=False)
+        d, run = runs.create_run(ppo, run)
+        summary = driver.train_run(ppo, run, d, progress=False)
         rows = curves.read_csv(d / "metrics.csv")
         assert np.isfinite([r["loss"] for r in rows]).all()
         kl[name] = rows[0]["kl_teacher"]
@@ -161,12 +165,12 @@ def test_kickstarting_from_the_source_starts_at_zero_kl(tmp_path, source_run):
 
 def test_transfer_config_errors(tmp_path, source_run):
     with pytest.raises(ConfigError, match="window"):
-        train_cli.build_setup(*_transfer_config(tmp_path, source_run, init="source", window=7))
+        runs.setup(*_transfer_config(tmp_path, source_run, init="source", window=7))
     with pytest.raises(ConfigError, match="source_seed"):
-        train_cli.build_setup(*_transfer_config(tmp_path, source_run, init="source",
+        runs.setup(*_transfer_config(tmp_path, source_run, init="source",
                                                 source_seed=2))
     with pytest.raises(ConfigError, match="not a run folder"):
-        train_cli.build_setup(*_transfer_config(tmp_path, tmp_path / "nowhere", init="source"))
+        runs.setup(*_transfer_config(tmp_path, tmp_path / "nowhere", init="source"))
     for values, match in [(dict(init="source", source=""), "needs a source"),
                           (dict(teacher="prior+source"), "needs a prior"),
                           (dict(teacher="llm"), "teacher"),
@@ -183,25 +187,25 @@ def test_a_table_with_a_past_policy_column_is_used_as_the_llm_wrote_it(tmp_path,
     path = save_table(make_table("LavaDoorKey", probs, backend="jax", past_policies=("DoorKey",)),
                       tmp_path / "lava+doorkey.json")
     assert load_table(path, "LavaDoorKey").options[-1] == past_policy_option("DoorKey")
-    setup = train_cli.build_setup(*_transfer_config(tmp_path, source_run, prior=str(path),
+    setup = runs.setup(*_transfer_config(tmp_path, source_run, prior=str(path),
                                                     teacher="prior+source", source_weight=0.9))
-    np.testing.assert_array_equal(setup.table, probs)  # not re-weighted by source_weight
-    assert setup.info["source_weight"] == "from the table" and len(setup.past) == 1
+    np.testing.assert_array_equal(setup.teacher.table, probs)  # not re-weighted by source_weight
+    assert setup.info["source_weight"] == "from the table" and len(setup.teacher.past) == 1
     with pytest.raises(ConfigError, match="teacher=prior\\+source"):
-        train_cli.build_setup(*_transfer_config(tmp_path, source_run, prior=str(path)))
+        runs.setup(*_transfer_config(tmp_path, source_run, prior=str(path)))
     other = save_table(make_table("LavaDoorKey", probs, backend="jax",
                                   past_policies=("ColoredDoorKey",)), tmp_path / "other.json")
     with pytest.raises(ConfigError, match="source is DoorKey"):
-        train_cli.build_setup(*_transfer_config(tmp_path, source_run, prior=str(other),
+        runs.setup(*_transfer_config(tmp_path, source_run, prior=str(other),
                                                 teacher="prior+source"))
 
 
 def test_teacher_alone_is_evaluated_not_trained(tmp_path):
-    ppo, run = train_cli.load_config("configs/transfer/2-teacher.yaml",
-                                     {"task": "ColoredDoorKey", "runs_dir": str(tmp_path),
-                                      "eval_episodes": 64, "seeds": 2})
-    d = train_cli.new_run_dir(run)
-    summary = train_cli.train_run(ppo, run, d, progress=False)
+    ppo, run = runs.load_config("transfer/2-teacher",
+                                {"task": "ColoredDoorKey", "runs_dir": str(tmp_path),
+                                 "eval_episodes": 64, "seeds": 2})
+    d, run = runs.create_run(ppo, run)
+    summary = driver.train_run(ppo, run, d, progress=False)
     assert not (d / "checkpoints").exists() and summary["learn"] is False
     assert len(summary["eval"]["success"]) == 2
     assert summary["final_success_mean"] > 0.9  # the oracle's skills solve the task alone

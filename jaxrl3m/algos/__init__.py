@@ -1,1 +1,6 @@
-"""Learning algorithms: pure loss functions and jittable train builders."""
+"""Learning algorithms on the shared core: the interface and registry (`base`), losses, and one
+module per algorithm (`ppo`). `get("ppo")` returns a registered algorithm's spec."""
+
+from .base import REGISTRY, Algorithm, AlgorithmSpec, TaskSection, get, register
+
+__all__ = ["Algorithm", "AlgorithmSpec", "REGISTRY", "TaskSection", "get", "register"]

@@ -1,98 +1,75 @@
-"""PPO guided by a teacher, trained end to end in one `jit` (PureJaxRL style).
+"""PPO guided by a teacher, trained end to end in one `jit` (PureJaxRL style), on the core.
 
     loss = L_clip + vf_coef * L_value - ent_coef * H[pi_theta] + lambda_t * mean_s KL(pi_L || pi_theta)
 
-`make_train(config)` returns a `Trainer` of pure functions:
+`make_train(config)` returns a `PPO` algorithm of pure functions (`jaxrl3m.algos.base`):
 
-    trainer = make_train(PPOConfig(task="DoorKey", kl_coef=1.0))
-    out = jax.jit(trainer.train)(jax.random.key(0), table)             # one seed, one jit
-    outs = jax.jit(jax.vmap(trainer.train, (0, None)))(keys, table)     # seeds as a vmap
+    ppo = make_train(PPOConfig(task="DoorKey", kl_coef=1.0))
+    teacher = Teacher.create("DoorKey", table)                        # jaxrl3m.teacher.teacher
+    out = jax.jit(ppo.train)(jax.random.key(0), teacher)              # one seed, one jit
+    outs = jax.jit(jax.vmap(ppo.train, (0, None)))(keys, teacher)     # seeds as a vmap
 
-`train` runs every update in one `lax.scan`; for logging and checkpoints the command line drives
-`init` and `update` (a jitted chunk of updates) from Python instead, with identical results. The
-prior table is an argument, never a closure, so one compiled program serves every table of the
-task's shape. The teacher `pi_L` is computed after each rollout, in one batch, for the states of
-the first `teacher_envs` environments (all environments are i.i.d., so this is an unbiased
-subsample of states), and skipped altogether while `lambda_t = 0`.
+One update: a rollout by the common collector (`jaxrl3m.core.collector`), GAE that bootstraps
+truncated episodes from their final observation (`advantages`), the teacher `pi_L` on the first
+`teacher_envs` environments' states in one batch (`teacher_targets`), then epochs of shuffled
+minibatches (`jaxrl3m.algos.optim.minibatch_epochs`) on `ppo_loss`. The teacher is an argument,
+never a closure, so one compiled program serves every table of a shape. Both skips are real
+under `vmap` over seeds (`jaxrl3m.core.parallel.any_seed`): the teacher is not computed while
+`lambda_t = 0` (it depends on the update count only, which all seeds share), and final
+observations' values only when some episode was truncated.
 
-Past policies (transfer learning): `make_train(config, past_policies=("DoorKey",))` adds the
-frozen policy learned on DoorKey to the teacher's options, after the skills ("follow the policy
-that solved DoorKey"); the table then has a column for it and `update`/`train` take the frozen
-parameters as `past=(params,)`, an argument like the table. A table with all its mass on that
-column is kickstarting (the source policy alone as the teacher).
+Past policies (transfer learning): `make_train(config, past_policies=("DoorKey",))` expects a
+teacher whose table has a column for the frozen policy learned on DoorKey ("follow the policy
+that solved DoorKey") and whose `past` holds its parameters (`PPO.teacher`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
-from .. import envs
-from ..config import ConfigError
-from ..envs.abstraction import NUM_ABSTRACT_STATES
+from ..core import collector
+from ..core.config import ConfigError
+from ..core.parallel import any_seed
 from ..envs.types import Observation
-from ..teacher.mixture import teacher_probs
-from ..teacher.options import TASK_OPTIONS, past_policy_option
+from ..nets import Network, NetworkSection
+from ..teacher.teacher import Teacher
 from . import losses
-from .networks import NETWORKS, VIEWS, ActorCritic, cell_codes
+from .base import TaskSection, config_error, register, static_fields
+from .optim import adam, minibatch_epochs
 
-static = functools.partial(struct.field, pytree_node=False)
+static = dict(pytree_node=False)
 
 
 @struct.dataclass
-class PPOConfig:
-    """Hyperparameters. Static fields fix shapes and code paths (changing one recompiles);
-    the others are pytree leaves, so they can be traced and `vmap`ped (a sweep over `kl_coef`
-    is one program)."""
+class PPOConfig(NetworkSection, TaskSection):
+    """PPO's hyperparameters, plus the shared task and network keys. Static fields fix shapes
+    and code paths (changing one recompiles); the others are pytree leaves, so they can be
+    traced and `vmap`ped (a sweep over `kl_coef` is one program)."""
 
-    # --- task (static) ---
-    task: str = static(default="ColoredDoorKey")
-    """DoorKey, LavaDoorKey or ColoredDoorKey."""
-    view_size: int = static(default=3)
-    """Side of the agent's egocentric view."""
-    max_steps: int = static(default=150)
-    """Episode time limit (truncation, bootstrapped)."""
     # --- sizes (static) ---
-    num_envs: int = static(default=64)
+    num_envs: int = struct.field(**static, default=64)
     """Parallel environments."""
-    num_steps: int = static(default=32)
+    num_steps: int = struct.field(**static, default=32)
     """Rollout length per update; one update consumes num_envs * num_steps env steps."""
-    total_steps: int = static(default=1_000_000)
+    total_steps: int = struct.field(**static, default=1_000_000)
     """Environment steps to train for (rounded down to whole updates)."""
-    update_epochs: int = static(default=4)
+    update_epochs: int = struct.field(**static, default=4)
     """Passes over each rollout."""
-    num_minibatches: int = static(default=4)
+    num_minibatches: int = struct.field(**static, default=4)
     """Minibatches per epoch; must divide num_envs * num_steps."""
-    # --- network (static) ---
-    view: str = static(default="egocentric")
-    """egocentric (a window around the agent, rotated to its heading) or allocentric (the
-    whole map with the agent marked); see jaxrl3m.algos.networks.cell_codes."""
-    window: int = static(default=11)
-    """Side of the egocentric window (odd)."""
-    network: str = static(default="mlp")
-    """mlp or cnn torso (see jaxrl3m.algos.networks)."""
-    embed_dim: int = static(default=4)
-    """Size of the embedding of each cell's joint (tag, colour, state, agent) code."""
-    hidden: tuple[int, ...] = static(default=(64, 64))
-    """Widths of the dense layers."""
-    channels: int = static(default=16)
-    """Channels of the cnn torso's convolutions."""
-    relative_colours: bool = static(default=True)
-    """Code colours relative to the door's colour (see jaxrl3m.algos.networks)."""
     # --- guidance (static part) ---
-    kl_schedule: str = static(default="constant")
+    kl_schedule: str = struct.field(**static, default="constant")
     """lambda_t schedule: constant, linear or exponential (see losses.kl_weight)."""
-    teacher_envs: int = static(default=256)
+    teacher_envs: int = struct.field(**static, default=256)
     """pi_L is computed on the first min(teacher_envs, num_envs) environments' states, which
     enter the KL term (all environments are i.i.d., so this subsamples states without bias;
     the teacher's skills cost more than an environment step)."""
-    anneal_lr: bool = static(default=True)
+    anneal_lr: bool = struct.field(**static, default=True)
     """Decay the learning rate linearly to 0 over the run."""
     # --- coefficients (pytree leaves) ---
     lr: float = 3e-3
@@ -135,23 +112,13 @@ class PPOConfig:
     def num_teacher_envs(self) -> int:
         return min(self.teacher_envs, self.num_envs)
 
-    @property
-    def options(self) -> tuple[str, ...]:
-        """The task's skills (the columns of its prior tables)."""
-        return TASK_OPTIONS[self.task]
-
-    def make_env(self):
-        return envs.make(self.task, view_size=self.view_size, max_steps=self.max_steps)
-
     def check(self) -> "PPOConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
-        def bad(key, why):
-            raise ConfigError(f"config key {key!r}: {why}")
-        if self.task not in TASK_OPTIONS:
-            bad("task", f"{self.task!r} is not a task with a teacher; valid: "
-                        f"{', '.join(TASK_OPTIONS)}")
+        bad = config_error
+        self.check_task(bad)
+        self.check_network(bad)
         for key in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches",
-                    "embed_dim", "channels", "max_steps"):
+                    "teacher_envs"):
             if getattr(self, key) < 1:
                 bad(key, f"must be at least 1, got {getattr(self, key)}")
         if self.batch_size % self.num_minibatches:
@@ -160,65 +127,38 @@ class PPOConfig:
         if self.num_updates < 1:
             bad("total_steps", f"{self.total_steps} is less than one update "
                                f"(num_envs * num_steps = {self.batch_size})")
-        if self.view not in VIEWS:
-            bad("view", f"{self.view!r} is unknown; valid: {', '.join(VIEWS)}")
-        if self.window < 3 or self.window % 2 == 0:
-            bad("window", f"must be odd and at least 3, got {self.window}")
-        if self.network not in NETWORKS:
-            bad("network", f"{self.network!r} is unknown; valid: {', '.join(NETWORKS)}")
         if self.kl_schedule not in losses.KL_SCHEDULES:
             bad("kl_schedule", f"{self.kl_schedule!r} is unknown; valid: "
                                f"{', '.join(losses.KL_SCHEDULES)}")
-        if self.teacher_envs < 1:
-            bad("teacher_envs", f"must be at least 1, got {self.teacher_envs}")
-        if not self.hidden or any(int(h) < 1 for h in self.hidden):
-            bad("hidden", f"must be a non-empty list of positive widths, got {self.hidden}")
         for key in ("lr", "clip_eps", "max_grad_norm"):
             if not float(getattr(self, key)) > 0:
                 bad(key, f"must be positive, got {getattr(self, key)}")
         for key in ("ent_coef", "vf_coef", "kl_coef", "kl_decay", "kl_floor"):
             if not float(getattr(self, key)) >= 0:
                 bad(key, f"must be non-negative, got {getattr(self, key)}")
-        if not 0 <= float(self.gamma) <= 1 or not 0 <= float(self.gae_lambda) <= 1:
-            bad("gamma" if not 0 <= float(self.gamma) <= 1 else "gae_lambda", "must be in [0, 1]")
+        for key in ("gamma", "gae_lambda"):
+            if not 0 <= float(getattr(self, key)) <= 1:
+                bad(key, f"must be in [0, 1], got {getattr(self, key)}")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
             bad("kl_decay", f"an exponential schedule needs a factor in (0, 1], got "
                             f"{self.kl_decay}")
-        self.make_env()  # checks the environment options
         return self
 
 
-STATIC_FIELDS = tuple(f.name for f in dataclasses.fields(PPOConfig)
-                      if not f.metadata.get("pytree_node", True))
+STATIC_FIELDS = static_fields(PPOConfig)
 
 
 # ---------------------------------------------------------------------------------------------
 # State and outputs
 # ---------------------------------------------------------------------------------------------
-class RunnerState(struct.PyTreeNode):
+class PPOState(struct.PyTreeNode):
     """Everything that changes during training (a checkpoint saves exactly this)."""
 
     params: Any
     opt_state: Any
-    env_state: envs.EnvState  # [N]
-    obs: Observation  # [N]
-    ep_return: jax.Array  # f32[N]: return so far of each environment's current episode
+    env: collector.Carry  # [N]: the environments, their observations and running returns
     key: jax.Array  # PRNG key
     update: jax.Array  # i32[]: updates done
-
-
-class Transition(NamedTuple):
-    cells: jax.Array  # i32[T, N, C]: the network's input codes (see networks.cell_codes)
-    carried: jax.Array  # i32[T, N]
-    action: jax.Array  # i32[T, N]
-    logp: jax.Array  # f32[T, N]
-    value: jax.Array  # f32[T, N]
-    reward: jax.Array  # f32[T, N]
-    terminated: jax.Array  # bool[T, N]
-    done: jax.Array  # bool[T, N]
-    v_final: jax.Array  # f32[T, N]: value of final_obs (used where truncated)
-    teacher_obs: Observation | None  # [T, N_teacher]: first N_teacher envs' observations (guided)
-    length: jax.Array  # i32[T, N]: length of the episode if it ended at this step
 
 
 METRICS = ("env_steps", "episodes", "return", "success", "length", "kl_teacher", "lambda",
@@ -227,11 +167,80 @@ METRICS = ("env_steps", "episodes", "return", "success", "length", "kl_teacher",
 update's rollout; NaN when none did)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ActorCriticPolicy:
+    """Acting during the rollout: samples from the actor and keeps what the update needs."""
+
+    net: Network
+
+    def __call__(self, params: Any, obs: Observation, key: jax.Array):
+        cells, carried = self.net.encode(obs)
+        logits, value = self.net.apply_codes(params, cells, carried)
+        action = jax.random.categorical(key, logits).astype(jnp.int32)
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], 1)[:, 0]
+        return action, {"cells": cells, "carried": carried, "logp": logp, "value": value}
+
+
 # ---------------------------------------------------------------------------------------------
-# The builder
+# Pure pieces of an update
+# ---------------------------------------------------------------------------------------------
+def advantages(net: Network, params: Any, c: PPOConfig, tr: collector.Transition,
+               last_obs: Observation) -> tuple[jax.Array, jax.Array]:
+    """`(advantages, returns)`, `f32[T, N]`, by GAE. The value after the last step is that of
+    `last_obs`; where an episode was truncated, that of its final observation (computed only
+    when some seed truncated an episode in this rollout)."""
+    value = tr.extras["value"]
+    _, last_value = net.apply(params, last_obs)
+    v_next = jnp.concatenate([value[1:], last_value[None]], axis=0)
+    t, n = value.shape
+
+    def final_values():
+        flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), tr.final_obs)
+        return net.apply(params, flat)[1].reshape(t, n)
+
+    v_final = jax.lax.cond(any_seed(tr.truncated.any()), final_values,
+                           lambda: jnp.zeros_like(value))
+    v_tp1 = jnp.where(tr.truncated & ~tr.terminated, v_final, v_next)
+    return losses.gae(tr.reward, value, v_tp1, tr.terminated, tr.done, c.gamma, c.gae_lambda)
+
+
+def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_actions: int
+                    ) -> jax.Array:
+    """`f32[T, n, A]`: `pi_L` for the observations `[T, n]`, all in one batch (one navigation
+    search for T * n states: its loop overhead is paid once); zeros, and not computed, while
+    `lambda_t = 0` for every seed."""
+    t, n = obs.agent_dir.shape
+    flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), obs)
+    probs = jax.lax.cond(any_seed(lam > 0), lambda: teacher.probs(flat),
+                         lambda: jnp.zeros((t * n, num_actions)))
+    return probs.reshape(t, n, num_actions)
+
+
+def ppo_loss(net: Network, c: PPOConfig, guided: bool, lam: jax.Array, params: Any,
+             mb: dict) -> tuple[jax.Array, dict]:
+    """PPO's clipped loss on a minibatch, plus `lam * KL(pi_L || pi_theta)` over the samples
+    that have a teacher target (`mb["has_teacher"]`)."""
+    logits, value = net.apply_codes(params, mb["cells"], mb["carried"])
+    logp = jnp.take_along_axis(jax.nn.log_softmax(logits), mb["action"][:, None], 1)[:, 0]
+    adv = mb["adv"]
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg = losses.clipped_policy_loss(logp, mb["logp"], adv, c.clip_eps)
+    vl = losses.clipped_value_loss(value, mb["value"], mb["returns"], c.clip_eps)
+    ent = losses.entropy(logits).mean()
+    loss = pg + c.vf_coef * vl - c.ent_coef * ent
+    kl = losses.masked_mean(losses.teacher_kl(mb["pi_l"], logits), mb["has_teacher"] & (lam > 0))
+    if guided:
+        loss = loss + lam * kl
+    approx_kl = jnp.mean((jnp.exp(logp - mb["logp"]) - 1) - (logp - mb["logp"]))
+    return loss, dict(loss=loss, policy_loss=pg, value_loss=vl, entropy=ent, kl_teacher=kl,
+                      approx_kl=approx_kl)
+
+
+# ---------------------------------------------------------------------------------------------
+# The algorithm
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class Trainer:
+class PPO:
     """Pure functions for one configuration's shapes (see `make_train`)."""
 
     config: PPOConfig
@@ -239,11 +248,7 @@ class Trainer:
     custom_env: Any = None
     past_policies: tuple[str, ...] = ()
     """Source tasks whose frozen policies are teacher options after the skills."""
-
-    @property
-    def options(self) -> tuple[str, ...]:
-        """The teacher's options, the prior table's columns: the skills, then past policies."""
-        return self.config.options + tuple(past_policy_option(t) for t in self.past_policies)
+    metrics: tuple[str, ...] = METRICS
 
     @property
     def env(self):
@@ -251,19 +256,20 @@ class Trainer:
         return self.custom_env if self.custom_env is not None else self.config.make_env()
 
     @property
-    def network(self) -> ActorCritic:
-        c = self.config
-        return ActorCritic(network=c.network, embed_dim=c.embed_dim, hidden=tuple(c.hidden),
-                           channels=c.channels, num_actions=self.env.num_actions)
-
-    def encode(self, obs: Observation) -> tuple[jax.Array, jax.Array]:
-        """The network's input codes for a batch of observations."""
-        c = self.config
-        return cell_codes(obs, c.view, c.window, c.relative_colours)
+    def network(self) -> Network:
+        return Network.from_config(self.config, "actor_critic", self.env.num_actions)
 
     def apply(self, params: Any, obs: Observation) -> tuple[jax.Array, jax.Array]:
         """`(logits, value)` for a batch of observations."""
-        return self.network.apply(params, *self.encode(obs))
+        return self.network.apply(params, obs)
+
+    def act(self, params: Any, obs: Observation) -> jax.Array:
+        """`f32[N, A]`: the policy's logits (evaluation samples or takes the argmax)."""
+        return self.network.logits(params, obs)
+
+    def teacher(self, table: Any, past: tuple = ()) -> Teacher:
+        """The teacher this algorithm expects, from a table (and past policies' parameters)."""
+        return Teacher.create(self.config.task, table, past, self.past_policies, self.network)
 
     def _hp(self, config: PPOConfig | None) -> PPOConfig:
         if config is None:
@@ -271,217 +277,111 @@ class Trainer:
         for name in STATIC_FIELDS:
             if getattr(config, name) != getattr(self.config, name):
                 raise ConfigError(f"config key {name!r} is static (it fixes shapes or code); "
-                                  f"build a new trainer with make_train to change it")
+                                  f"build a new algorithm with make_train to change it")
         return config
 
-    def optimizer(self, c: PPOConfig) -> optax.GradientTransformation:
-        steps = c.num_updates * c.update_epochs * c.num_minibatches
-        lr = (lambda count: c.lr * (1.0 - jnp.minimum(count, steps) / steps)) if c.anneal_lr \
-            else c.lr
-        return optax.chain(optax.clip_by_global_norm(c.max_grad_norm),
-                           optax.adam(lr, eps=1e-5))
+    def _check_teacher(self, teacher: Teacher | None) -> None:
+        if not self.guided:
+            return
+        if not isinstance(teacher, Teacher):
+            raise ConfigError("guided PPO needs a teacher: pass Teacher.create(task, table) "
+                              "(or ppo.teacher(table)); build plain PPO with guided=False")
+        if teacher.options != self.config.options:
+            raise ConfigError(f"the teacher's options {list(teacher.options)} are not task "
+                              f"{self.config.task!r}'s {list(self.config.options)}")
+        if teacher.past_policies != self.past_policies:
+            raise ConfigError(
+                f"the algorithm has past policies {list(self.past_policies)} but the teacher "
+                f"has {list(teacher.past_policies)}; build both with the same past_policies")
+
+    def optimizer(self, c: PPOConfig):
+        return adam(c.lr, c.max_grad_norm, c.num_updates * c.update_epochs * c.num_minibatches,
+                    c.anneal_lr)
 
     def init_params(self, key: jax.Array) -> Any:
         obs = jax.tree.map(lambda x: x[None], self.env.reset(jax.random.key(0)).obs)
-        return self.network.init(key, *self.encode(obs))
+        return self.network.init(key, obs)
 
     def init(self, key: jax.Array, params: Any = None, config: PPOConfig | None = None
-             ) -> RunnerState:
+             ) -> PPOState:
         """The state before the first update (`params` to start from given ones)."""
         c = self._hp(config)
         k_params, k_env, key = jax.random.split(key, 3)
         if params is None:
             params = self.init_params(k_params)
-        ts = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs))
-        return RunnerState(params=params, opt_state=self.optimizer(c).init(params),
-                           env_state=ts.state, obs=ts.obs,
-                           ep_return=jnp.zeros((c.num_envs,), jnp.float32), key=key,
-                           update=jnp.zeros((), jnp.int32))
+        return PPOState(params=params, opt_state=self.optimizer(c).init(params),
+                        env=collector.reset(self.env, k_env, c.num_envs), key=key,
+                        update=jnp.zeros((), jnp.int32))
 
-    def teacher(self, table: jax.Array, obs: Observation, n: int | None = None,
-                past: tuple[Any, ...] = ()) -> jax.Array:
-        """`f32[n, A]`: pi_L for the first `n` (default `teacher_envs`) observations of a batch.
-
-        `past`: the parameters of the past policies (one per `past_policies`, same network)."""
-        self._check_past(past)
-        n = self.config.num_teacher_envs if n is None else n
-        head = jax.tree.map(lambda x: x[:n], obs)
-        extra = None
-        if past:
-            codes = self.encode(head)
-            extra = jnp.stack([jax.nn.softmax(self.network.apply(p, *codes)[0]) for p in past],
-                              axis=1)  # (n, P, A)
-        return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if past else None))(
-            table, head, self.config.options, extra)
-
-    def _check_past(self, past: tuple[Any, ...]) -> None:
-        if len(past) != len(self.past_policies):
-            raise ConfigError(
-                f"the trainer has {len(self.past_policies)} past policies "
-                f"{list(self.past_policies)} but {len(past)} parameter sets were given; pass "
-                f"past=(params, ...) with one per past policy")
-
-    # -----------------------------------------------------------------------------------------
-    def update(self, runner: RunnerState, table: jax.Array, num_updates: int = 1,
-               config: PPOConfig | None = None, past: tuple[Any, ...] = ()
-               ) -> tuple[RunnerState, dict[str, jax.Array]]:
+    def update(self, state: PPOState, teacher: Teacher | None = None, num_updates: int = 1,
+               config: PPOConfig | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
         """`num_updates` PPO updates in one `lax.scan` (jit it with `num_updates` static).
-
-        `past`: parameters of the frozen past policies (see `teacher`). Returns the new state
-        and `METRICS`, each `f32[num_updates]`.
-        """
+        Returns the new state and `METRICS`, each `f32[num_updates]`."""
         c = self._hp(config)
-        self._check_past(past)
+        self._check_teacher(teacher)
         env, net, tx = self.env, self.network, self.optimizer(c)
         n_t, num_actions = c.num_teacher_envs, env.num_actions
-        table = jnp.asarray(table, jnp.float32)
-        want = (NUM_ABSTRACT_STATES, len(self.options))
-        if table.shape != want:
-            raise ConfigError(
-                f"prior table has shape {table.shape} but task {c.task!r} needs {want} "
-                f"({NUM_ABSTRACT_STATES} abstract states x options {list(self.options)}); build "
-                f"it for this task (python -m jaxrl3m.precompute_priors --task {c.task})"
-                + ("; past-policy columns come from teacher.options.with_past_policies"
-                   if self.past_policies else ""))
 
-        def one_update(runner: RunnerState, _):
-            lam = losses.kl_weight(c.kl_schedule, runner.update, c.kl_coef, c.kl_decay,
+        def one_update(state: PPOState, _):
+            lam = losses.kl_weight(c.kl_schedule, state.update, c.kl_coef, c.kl_decay,
                                    c.kl_floor, c.kl_cutoff) if self.guided else jnp.float32(0)
+            key, k_roll, k_epochs = jax.random.split(state.key, 3)
 
             # COLLECT TRAJECTORIES
-            def env_step(carry, _):
-                env_state, obs, ep_return, key = carry
-                key, k_act = jax.random.split(key)
-                cells, carried = self.encode(obs)
-                logits, value = net.apply(runner.params, cells, carried)
-                action = jax.random.categorical(k_act, logits)
-                logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[:, None], 1)[:, 0]
-                ts = jax.vmap(env.step)(env_state, action)
-                # Bootstrap values of truncated episodes' final observations (skipped when no
-                # environment was truncated at this step).
-                v_final = jax.lax.cond(ts.truncated.any(),
-                                       lambda: self.apply(runner.params, ts.final_obs)[1],
-                                       lambda: jnp.zeros_like(value))
-                done = ts.done
-                tr = Transition(cells=cells, carried=carried, action=action, logp=logp, value=value,
-                                reward=ts.reward, terminated=ts.terminated, done=done,
-                                v_final=v_final, length=env_state.t + 1,
-                                teacher_obs=jax.tree.map(lambda x: x[:n_t], obs)
-                                if self.guided else None)
-                ep_return = ep_return + ts.reward
-                out = (tr, jnp.where(done, ep_return, 0.0))
-                ep_return = jnp.where(done, 0.0, ep_return)
-                return (ts.state, ts.obs, ep_return, key), out
-
-            (env_state, obs, ep_return, key), (traj, finished_return) = jax.lax.scan(
-                env_step, (runner.env_state, runner.obs, runner.ep_return, runner.key), None,
-                c.num_steps)
+            carry, tr = collector.rollout(env, ActorCriticPolicy(net), state.params, state.env,
+                                          k_roll, c.num_steps)
 
             # ADVANTAGES
-            _, last_value = self.apply(runner.params, obs)
-            v_next = jnp.concatenate([traj.value[1:], last_value[None]], axis=0)
-            truncated = traj.done & ~traj.terminated
-            v_tp1 = jnp.where(truncated, traj.v_final, v_next)
-            adv, returns = losses.gae(traj.reward, traj.value, v_tp1, traj.terminated,
-                                      traj.done, c.gamma, c.gae_lambda)
+            adv, returns = advantages(net, state.params, c, tr, carry.obs)
 
-            # TEACHER: pi_L on the rollout's first n_t environments, all steps in one batch
-            # (one navigation search for T * n_t states instead of T searches of n_t states:
-            # the search's loop overhead is paid once). Skipped while lambda = 0.
+            # TEACHER: pi_L on the rollout's first n_t environments (skipped while lambda = 0)
+            pi_l = jnp.zeros((c.num_steps, c.num_envs, num_actions))
             if self.guided:
-                flat = jax.tree.map(lambda x: x.reshape(c.num_steps * n_t, *x.shape[2:]),
-                                    traj.teacher_obs)
-                pi_l = jax.lax.cond(
-                    lam > 0, lambda: self.teacher(table, flat, len(flat.agent_dir), past),
-                    lambda: jnp.zeros((c.num_steps * n_t, num_actions)))
-                pi_l = pi_l.reshape(c.num_steps, n_t, num_actions)
-            else:
-                pi_l = jnp.zeros((c.num_steps, n_t, num_actions))
-
-            # UPDATE NETWORK
-            teacher_full = jnp.zeros((c.num_steps, c.num_envs, num_actions)).at[:, :n_t].set(
-                pi_l)
+                pi_l = pi_l.at[:, :n_t].set(teacher_targets(
+                    teacher, jax.tree.map(lambda x: x[:, :n_t], tr.obs), lam, num_actions))
             has_teacher = jnp.broadcast_to(jnp.arange(c.num_envs) < n_t,
                                            (c.num_steps, c.num_envs))
-            batch = ((traj.cells, traj.carried), traj.action, traj.logp, traj.value, adv, returns, teacher_full,
-                     has_teacher)
+
+            # UPDATE NETWORK
+            batch = {**{k: tr.extras[k] for k in ("cells", "carried", "logp", "value")},
+                     "action": tr.action, "adv": adv, "returns": returns, "pi_l": pi_l,
+                     "has_teacher": has_teacher}
             batch = jax.tree.map(lambda x: x.reshape(c.batch_size, *x.shape[2:]), batch)
-
-            def loss_fn(params, mb):
-                obs, action, old_logp, old_value, adv, returns, pi_l, has_t = mb
-                logits, value = net.apply(params, *obs)
-                logp_all = jax.nn.log_softmax(logits)
-                logp = jnp.take_along_axis(logp_all, action[:, None], 1)[:, 0]
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-                pg = losses.clipped_policy_loss(logp, old_logp, adv, c.clip_eps)
-                vl = losses.clipped_value_loss(value, old_value, returns, c.clip_eps)
-                ent = losses.entropy(logits).mean()
-                loss = pg + c.vf_coef * vl - c.ent_coef * ent
-                kl = losses.masked_mean(losses.teacher_kl(pi_l, logits), has_t & (lam > 0))
-                if self.guided:
-                    loss = loss + lam * kl
-                approx_kl = jnp.mean((jnp.exp(logp - old_logp) - 1) - (logp - old_logp))
-                return loss, dict(loss=loss, policy_loss=pg, value_loss=vl, entropy=ent,
-                                  kl_teacher=kl, approx_kl=approx_kl)
-
-            def epoch(carry, key):
-                params, opt_state = carry
-                perm = jax.random.permutation(key, c.batch_size)
-                mbs = jax.tree.map(lambda x: x[perm].reshape(c.num_minibatches, -1,
-                                                             *x.shape[1:]), batch)
-
-                def minibatch(carry, mb):
-                    params, opt_state = carry
-                    grads, stats = jax.grad(loss_fn, has_aux=True)(params, mb)
-                    updates, opt_state = tx.update(grads, opt_state, params)
-                    return (optax.apply_updates(params, updates), opt_state), stats
-
-                return jax.lax.scan(minibatch, (params, opt_state), mbs)
-
-            key, k_epochs = jax.random.split(key)
-            (params, opt_state), stats = jax.lax.scan(
-                epoch, (runner.params, runner.opt_state),
-                jax.random.split(k_epochs, c.update_epochs))
+            loss_fn = lambda params, mb: ppo_loss(net, c, self.guided, lam, params, mb)
+            (params, opt_state), stats = minibatch_epochs(
+                loss_fn, tx, state.params, state.opt_state, batch, k_epochs, c.update_epochs,
+                c.num_minibatches)
 
             # METRICS
-            ended = traj.done
-            count = ended.sum()
-            per_episode = lambda x: jnp.where(count > 0, jnp.sum(jnp.where(ended, x, 0)) /
-                                              jnp.maximum(count, 1), jnp.nan)
             metrics = {k: v.mean() for k, v in stats.items()}
-            metrics.update(
-                env_steps=((runner.update + 1) * c.batch_size).astype(jnp.float32),
-                episodes=count.astype(jnp.float32),
-                # `return` over all ended episodes; success = terminated with a reward.
-                **{"return": per_episode(finished_return)},
-                success=per_episode((traj.terminated & (traj.reward > 0)).astype(jnp.float32)),
-                length=per_episode(traj.length.astype(jnp.float32)),
-                **{"lambda": lam})
-            runner = RunnerState(params=params, opt_state=opt_state, env_state=env_state,
-                                 obs=obs, ep_return=ep_return, key=key,
-                                 update=runner.update + 1)
-            return runner, {k: metrics[k].astype(jnp.float32) for k in METRICS}
+            metrics.update(collector.episode_metrics(tr))
+            metrics["env_steps"] = ((state.update + 1) * c.batch_size).astype(jnp.float32)
+            metrics["lambda"] = lam
+            state = PPOState(params=params, opt_state=opt_state, env=carry, key=key,
+                             update=state.update + 1)
+            return state, {k: metrics[k].astype(jnp.float32) for k in METRICS}
 
-        return jax.lax.scan(one_update, runner, None, num_updates)
+        return jax.lax.scan(one_update, state, None, num_updates)
 
-    def train(self, key: jax.Array, table: jax.Array, params: Any = None,
-              config: PPOConfig | None = None, past: tuple[Any, ...] = ()
-              ) -> tuple[RunnerState, dict[str, jax.Array]]:
+    def train(self, key: jax.Array, teacher: Teacher | None = None, params: Any = None,
+              config: PPOConfig | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
         """The whole run: `init` then every update in one scan (jit it; vmap it over keys).
         `params`: start from these parameters (fine-tuning) instead of a fresh network."""
         c = self._hp(config)
-        return self.update(self.init(key, params, c), table, c.num_updates, c, past)
+        return self.update(self.init(key, params, c), teacher, c.num_updates, c)
 
 
 def make_train(config: PPOConfig, guided: bool = True, env: Any = None,
-               past_policies: tuple[str, ...] = ()) -> Trainer:
-    """The trainer for `config` (checked). `guided=False` builds plain PPO: no teacher is
-    computed and the loss has no KL term (with `kl_coef = 0` a guided trainer gives the same
+               past_policies: tuple[str, ...] = ()) -> PPO:
+    """The algorithm for `config` (checked). `guided=False` builds plain PPO: no teacher is
+    computed and the loss has no KL term (with `kl_coef = 0` a guided PPO gives the same
     result, which a test proves). `env` replaces the task's environment (same interface as
     `jaxrl3m.envs.make`'s; probe environments in the tests use it). `past_policies` names the
-    source tasks whose frozen policies join the teacher's options (their parameters are the
-    `past` argument of `update` and `train`)."""
+    source tasks whose frozen policies join the teacher's options."""
     past_policies = tuple(past_policies)
     if past_policies and not guided:
-        raise ConfigError("past policies are teacher options; they need a guided trainer")
-    return Trainer(config.check(), guided, env, past_policies)
+        raise ConfigError("past policies are teacher options; they need a guided PPO")
+    return PPO(config.check(), guided, env, past_policies)
+
+
+register("ppo", PPOConfig, make_train, "PPO with an optional KL term to the LLM teacher")

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
+from ..core.config import did_you_mean
 from typing import Any
 
 from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
@@ -41,9 +41,8 @@ def options(name: str) -> tuple[str, ...]:
 
 def _spec(name: str):
     if name not in _TASKS:
-        close = difflib.get_close_matches(name, TASKS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(TASKS)}")
+        raise ValueError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Valid tasks: "
+                         f"{', '.join(TASKS)}")
     return _TASKS[name]
 
 
@@ -62,9 +61,8 @@ def make(name: str, **overrides: Any):
     valid = options(name)
     for key, value in overrides.items():
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown option {key!r} for task {name!r}.{hint} "
+            raise ValueError(f"unknown option {key!r} for task {name!r}."
+                             f"{did_you_mean(key, valid)} "
                              f"Valid options: {', '.join(valid)}")
         field_type = {f.name: f.type for f in dataclasses.fields(cls)}[key]
         if "bool" in str(field_type) and not isinstance(value, bool):

@@ -35,15 +35,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from .. import curves
-from ..config import ConfigError, parse_overrides, to_dict
+from ..core import metrics as curves
+from ..core.checkpoint import Checkpoints
+from ..core.config import PRESETS, ConfigError, load_yaml, parse_overrides
+from ..core.driver import TrainingDiverged, train_run
+from ..core.io import atomic_write_json, atomic_write_text
+from ..core.runs import check_same_settings, create_run, load_config, read_run_config, setup
 from ..teacher.options import TEACHER_TASKS, oracle_options
-from ..teacher.table import atomic_write_text, load_table
-from ..train import TrainingDiverged
+from ..teacher.table import load_table
+from ..teacher.teacher import reachable_states
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "transfer"
+CONFIG_DIR = PRESETS / "transfer"
 APPROACHES: dict[str, tuple[str, str]] = {
     "1": ("1-scratch", "1 no transfer"),
     "2": ("2-teacher", "2 LLM teacher alone"),
@@ -68,80 +71,70 @@ def _log(msg: str) -> None:
 # ---------------------------------------------------------------------------------------------
 def approach_configs(approach: str, target: str, prior: str, seeds: int, source: str,
                      out: Path, overrides: dict[str, Any], config_dir: Path = CONFIG_DIR):
-    """The checked `(PPOConfig, RunConfig)` of one approach of the study."""
-    from ..train import load_config
+    """The checked `(algorithm config, RunConfig)` of one approach of the study."""
     preset, _ = APPROACHES[approach]
     values = {"task": target, "seeds": seeds, "source": source, "name": preset,
               "runs_dir": str(out), **overrides}
     path = config_dir / f"{preset}.yaml"
-    from ..config import load_yaml
     if load_yaml(path).get("prior", "none") != "none":
         values["prior"] = prior  # approaches without an LLM keep prior: none
-    return load_config(str(path), values)
+    return load_config(path, values)
 
 
 def ensure_source(source: str | None, runs_dir: Path, overrides: dict[str, Any],
                   progress: bool) -> Path:
     """The source run folder: `source` when given (it must have a checkpoint), else the study's
     default source, trained here unless a finished one is already there."""
-    from ..checkpoint import Checkpoints
-    from ..train import load_config, train_run
     if source:
         path = Path(source)
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"--source {source!r}: no config.yaml there; give the folder of "
                               "a run of python -m jaxrl3m.train")
         return path
-    ppo, run = load_config(str(CONFIG_DIR / "source.yaml"), {"runs_dir": str(runs_dir),
-                                                              **overrides})
+    config, run = load_config(CONFIG_DIR / "source.yaml", {"runs_dir": str(runs_dir),
+                                                          **overrides})
     path = runs_dir / run.name
     if (path / "summary.json").is_file():
-        _log(f"source policy: reusing {path} ({ppo.task}, trained before)")
+        _log(f"source policy: reusing {path} ({config.task}, trained before)")
         return path
-    resume = (path / "config.yaml").is_file() and Checkpoints(path / "checkpoints").latest()
-    if (path / "config.yaml").is_file():
-        _check_same(path, to_dict(ppo, run))
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / "config.yaml", yaml.safe_dump(to_dict(ppo, run), sort_keys=False))
-    _log(f"source policy: training {ppo.task} into {path} ({ppo.total_steps:,} steps, prior "
-         f"{run.prior})")
-    train_run(ppo, run, path, resume=bool(resume), progress=progress)
+    _log(f"source policy: training {config.task} into {path} ({config.total_steps:,} steps, "
+         f"prior {run.prior})")
+    _train_in(path, config, run, progress)
     return path
 
 
-def _check_same(path: Path, values: dict[str, Any]) -> None:
-    old = yaml.safe_load((path / "config.yaml").read_text())
-    differ = sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))
-    if differ:
-        raise ConfigError(
-            f"{path} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} there, '
-            f'{values.get(k)!r} now' for k in differ[:4])}); give another --out (or --runs-dir) "
-            "or delete that folder")
+def _train_in(path: Path, config: Any, run: Any, progress: bool) -> dict[str, Any]:
+    """Trains `run` in the fixed folder `path`: resumes what a stopped study left there (with
+    the same settings), after checking everything."""
+    prepared = setup(config, run)
+    resume = False
+    if (path / "config.yaml").is_file():
+        check_same_settings(path, config, run)
+        ckpt = Checkpoints(path / "checkpoints") if (path / "checkpoints").exists() else None
+        resume = bool(ckpt and ckpt.latest())
+        if ckpt:
+            ckpt.close()
+    create_run(config, run, path)
+    return train_run(config, run, path, resume=resume, progress=progress, prepared=prepared)
 
 
 def run_approach(approach: str, target: str, prior: str, seeds: int, source: Path, out: Path,
                  overrides: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Trains (or reuses, or resumes) one approach; returns its run summary with wall time."""
-    from ..checkpoint import Checkpoints
-    from ..train import train_run
-    ppo, run = approach_configs(approach, target, prior, seeds, str(source), out, overrides)
+    config, run = approach_configs(approach, target, prior, seeds, str(source), out, overrides)
     path = out / run.name
-    values = to_dict(ppo, run)
     if (path / "config.yaml").is_file():
-        _check_same(path, values)
+        check_same_settings(path, config, run)
         if (path / "summary.json").is_file():
             _log(f"[{approach}] reusing {path}")
             return json.loads((path / "summary.json").read_text())
-    resume = (path / "config.yaml").is_file() and Checkpoints(path / "checkpoints").latest()
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / "config.yaml", yaml.safe_dump(values, sort_keys=False))
     what = ("evaluating the teacher alone" if not run.learn else
-            f"{ppo.num_updates} updates of {ppo.num_envs} envs x {ppo.num_steps} steps")
+            f"{config.num_updates} updates of {config.num_envs} envs x {config.num_steps} steps")
     _log(f"[{approach}] {APPROACHES[approach][1]}: {target}, {seeds} seed(s), {what}")
     t0 = time.perf_counter()
-    summary = train_run(ppo, run, path, resume=bool(resume), progress=progress)
+    summary = _train_in(path, config, run, progress)
     summary["study_wall_s"] = time.perf_counter() - t0  # training + held-out evaluation
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(path / "summary.json", summary)
     return summary
 
 
@@ -161,10 +154,8 @@ def approach_curves(path: Path, summary: dict[str, Any]) -> tuple[np.ndarray, np
                  "return": float(r[i, 0]), "episodes": ev["episodes"]} for i in range(len(s))]
         return np.zeros(1), s, r, rows
     rows = curves.read_csv(path / "metrics.csv")
-    steps = curves.by_seed(rows, "env_steps")[0]
+    steps, success, ret = curves.curves(rows)
     episodes = curves.by_seed(rows, "episodes")
-    success = curves.windowed_success(curves.by_seed(rows, "success"), episodes)
-    ret = curves.windowed_success(curves.by_seed(rows, "return"), episodes)
     out = [{"seed": s, "update": u + 1, "env_steps": int(steps[u]),
             "success": float(success[s, u]), "return": float(ret[s, u]),
             "episodes": int(episodes[s, u])}
@@ -254,7 +245,6 @@ def prior_agreement(prior: str, task: str) -> dict[str, Any] | None:
     if prior in ("oracle", "none", "uniform"):
         return None
     from ..envs.abstraction import describe
-    from ..teacher.rollout import reachable_states
     table = load_table(prior, task)
     reach = reachable_states(task)
     disagree = []
@@ -283,8 +273,7 @@ def write_results(out: Path, results: list[tuple[str, Path, dict]], meta: dict[s
         to_plot[APPROACHES[approach][1]] = (steps, success)
     curves.write_csv(out / "results.csv", csv_rows, CSV_COLUMNS)
     atomic_write_text(out / "results.md", markdown(rows, meta))
-    atomic_write_text(out / "summary.json", json.dumps({**meta, "approaches": rows}, indent=2)
-                      + "\n")
+    atomic_write_json(out / "summary.json", {**meta, "approaches": rows})
     plot(to_plot, out / "transfer.png", f"{meta['source_task']} -> {meta['target']}, prior "
                                         f"{Path(meta['prior']).stem}")
     return rows
@@ -311,8 +300,7 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
         approach_configs(a, target, prior, seeds, source or "<source>", out, overrides)
     t0 = time.perf_counter()
     source_path = ensure_source(source, runs_dir, dict(source_overrides or {}), progress)
-    from ..train import load_config
-    src_ppo, _ = load_config(str(source_path / "config.yaml"), {})
+    src_config, _ = read_run_config(source_path)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for a in approaches:
@@ -322,7 +310,7 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
                                 overrides)
     dev = jax.devices()[0]
     meta = {"target": target, "prior": prior, "seeds": seeds, "source": str(source_path),
-            "source_task": src_ppo.task, "eval_episodes": run.eval_episodes,
+            "source_task": src_config.task, "eval_episodes": run.eval_episodes,
             "wall_s": time.perf_counter() - t0,
             "device": f"{dev.platform} ({getattr(dev, 'device_kind', '')}), "
                       f"{__import__('os').cpu_count()} cores",

@@ -17,7 +17,7 @@ end-of-turn marker (so "go to the key" is not favoured as a prefix of a longer o
 from __future__ import annotations
 
 import dataclasses
-import difflib
+from ..core.config import did_you_mean
 import hashlib
 import json
 from pathlib import Path
@@ -125,10 +125,8 @@ def load_prompt(path: str | Path | None = None, **overrides: Any) -> Prompt:
     valid = [f.name for f in dataclasses.fields(Prompt)]
     for key in fields:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise ValueError(f"unknown prompt field {key!r}"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; valid fields: {', '.join(valid)}")
+            raise ValueError(f"unknown prompt field {key!r}.{did_you_mean(key, valid)} Valid "
+                             f"fields: {', '.join(valid)}")
     if "tasks" in fields:
         fields["tasks"] = {**DEFAULT_TASKS, **fields["tasks"]}
     if "examples" in fields:

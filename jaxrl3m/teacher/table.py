@@ -20,12 +20,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.io import atomic_write_text
 from ..envs.abstraction import ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, describe_all
 from .options import past_policy_option, task_options
 
@@ -136,23 +136,6 @@ def _to_json(table: PriorTable) -> dict[str, Any]:
                                        for r in np.asarray(a, np.float64)]
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "metadata": table.metadata,
             "probs": rows(table.probs), "scores": rows(table.scores)}
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` so that readers see the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_table(table: PriorTable, path: str | os.PathLike) -> Path:

@@ -1,9 +1,15 @@
-"""YAML configs with `key=value` overrides, checked against dataclasses with clear errors.
+"""One config system: YAML presets with `key=value` overrides, checked against dataclasses.
 
 A config file is flat YAML whose keys are fields of the dataclasses it configures (for training:
-`PPOConfig` and `RunConfig`). `base: other.yaml` (relative to the file) inherits another file's
+the algorithm's config, e.g. `PPOConfig`, and `RunConfig`); each key belongs to exactly one of
+them, and a field name defined in two of them is refused when they are combined (it would
+otherwise go to one silently). `base: other.yaml` (relative to the file) inherits another file's
 keys, which the file then overrides. Unknown keys and values of the wrong type fail at once with
 a message naming the key, the expected type and the closest valid key.
+
+Presets ship inside the package (`jaxrl3m/configs/`, also reachable as `configs/` in a checkout):
+`resolve_config("DoorKey-oracle")` or `resolve_config("transfer/4-llm")` finds one by name after a
+plain `pip install`; a path to any YAML file works too.
 """
 
 from __future__ import annotations
@@ -20,6 +26,35 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message names the key and the fix."""
+
+
+PRESETS = Path(__file__).resolve().parent.parent / "configs"
+"""The presets shipped with the package."""
+
+
+def did_you_mean(name: str, valid) -> str:
+    """`" Did you mean 'x'?"` for the closest of `valid`, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def preset_names() -> list[str]:
+    """Every shipped preset, by name (`DoorKey-oracle`, `transfer/4-llm`, ...)."""
+    return sorted(str(p.relative_to(PRESETS).with_suffix("")) for p in PRESETS.rglob("*.yaml"))
+
+
+def resolve_config(name_or_path: str | Path) -> Path:
+    """The YAML file of a preset name or a path (an existing path wins)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path).removesuffix(".yaml").removeprefix("configs/")
+    preset = PRESETS / f"{name}.yaml"
+    if preset.is_file():
+        return preset
+    raise ConfigError(f"config {str(name_or_path)!r} is neither a file nor a shipped preset."
+                      f"{did_you_mean(name, preset_names())} Presets: "
+                      f"{', '.join(preset_names())}")
 
 
 def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -92,21 +127,30 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     return float(value) if tp is float else value
 
 
-def build(classes: tuple[type, ...], values: dict[str, Any]) -> tuple[Any, ...]:
-    """One instance of each dataclass from the flat `values` (each key goes to the class that
-    has the field); unknown keys raise ConfigError with the closest valid key."""
-    fields = {}
+def key_space(classes: tuple[type, ...]) -> dict[str, tuple[type, Any]]:
+    """`{key: (dataclass, type)}` over `classes`; a key defined in two of them is refused."""
+    fields: dict[str, tuple[type, Any]] = {}
     for cls in classes:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
+            if f.name in fields and fields[f.name][0] is not cls:
+                raise ConfigError(
+                    f"config key {f.name!r} is defined in both {fields[f.name][0].__name__} and "
+                    f"{cls.__name__}; a flat config cannot tell which one a value is for: "
+                    "rename one of the fields")
             fields[f.name] = (cls, hints[f.name])
+    return fields
+
+
+def build(classes: tuple[type, ...], values: dict[str, Any]) -> tuple[Any, ...]:
+    """One instance of each dataclass from the flat `values` (each key goes to the class that
+    has the field); unknown keys raise ConfigError with the closest valid key."""
+    fields = key_space(classes)
     kwargs: dict[type, dict[str, Any]] = {cls: {} for cls in classes}
     for key, value in values.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown config key {key!r}.{hint} Valid keys: "
-                              f"{', '.join(sorted(fields))}")
+            raise ConfigError(f"unknown config key {key!r}.{did_you_mean(key, fields)} Valid "
+                              f"keys: {', '.join(sorted(fields))}")
         cls, tp = fields[key]
         kwargs[cls][key] = coerce(key, value, tp)
     return tuple(cls(**kwargs[cls]) for cls in classes)

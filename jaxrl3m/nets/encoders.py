@@ -1,4 +1,4 @@
-"""Actor-critic networks over the symbolic observation.
+"""Encoders: the symbolic observation as network input codes, and the shared torso.
 
 Input (`cell_codes`): by default the remembered map in an `11 x 11` window centred on the agent
 and rotated to its heading (`view="egocentric"`), or the whole map with the agent marked
@@ -14,12 +14,12 @@ field makes the forward pass about 2x and the backward pass about 1.5x cheaper o
 throughput goal on 2 cores needs. With `relative_colours` (default) colours are coded relative to
 the door's colour once a door has been seen, the symmetry the abstract states use too: the tasks
 do not change when colours are permuted, so the network need not learn each pair of colours.
-The carried object has its own `(tag, colour)` embedding. Torsos (`network`):
+The carried object has its own `(tag, colour)` embedding. Torsos (`network`) of `CellEncoder`:
 
 - `mlp`: the embedded cells flattened (with the carried object) through the dense layers;
 - `cnn`: two 3x3 convolutions over the embedded window, then the dense layers.
 
-Policy logits and the value come from two linear heads on the shared torso.
+Heads (`jaxrl3m.nets.heads`) sit on the encoder's features: PPO's actor-critic, a Q head.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..envs.types import DIR_VEC, DOOR, NUM_ACTIONS, NUM_COLOURS, WALL_CELL, Observation
+from ..envs.types import DIR_VEC, DOOR, NUM_COLOURS, WALL_CELL, Observation
 
 NETWORKS = ("mlp", "cnn")
 VIEWS = ("egocentric", "allocentric")
@@ -48,11 +48,14 @@ def agent_layer(obs: Observation, height: int, width: int) -> jax.Array:
 
 
 def door_colour(grid: jax.Array) -> jax.Array:
-    """`i32[...]`: the colour of the first door seen in `grid` (`i32[..., H, W, 3]`), 0 if none."""
+    """`i32[...]`: the colour of the first door seen in `grid` (`i32[..., H, W, 3]`), 0 if none
+    has been seen (so colour codes stay absolute until a door is seen)."""
     tag = grid[..., 0].reshape(*grid.shape[:-3], -1)
     colour = grid[..., 1].reshape(*grid.shape[:-3], -1)
-    first = jnp.argmax(tag == DOOR, axis=-1)
-    return jnp.take_along_axis(colour, first[..., None], axis=-1)[..., 0]
+    is_door = tag == DOOR
+    first = jnp.argmax(is_door, axis=-1)
+    found = jnp.take_along_axis(colour, first[..., None], axis=-1)[..., 0]
+    return jnp.where(is_door.any(axis=-1), found, 0).astype(jnp.int32)
 
 
 def window_cells(grid: jax.Array, agent_pos: jax.Array, agent_dir: jax.Array,
@@ -112,17 +115,17 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
     return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch)
 
 
-class ActorCritic(nn.Module):
-    """`(logits f32[..., A], value f32[...])` from the codes of `cell_codes` (a batch)."""
+class CellEncoder(nn.Module):
+    """`f32[..., hidden[-1]]` features from the codes of `cell_codes` (a batch): embeddings of the
+    cells and the carried object, the torso (`mlp` or `cnn`), then the dense layers."""
 
     network: str = "mlp"
     embed_dim: int = 4
     hidden: Sequence[int] = (64, 64)
     channels: int = 16
-    num_actions: int = NUM_ACTIONS
 
     @nn.compact
-    def __call__(self, cells: jax.Array, carried: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, cells: jax.Array, carried: jax.Array) -> jax.Array:
         init = nn.initializers.normal(1.0)
         x = nn.Embed(NUM_TAGS * NUM_COLOURS * NUM_STATES * 5, self.embed_dim, name="cell",
                      embedding_init=init)(cells)  # (..., C, e)
@@ -139,7 +142,4 @@ class ActorCritic(nn.Module):
         for i, width in enumerate(self.hidden):
             x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2)),
                                  name=f"dense{i}")(x))
-        logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01),
-                          name="policy")(x)
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="value")(x)
-        return logits, value[..., 0]
+        return x

@@ -1,8 +1,13 @@
-"""Learning curves: reading `metrics.csv`, smoothing success, steps to a threshold, plots.
+"""Metrics of runs: `metrics.csv` (append-only), windowed success, steps to a threshold, plots.
 
 Training reports, per update, the success rate over the episodes that ended during that update's
 rollout and how many did. `windowed_success` pools the episodes of the last `window` updates
-(weighted by their counts), which is what "reaches 0.9 success" is measured on.
+(weighted by their counts), which is what "reaches 0.9 success" is measured on; `curves(rows)`
+gives it (and the pooled return) per seed from a run's rows.
+
+`metrics.csv` is appended to after every chunk of updates (`MetricsLog`), never rewritten while a
+run trains: a run killed mid-write loses at most the line being written, which `read_csv` drops,
+and `--resume` cuts the file back to the last checkpoint once, atomically.
 """
 
 from __future__ import annotations
@@ -10,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from .teacher.table import atomic_write_text
+from .io import atomic_write_text
 
 
 def write_csv(path: str | Path, rows: list[dict], columns: Iterable[str]) -> None:
@@ -24,14 +30,53 @@ def write_csv(path: str | Path, rows: list[dict], columns: Iterable[str]) -> Non
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    writer.writerows(_format(r) for r in rows)
     atomic_write_text(path, buf.getvalue())
 
 
+def _format(row: dict) -> dict:
+    return {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+
+
 def read_csv(path: str | Path) -> list[dict]:
+    """The rows of a CSV file as numbers where they parse; a partial last row (a writer killed
+    mid-line) is dropped."""
     with open(path, newline="") as f:
-        return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        text = f.read()
+    if text and not text.endswith("\n"):  # the last line was cut
+        text = text[:text.rfind("\n") + 1]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [{k: _num(v) for k, v in row.items()} for row in rows
+            if None not in row.values() and None not in row]
+
+
+class MetricsLog:
+    """`metrics.csv` of a run, appended to one chunk of rows at a time (flushed and synced)."""
+
+    def __init__(self, path: str | Path, columns: Iterable[str]):
+        self.path, self.columns = Path(path), list(columns)
+
+    def read(self) -> list[dict]:
+        return read_csv(self.path) if self.path.exists() else []
+
+    def truncate(self, last_update: int) -> list[dict]:
+        """Keeps the rows up to `last_update` (a resumed run's checkpoint), atomically; returns
+        them."""
+        rows = [r for r in self.read() if r["update"] <= last_update]
+        write_csv(self.path, rows, self.columns)
+        return rows
+
+    def append(self, rows: list[dict]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.columns, lineterminator="\n")
+        if new:
+            writer.writeheader()
+        writer.writerows(_format(r) for r in rows)
+        with open(self.path, "a") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _num(v: str):
@@ -58,6 +103,15 @@ def windowed_success(success: np.ndarray, episodes: np.ndarray, window: int = 5,
     num, den = cs - pad(cs), ce - pad(ce)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den >= min_episodes, num / np.maximum(den, 1), np.nan)
+
+
+def curves(rows: list[dict], window: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(env_steps f[U], success f[S, U], return f[S, U])` of a run's metrics rows, success and
+    return pooled over the episodes of the last `window` updates (`windowed_success`)."""
+    steps = by_seed(rows, "env_steps")[0]
+    episodes = by_seed(rows, "episodes")
+    return (steps, windowed_success(by_seed(rows, "success"), episodes, window),
+            windowed_success(by_seed(rows, "return"), episodes, window))
 
 
 def steps_to(env_steps: np.ndarray, curve: np.ndarray, threshold: float = 0.9) -> float:

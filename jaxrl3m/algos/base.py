@@ -1,0 +1,122 @@
+"""The algorithm interface and its registry; config keys every algorithm shares.
+
+An algorithm is built for one configuration's shapes and is a set of pure functions:
+
+    algo = algos.make("ppo", config)           # or algos.get("ppo").make(config, ...)
+    state = algo.init(key)                     # one seed (vmap it over keys)
+    state, metrics = algo.update(state, teacher, num_updates)   # a jitted chunk of updates
+    logits = algo.act(params, obs)             # acting for evaluation: f32[N, A]
+
+`update` returns `metrics`, a dict of `f32[num_updates]` with at least `METRICS_REQUIRED`
+(`env_steps` counts the environment steps done so far, `loss` is what the divergence guard
+watches). The driver (`jaxrl3m.core.driver`) vmaps `init` and `update` over seeds, jits chunks of
+updates, and takes care of checkpoints, metrics, progress and evaluation for every algorithm. The
+state is a pytree with `params` (what is evaluated and what a source policy is) and `update`.
+
+A config is a frozen `flax.struct` dataclass: static fields fix shapes and code paths, the others
+are leaves (a sweep over a coefficient is a `vmap`). It inherits the shared sections
+`TaskSection` and `jaxrl3m.nets.NetworkSection`, so a key means the same in every algorithm; its
+`check()` raises `ConfigError` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import jax
+from flax import struct
+
+from ..core.config import ConfigError, did_you_mean
+from ..teacher.options import TASK_OPTIONS
+
+METRICS_REQUIRED = ("env_steps", "episodes", "return", "success", "length", "loss")
+
+
+@struct.dataclass
+class TaskSection:
+    """Config keys of the task (static)."""
+
+    task: str = struct.field(pytree_node=False, default="ColoredDoorKey")
+    """DoorKey, LavaDoorKey or ColoredDoorKey."""
+    view_size: int = struct.field(pytree_node=False, default=3)
+    """Side of the agent's egocentric view."""
+    max_steps: int = struct.field(pytree_node=False, default=150)
+    """Episode time limit (truncation, bootstrapped)."""
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The task's skills (the columns of its prior tables)."""
+        return TASK_OPTIONS[self.task]
+
+    def make_env(self):
+        from .. import envs
+        return envs.make(self.task, view_size=self.view_size, max_steps=self.max_steps)
+
+    def check_task(self, bad) -> None:
+        """Calls `bad(key, why)` for the first invalid task key."""
+        if self.task not in TASK_OPTIONS:
+            bad("task", f"{self.task!r} is not a task with a teacher; valid: "
+                        f"{', '.join(TASK_OPTIONS)}")
+        if self.max_steps < 1:
+            bad("max_steps", f"must be at least 1, got {self.max_steps}")
+        try:
+            self.make_env()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def config_error(key: str, why: str):
+    """The `bad(key, why)` of config checks."""
+    raise ConfigError(f"config key {key!r}: {why}")
+
+
+def static_fields(config_cls: type) -> tuple[str, ...]:
+    """The fields of a config class that fix shapes or code (not pytree leaves)."""
+    return tuple(f.name for f in dataclasses.fields(config_cls)
+                 if not f.metadata.get("pytree_node", True))
+
+
+class Algorithm(Protocol):
+    """What the driver needs of an algorithm (see the module docstring)."""
+
+    config: Any
+    metrics: tuple[str, ...]
+
+    def init(self, key: jax.Array, params: Any = None) -> Any: ...
+
+    def update(self, state: Any, teacher: Any, num_updates: int) -> tuple[Any, dict]: ...
+
+    def act(self, params: Any, obs: Any) -> jax.Array: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmSpec:
+    """A registered algorithm: its name, config class and builder
+    `make(config, guided=..., past_policies=..., env=...) -> Algorithm`."""
+
+    name: str
+    config: type
+    make: Callable[..., Algorithm]
+    summary: str = ""
+
+
+REGISTRY: dict[str, AlgorithmSpec] = {}
+
+
+def register(name: str, config: type, make: Callable[..., Algorithm], summary: str = "") -> None:
+    """Makes `algo: <name>` valid in configs."""
+    REGISTRY[name] = AlgorithmSpec(name, config, make, summary)
+
+
+def get(name: str) -> AlgorithmSpec:
+    """The registered algorithm `name` (a ConfigError lists the valid ones)."""
+    _load_builtin()
+    if name not in REGISTRY:
+        raise ConfigError(f"config key 'algo': {name!r} is not a registered algorithm."
+                          f"{did_you_mean(name, REGISTRY)} Valid: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def _load_builtin() -> None:
+    from . import ppo  # noqa: F401  (registers itself)

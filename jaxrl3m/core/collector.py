@@ -1,0 +1,176 @@
+"""One collector: environment steps for any policy, in `lax.scan`, with episode statistics.
+
+    carry = collector.reset(env, key, num_envs)
+    carry, tr = collector.rollout(env, policy, params, carry, key, num_steps)   # tr: [T, N]
+    stats = collector.episodes(env, policy, params, key, num_episodes)         # one episode each
+
+A policy is `policy(params, obs [N], key) -> (action i32[N], extras)`: `extras` is any pytree the
+learner wants kept per step (PPO keeps its log-probabilities, values and input codes). `Sample`
+and `Greedy` turn a `logits(params, obs)` function into a policy, `Random` acts uniformly.
+Policies must be hashable (frozen dataclasses or module-level functions) so that one compiled
+program serves every call with the same shapes; parameters (a network's weights, a teacher's
+table) are the `params` argument, never closures.
+
+The environment follows the library's autoreset convention (`jaxrl3m.envs.types.TimeStep`): a
+step that ends an episode already starts the next one, `reward`, `terminated`, `truncated`
+describe the transition that ended and `final_obs` is the observation it ended in. The
+collector adds, per step, the return and length of the episode that ended there, so episode
+statistics are computed here once for every user: training metrics, held-out evaluation, the
+teacher acting alone, random rollouts and the throughput benchmark.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from ..envs.types import Observation
+
+Policy = Callable[[Any, Observation, jax.Array], tuple[jax.Array, Any]]
+
+
+class Carry(struct.PyTreeNode):
+    """What the collector carries from one rollout to the next (`[N]` environments)."""
+
+    state: Any  # the environments' states
+    obs: Observation  # the observations the next actions are chosen from
+    ep_return: jax.Array  # f32[N]: return so far of each environment's current episode
+    ep_length: jax.Array  # i32[N]: steps so far of each environment's current episode
+
+
+class Transition(struct.PyTreeNode):
+    """One step of `N` environments (a rollout stacks them: `[T, N]`)."""
+
+    obs: Observation  # the observation the action was chosen from
+    action: jax.Array  # i32
+    reward: jax.Array  # f32
+    terminated: jax.Array  # bool: the episode reached an absorbing state (success or lava)
+    truncated: jax.Array  # bool: the time limit cut the episode
+    final_obs: Observation  # the observation the step ended in (before an autoreset)
+    episode_return: jax.Array  # f32: return of the episode that ended at this step, else 0
+    episode_length: jax.Array  # i32: length of the episode that ended at this step, else 0
+    extras: Any  # the policy's per-step outputs
+
+    @property
+    def done(self) -> jax.Array:
+        return self.terminated | self.truncated
+
+    @property
+    def success(self) -> jax.Array:
+        """bool: an episode ended here with a positive reward (the door opened)."""
+        return self.terminated & (self.reward > 0)
+
+
+class EpisodeStats(struct.PyTreeNode):
+    """One finished episode per environment (`episodes`)."""
+
+    success: jax.Array  # bool[N]: the episode ended with a positive reward
+    lava: jax.Array  # bool[N]: the episode ended in an absorbing state without reward (lava)
+    ret: jax.Array  # f32[N]: the episode's return
+    length: jax.Array  # i32[N]: steps taken
+
+
+# ---------------------------------------------------------------------------------------------
+# Policies
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """Samples actions from `logits(params, obs) -> f32[N, A]` (logits or log-probabilities);
+    with `greedy`, takes the most likely action instead."""
+
+    logits: Callable[[Any, Observation], jax.Array]
+    greedy: bool = False
+
+    def __call__(self, params: Any, obs: Observation, key: jax.Array):
+        logits = self.logits(params, obs)
+        if self.greedy:
+            return jnp.argmax(logits, axis=-1).astype(jnp.int32), None
+        return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32), None
+
+
+@dataclasses.dataclass(frozen=True)
+class Random:
+    """Uniformly random actions (ignores `params`)."""
+
+    num_actions: int
+
+    def __call__(self, params: Any, obs: Observation, key: jax.Array):
+        n = obs.agent_dir.shape[0]
+        return jax.random.randint(key, (n,), 0, self.num_actions, jnp.int32), None
+
+
+# ---------------------------------------------------------------------------------------------
+# Stepping
+# ---------------------------------------------------------------------------------------------
+def reset(env: Any, key: jax.Array, num_envs: int) -> Carry:
+    """`num_envs` fresh episodes (layouts drawn from `key`)."""
+    ts = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    return Carry(state=ts.state, obs=ts.obs, ep_return=jnp.zeros((num_envs,), jnp.float32),
+                 ep_length=jnp.zeros((num_envs,), jnp.int32))
+
+
+def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
+         ) -> tuple[Carry, Transition]:
+    """One action in every environment, with the returns and lengths of the episodes that end."""
+    action, extras = policy(params, carry.obs, key)
+    ts = jax.vmap(env.step)(carry.state, action)
+    done = ts.terminated | ts.truncated
+    ep_return = carry.ep_return + ts.reward
+    ep_length = carry.ep_length + 1
+    tr = Transition(obs=carry.obs, action=action, reward=ts.reward, terminated=ts.terminated,
+                    truncated=ts.truncated, final_obs=ts.final_obs,
+                    episode_return=jnp.where(done, ep_return, 0.0),
+                    episode_length=jnp.where(done, ep_length, 0), extras=extras)
+    carry = Carry(state=ts.state, obs=ts.obs, ep_return=jnp.where(done, 0.0, ep_return),
+                  ep_length=jnp.where(done, 0, ep_length))
+    return carry, tr
+
+
+def rollout(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array,
+            num_steps: int) -> tuple[Carry, Transition]:
+    """`num_steps` steps of every environment in one `lax.scan`; transitions are `[T, N]`.
+    Episodes run across rollouts: pass the returned carry to the next call."""
+    return jax.lax.scan(lambda c, k: step(env, policy, params, c, k), carry,
+                        jax.random.split(key, num_steps))
+
+
+def episode_metrics(tr: Transition) -> dict[str, jax.Array]:
+    """Statistics of the episodes that ended in a rollout: `episodes` (how many), `return`,
+    `success` and `length` (means over them; NaN when none ended)."""
+    done = tr.done
+    count = done.sum()
+
+    def mean(x):
+        total = jnp.sum(jnp.where(done, x, 0).astype(jnp.float32))
+        return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+
+    return {"episodes": count.astype(jnp.float32), "return": mean(tr.episode_return),
+            "success": mean(tr.success), "length": mean(tr.episode_length)}
+
+
+def episodes(env: Any, policy: Policy, params: Any, key: jax.Array,
+             num_episodes: int) -> EpisodeStats:
+    """Exactly one episode in each of `num_episodes` fresh environments, stepping (`step`) until
+    every one has ended (each ends by the time limit at the latest); jit it with `env`,
+    `policy` and `num_episodes` static."""
+    k_reset, k_act = jax.random.split(key)
+    zeros = jnp.zeros((num_episodes,), bool)
+    init = EpisodeStats(success=zeros, lava=zeros, ret=jnp.zeros((num_episodes,)),
+                        length=jnp.zeros((num_episodes,), jnp.int32))
+
+    def body(loop):
+        t, carry, live, stats = loop
+        carry, tr = step(env, policy, params, carry, jax.random.fold_in(k_act, t))
+        ended = live & tr.done
+        stats = EpisodeStats(success=stats.success | (ended & tr.success),
+                             lava=stats.lava | (ended & tr.terminated & (tr.reward <= 0)),
+                             ret=jnp.where(ended, tr.episode_return, stats.ret),
+                             length=jnp.where(ended, tr.episode_length, stats.length))
+        return t + 1, carry, live & ~tr.done, stats
+
+    loop = (jnp.zeros((), jnp.int32), reset(env, k_reset, num_episodes), ~zeros, init)
+    return jax.lax.while_loop(lambda loop: loop[2].any(), body, loop)[3]

@@ -1,0 +1,234 @@
+"""The training driver behind `python -m jaxrl3m.train`, for every algorithm.
+
+`train_run(algo_config, run, run_dir)` trains all seeds of a run in one `vmap`, in jitted chunks
+of `log_every` updates. After each chunk: the divergence guard (a non-finite loss, or one whose
+magnitude exceeds `max_loss`, stops the run with a message naming the update, the seed and the
+last good checkpoint, which is left as it was), rows appended to `metrics.csv` (and TensorBoard),
+an orbax checkpoint, and the progress bar (tqdm). A resumed run (`resume=True`) cuts
+`metrics.csv` back to its last checkpoint and ends bit for bit where an uninterrupted run would.
+At the end: `summary.json`, `learning_curve.png` and the held-out evaluation (`eval.json`).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from . import metrics as metrics_io
+from .checkpoint import Checkpoints
+from .config import ConfigError
+from .evaluation import evaluate
+from .io import atomic_write_json
+from .parallel import vmap_seeds
+from .runs import RunConfig, Setup, init_states, setup as make_setup
+
+
+class TrainingDiverged(RuntimeError):
+    """A NaN, an infinity or an exploding loss: training was stopped."""
+
+
+_CHUNKS: dict = {}
+
+
+def chunk_fn(algo: Any, num_updates: int):
+    """`jit(vmap over seeds)` of `num_updates` updates, compiled once per algorithm and size."""
+    sig = (algo, num_updates)
+    if sig not in _CHUNKS:
+        _CHUNKS[sig] = jax.jit(vmap_seeds(lambda state, teacher: algo.update(
+            state, teacher, num_updates), in_axes=(0, None)))
+    return _CHUNKS[sig]
+
+
+def columns(algo: Any) -> tuple[str, ...]:
+    return ("seed", "update", *algo.metrics, "steps_per_second", "wall_s")
+
+
+def rows_from_metrics(metrics: dict[str, np.ndarray], names: tuple[str, ...], first_update: int,
+                      sps: float, wall: float) -> list[dict]:
+    """One CSV row per seed and update from a chunk's `f32[S, n]` metrics."""
+    seeds, n = metrics["env_steps"].shape
+    return [{"seed": s, "update": first_update + i + 1,
+             **{k: float(metrics[k][s, i]) for k in names},
+             "steps_per_second": sps, "wall_s": wall}
+            for s in range(seeds) for i in range(n)]
+
+
+def check_divergence(metrics: dict[str, np.ndarray], first_update: int, max_loss: float,
+                     ckpt: Checkpoints, hint: str) -> None:
+    """Raises TrainingDiverged at the first update and seed whose loss is not finite or exceeds
+    `max_loss` in magnitude."""
+    loss = metrics["loss"]
+    bad = ~np.isfinite(loss) | (np.abs(np.nan_to_num(loss)) > max_loss)
+    if bad.any():
+        seed, i = np.argwhere(bad)[np.argmin(np.argwhere(bad)[:, 1])]
+        what = "is not finite" if not np.isfinite(loss[seed, i]) else f"exceeds max_loss={max_loss:g}"
+        last = ckpt.latest()
+        raise TrainingDiverged(
+            f"training diverged: the loss {float(loss[seed, i]):.4g} {what} at update "
+            f"{first_update + i + 1} (seed {seed}). {hint} The last good state is "
+            + (f"checkpoint {last} in {ckpt.directory} (--resume continues from it)." if last
+               is not None else "the start: no checkpoint was written yet."))
+
+
+class Progress:
+    """A tqdm bar over environment steps with return, success and ETA (stderr)."""
+
+    def __init__(self, total: int, enabled: bool, done: int = 0):
+        from tqdm.auto import tqdm
+        self.bar = tqdm(total=total, initial=done, unit=" steps", unit_scale=True,
+                        disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
+                                   "{rate_fmt}] {postfix}")
+
+    def update(self, steps: int, sps: float, ret: float, success: float) -> None:
+        self.bar.set_postfix_str(f"{sps:,.0f} steps/s | return {ret:.3f} | success "
+                                 f"{success:.3f}", refresh=False)
+        self.bar.update(steps - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class TensorBoard:
+    """Every metric of every seed as `seed<k>/<metric>` against environment steps."""
+
+    def __init__(self, path: Path):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise ConfigError("tensorboard=true needs tensorboardX: pip install "
+                              "'jaxrl3m[tensorboard]' (or tensorboardX), or set "
+                              "tensorboard=false") from None
+        self.writer = SummaryWriter(str(path))
+
+    def write(self, rows: list[dict], names: tuple[str, ...]) -> None:
+        for r in rows:
+            for k in names:
+                if k != "env_steps" and math.isfinite(r[k]):
+                    self.writer.add_scalar(f"seed{r['seed']}/{k}", r[k], int(r["env_steps"]))
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = False,
+              progress: bool = True, stop_after: int | None = None,
+              prepared: Setup | None = None) -> dict[str, Any] | None:
+    """Trains (or continues) the run in `run_dir`; returns the summary.
+
+    `stop_after` stops once that many updates are done, as an interruption would (returns
+    None; `resume=True` continues it). `prepared`: the run's `runs.setup`, when the caller
+    already built it (to check everything before creating the folder).
+    """
+    s = prepared or make_setup(algo_config, run)
+    run_dir = Path(run_dir)
+    if not run.learn:
+        return evaluate_teacher_run(s, run, run_dir)
+    algo, c = s.algo, algo_config
+    names, steps_per_update = algo.metrics, c.num_envs * c.num_steps
+    total = c.num_updates
+    ckpt = Checkpoints(run_dir / "checkpoints")
+    log = metrics_io.MetricsLog(run_dir / "metrics.csv", columns(algo))
+    state = init_states(algo, run, s.start)
+    done, rows = 0, []
+    if resume and ckpt.latest() is not None:
+        done = ckpt.latest()
+        state = ckpt.restore(done, state)
+        rows = log.truncate(done)
+        print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
+    elif log.path.exists():
+        log.path.unlink()  # a fresh start of this folder
+    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard else None
+    bar = Progress(total * steps_per_update, progress, done * steps_per_update)
+    wall = rows[-1]["wall_s"] if rows else 0.0
+    hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
+                                                 if hasattr(c, "kl_coef") else "")
+            + ", or clip gradients harder (max_grad_norm).")
+    try:
+        while done < total:
+            n = min(run.log_every, total - done)
+            t0 = time.perf_counter()
+            new_state, m = chunk_fn(algo, n)(state, s.teacher)
+            m = jax.device_get(m)
+            dt = time.perf_counter() - t0
+            check_divergence(m, done, run.max_loss, ckpt, hint)
+            state, wall = new_state, wall + dt
+            sps = n * steps_per_update * run.seeds / dt
+            new_rows = rows_from_metrics(m, names, done, sps, wall)
+            log.append(new_rows)
+            if tb:
+                tb.write(new_rows, names)
+            rows += new_rows
+            done += n
+            ckpt.save(done, state)
+            recent = [r for r in rows if r["update"] > done - 5]
+            returns = [r["return"] for r in recent if np.isfinite(r["return"])]
+            bar.update(done * steps_per_update, sps, float(np.mean(returns)) if returns
+                       else math.nan, pooled_success(recent))
+            if stop_after is not None and stop_after <= done < total:
+                return None
+    finally:
+        bar.close()
+        ckpt.close()
+        if tb:
+            tb.close()
+    summary = summarise(rows, c, run, s.info)
+    plot_run(rows, run_dir / "learning_curve.png", f"{c.task}, {run.algo}, prior {run.prior}")
+    if run.eval_episodes:
+        summary["eval"] = evaluate(algo.env, algo.act, state.params, run.seeds,
+                                   run.eval_episodes, run.eval_greedy, seed=run.seed)
+        atomic_write_json(run_dir / "eval.json", summary["eval"])
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def evaluate_teacher_run(s: Setup, run: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """learn=false: the teacher acts alone on held-out layouts; writes eval.json and
+    summary.json."""
+    from ..teacher.teacher import teacher_logits
+    t0 = time.perf_counter()
+    ev = evaluate(s.algo.env, teacher_logits, s.teacher, run.seeds, run.eval_episodes or 1000,
+                  seed=run.seed, batched=False)
+    wall = time.perf_counter() - t0
+    atomic_write_json(run_dir / "eval.json", ev)
+    summary = {"task": s.algo.config.task, **s.info, "seeds": run.seeds, "learn": False,
+               "env_steps": 0,
+               "steps_to_0.9": [0.0 if x >= 0.9 else math.nan for x in ev["success"]],
+               "final_success": ev["success"], "final_success_mean": ev["success_mean"],
+               "final_success_std": ev["success_std"], "wall_s": wall,
+               "steps_per_second": math.nan, "eval": ev}
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def pooled_success(rows: list[dict]) -> float:
+    eps = sum(r["episodes"] for r in rows)
+    return sum(np.nan_to_num(r["success"]) * r["episodes"] for r in rows) / eps if eps else math.nan
+
+
+def summarise(rows: list[dict], algo_config: Any, run: RunConfig, info: dict) -> dict:
+    steps, success, _ = metrics_io.curves(rows)
+    to_09 = [metrics_io.steps_to(steps, x) for x in success]
+    final = success[:, -1]
+    with warnings.catch_warnings():  # a seed with no finished episode yet has NaN success
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean, std = float(np.nanmean(final)), float(np.nanstd(final))
+    return {"task": algo_config.task, "algo": run.algo, **info, "seeds": run.seeds,
+            "env_steps": int(steps[-1]), "steps_to_0.9": to_09,
+            "final_success": final.tolist(), "final_success_mean": mean,
+            "final_success_std": std, "wall_s": float(rows[-1]["wall_s"]),
+            "steps_per_second": float(steps[-1] * run.seeds / rows[-1]["wall_s"])}
+
+
+def plot_run(rows: list[dict], path: Path, title: str) -> Path | None:
+    steps, success, _ = metrics_io.curves(rows)
+    return metrics_io.plot_learning_curves({"training episodes": (steps, success)}, path, title)

@@ -1,0 +1,266 @@
+"""Run folders and what a run is made of: `RunConfig`, the algorithm, the teacher, the source.
+
+A run folder (`runs/<name>/`) holds `config.yaml` (every key, resolved), `metrics.csv`,
+`learning_curve.png`, orbax checkpoints in `checkpoints/`, `eval.json` and `summary.json`. Every
+run folder can be evaluated (`python -m jaxrl3m.evaluate`), resumed (`--resume`) or used as the
+source policy of another run (`source=RUN_DIR`), whoever wrote it: the train command, the
+transfer study or the learning bench all go through `create_run`.
+
+`setup(algo_config, run)` resolves everything a run needs (the prior table, the source policy,
+the teacher) and fails with a `ConfigError` before any folder is created.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import yaml
+
+from .checkpoint import Checkpoints
+from .config import ConfigError, build, load_yaml, resolve_config, to_dict
+from .io import atomic_write_text
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What a training run does around the algorithm."""
+
+    algo: str = "ppo"
+    """The algorithm (jaxrl3m.algos registry): ppo."""
+    name: str = ""
+    """Folder under runs_dir (default: the config file's name). An existing folder is never
+    overwritten: a new run gets the next free name-2, name-3, ..."""
+    prior: str = "none"
+    """The teacher's prior table: a JSON file (llm_cache/...), oracle, uniform, or none (plain
+    RL: no teacher, no KL term)."""
+    seeds: int = 1
+    """Seeds trained together in one vmap."""
+    seed: int = 0
+    """Seed of the first key; the seeds' keys are split from it."""
+    log_every: int = 10
+    """Updates per jitted chunk: progress, metrics.csv and the checkpoint update after each."""
+    eval_episodes: int = 1000
+    """Episodes per seed on held-out layouts at the end (0: skip)."""
+    eval_greedy: bool = False
+    """Evaluate the greedy policy instead of sampling from it."""
+    runs_dir: str = "runs"
+    """Where run folders go."""
+    max_loss: float = 1e6
+    """Divergence guard: training stops when a loss is not finite or its magnitude exceeds
+    this, naming the update, the seed and the last good checkpoint."""
+    tensorboard: bool = False
+    """Also log every metric to TensorBoard event files in <run>/tensorboard (needs
+    tensorboardX: pip install 'jaxrl3m[tensorboard]')."""
+    # --- transfer learning ---
+    source: str = ""
+    """A source policy: the folder of a run of python -m jaxrl3m.train (its last checkpoint),
+    usually on another task, with the same network keys. Used by init=source and the teachers
+    that include it."""
+    source_seed: int = 0
+    """Which of the source run's seeds is the source policy."""
+    init: str = "scratch"
+    """scratch (a fresh network) or source (start from the source policy's parameters)."""
+    teacher: str = "prior"
+    """prior: the prior table's skills (none: no teacher); source: the frozen source policy alone
+    (kickstarting); prior+source: the prior's skills plus the source policy as one more option
+    ("follow the policy that solved <source task>"), see source_weight."""
+    source_weight: float = 0.5
+    """teacher=prior+source: the source policy's share of the prior in every abstract state
+    (the skills keep the rest in the prior's proportions)."""
+    learn: bool = True
+    """false: no training; the teacher acts alone on eval_episodes held-out layouts per seed
+    (its success rate is its competence)."""
+
+    def check(self) -> "RunConfig":
+        from ..teacher.teacher import TEACHER_MODES
+        for key in ("seeds", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be at least 1, got "
+                                  f"{getattr(self, key)}")
+        if self.eval_episodes < 0:
+            raise ConfigError(f"config key 'eval_episodes' must be >= 0, got "
+                              f"{self.eval_episodes}")
+        if not self.max_loss > 0:
+            raise ConfigError(f"config key 'max_loss' must be positive, got {self.max_loss}")
+        if self.init not in INITS:
+            raise ConfigError(f"config key 'init': {self.init!r} is unknown; valid: "
+                              f"{', '.join(INITS)}")
+        if self.teacher not in TEACHER_MODES:
+            raise ConfigError(f"config key 'teacher': {self.teacher!r} is unknown; valid: "
+                              f"{', '.join(TEACHER_MODES)}")
+        if self.uses_source and not self.source:
+            raise ConfigError(f"init={self.init} teacher={self.teacher} needs a source policy: "
+                              "set source=RUN_DIR (a run of python -m jaxrl3m.train)")
+        if self.teacher == "prior+source" and self.prior == "none":
+            raise ConfigError("teacher=prior+source needs a prior (a table in llm_cache/, "
+                              "oracle or uniform); use teacher=source for the source alone")
+        if not 0.0 <= self.source_weight <= 1.0:
+            raise ConfigError(f"config key 'source_weight' must be in [0, 1], got "
+                              f"{self.source_weight}")
+        if not self.learn and not self.has_teacher:
+            raise ConfigError("learn=false evaluates the teacher, but there is none: give a "
+                              "prior or teacher=source")
+        if not self.learn and self.init == "source":
+            raise ConfigError("learn=false evaluates the teacher; init=source has no effect "
+                              "there, use init=scratch")
+        if self.source_seed < 0:
+            raise ConfigError(f"config key 'source_seed' must be >= 0, got {self.source_seed}")
+        return self
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.teacher != "prior" or self.prior != "none"
+
+    @property
+    def uses_source(self) -> bool:
+        return self.init == "source" or self.teacher != "prior"
+
+
+INITS = ("scratch", "source")
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[Any, RunConfig]:
+    """`(algorithm config, RunConfig)` from a YAML file or preset name (or defaults) plus
+    overrides, checked. The algorithm is the `algo` key (default ppo)."""
+    from .. import algos
+    if path:
+        path = resolve_config(path)
+    values = load_yaml(path) if path else {}
+    values.update(overrides)
+    spec = algos.get(str(values.get("algo", RunConfig.algo)))
+    algo_config, run = build((spec.config, RunConfig), values)
+    if not run.name and path:
+        run = dataclasses.replace(run, name=Path(path).stem)
+    algo_config.check()
+    run.check()
+    if not run.has_teacher and float(getattr(algo_config, "kl_coef", 0.0)) > 0:
+        raise ConfigError(f"config key 'kl_coef' is {algo_config.kl_coef} but prior is 'none': "
+                          "give a prior (a table in llm_cache/, oracle or uniform) or set "
+                          "kl_coef=0")
+    return algo_config, run
+
+
+def config_values(algo_config: Any, run: RunConfig) -> dict[str, Any]:
+    """Every key of a run as plain values (what `config.yaml` holds)."""
+    return to_dict(run, algo_config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+# ---------------------------------------------------------------------------------------------
+def create_run(algo_config: Any, run: RunConfig, path: Path | None = None
+               ) -> tuple[Path, RunConfig]:
+    """Creates the run folder and writes its `config.yaml`: at `path`, or the first free
+    `runs_dir/name`, `name-2`, ... (the run's name is then the folder's)."""
+    if path is None:
+        base = Path(run.runs_dir) / (run.name or "run")
+        path, i = base, 1
+        while path.exists():
+            i += 1
+            path = base.with_name(f"{base.name}-{i}")
+        run = dataclasses.replace(run, name=path.name)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / "config.yaml",
+                      yaml.safe_dump(config_values(algo_config, run), sort_keys=False))
+    return path, run
+
+
+def check_same_settings(path: Path, algo_config: Any, run: RunConfig) -> None:
+    """Refuses to reuse `path` for a run with other settings than the ones it holds."""
+    old = yaml.safe_load((path / "config.yaml").read_text())
+    values = config_values(algo_config, run)
+    differ = sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))
+    if differ:
+        raise ConfigError(
+            f"{path} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} there, '
+            f'{values.get(k)!r} now' for k in differ[:4])}); give another --out (or --runs-dir) "
+            "or delete that folder")
+
+
+def read_run_config(run_dir: str | Path) -> tuple[Any, RunConfig]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); give a "
+                          "folder written by python -m jaxrl3m.train")
+    return load_config(run_dir / "config.yaml", {})
+
+
+# ---------------------------------------------------------------------------------------------
+# What a run is made of
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run needs besides its configs: the algorithm, its teacher (None: no teacher), and
+    the parameters training starts from (None: a fresh network)."""
+
+    algo: Any
+    teacher: Any
+    start: Any
+    info: dict  # what the prior and source were
+
+
+def setup(algo_config: Any, run: RunConfig) -> Setup:
+    """Resolves the prior table and the source policy of a run, builds its algorithm and
+    teacher. Everything is checked here, before anything is written."""
+    from .. import algos
+    from ..nets import Network
+    from ..teacher import teacher as teachers
+    spec = algos.get(run.algo)
+    source = load_source(run, algo_config) if run.uses_source else None
+    past = (source[0],) if source and run.teacher != "prior" else ()
+    algo = spec.make(algo_config, guided=run.has_teacher, past_policies=past)
+    teacher, info = None, {"prior": run.prior}
+    if run.has_teacher:
+        net = Network.from_config(algo_config, "actor_critic")
+        teacher, info = teachers.compose(algo_config.task, run.prior, run.teacher, source,
+                                         run.source_weight, net)
+    if source:
+        info = {**info, "source": str(run.source), "source_task": source[0],
+                "source_seed": run.source_seed, "init": run.init}
+    return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info)
+
+
+def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
+    """Every seed's initial state (all seeds start from `params` when given)."""
+    from .parallel import vmap_seeds
+    keys = jax.random.split(jax.random.key(run.seed), run.seeds)
+    return jax.jit(vmap_seeds(algo.init, in_axes=(0, None)))(keys, params)
+
+
+def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
+    """A run folder's configs, setup and state at its last checkpoint."""
+    run_dir = Path(run_dir)
+    algo_config, run = read_run_config(run_dir)
+    s = setup(algo_config, run)
+    ckpt = Checkpoints(run_dir / "checkpoints")
+    step = ckpt.latest()
+    if step is None:
+        ckpt.close()
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
+    state = ckpt.restore(step, init_states(s.algo, run))
+    ckpt.close()
+    return algo_config, run, s, state, int(step)
+
+
+def load_source(run: RunConfig, algo_config: Any) -> tuple[str, Any]:
+    """`(source task, parameters)` of the source policy named by `run.source`, checked to fit
+    the run's network."""
+    from ..nets import NETWORK_KEYS
+    try:
+        src_config, src_run, _, state, _ = restore_run(run.source)
+    except ConfigError as e:
+        raise ConfigError(f"config key 'source': {e}") from None
+    differ = [k for k in NETWORK_KEYS if getattr(src_config, k) != getattr(algo_config, k)]
+    if differ:
+        raise ConfigError(
+            f"config key 'source': the source policy in {run.source!r} has a different network ("
+            + ", ".join(f"{k}={getattr(src_config, k)} here {getattr(algo_config, k)}"
+                        for k in differ)
+            + "); set these keys to the source's values")
+    if run.source_seed >= src_run.seeds:
+        raise ConfigError(f"config key 'source_seed' is {run.source_seed} but the source run "
+                          f"has {src_run.seeds} seed(s)")
+    return src_config.task, jax.tree.map(lambda x: x[run.source_seed], state.params)

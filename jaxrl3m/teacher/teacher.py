@@ -1,0 +1,218 @@
+"""The teacher as one object: prior table + skills + past policies, on the device.
+
+    teacher = Teacher.create("DoorKey", oracle_table("DoorKey"))
+    probs = teacher.probs(obs)              # f32[N, A]: pi_L(a|s) for a batch of observations
+    logp = teacher.log_probs(obs, 0.01)     # log of (1 - 0.01) pi_L + 0.01 / A: never log 0
+    a = teacher.sample(key, obs, k=5)       # i32[N, 5]: k proposals per state
+
+`pi_L(a|s) = sum_k P_L(k | c(s)) pi_k(a|s)` (`jaxrl3m.teacher.mixture`). A `Teacher` is a pytree:
+the table and the past policies' parameters are leaves (arguments of jitted functions, never
+closures: one compiled program serves every table of a shape), the option names and the past
+policies' network are static. PPO's guidance, the teacher acting alone, and the value-based and
+offline algorithms' priors all use this one object; `compose` builds it from a run's settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from ..core.config import ConfigError
+from ..envs.abstraction import NUM_ABSTRACT_STATES
+from ..envs.types import Observation
+from .mixture import teacher_probs
+from .options import oracle_table, past_policy_option, task_options, uniform_table
+from .options import with_past_policies
+from .table import TableError, load_table
+
+SHIPPED_TABLES = Path(__file__).resolve().parent.parent / "llm_cache"
+"""The prior tables shipped with the package (`llm_cache/` in a checkout)."""
+
+PRIORS = ("oracle", "uniform", "none")
+TEACHER_MODES = ("prior", "source", "prior+source")
+
+
+class Teacher(struct.PyTreeNode):
+    """`pi_L` over a task's skills and past policies (see the module docstring)."""
+
+    table: jax.Array  # f32[NUM_ABSTRACT_STATES, K + P]
+    past: tuple = ()  # parameters of the P past policies (one network, `past_net`)
+    options: tuple[str, ...] = struct.field(pytree_node=False, default=())  # the K skills
+    past_policies: tuple[str, ...] = struct.field(pytree_node=False, default=())  # source tasks
+    past_net: Any = struct.field(pytree_node=False, default=None)  # jaxrl3m.nets.Network
+
+    @classmethod
+    def create(cls, task: str, table: Any, past: tuple = (), past_policies: tuple[str, ...] = (),
+               past_net: Any = None) -> "Teacher":
+        """A checked teacher for `task`: `table` has one row per abstract state and one column
+        per skill, then one per past policy (`past_policies` names their source tasks, `past`
+        holds their parameters, `past_net` is their network)."""
+        options = task_options(task)
+        past, past_policies = tuple(past), tuple(past_policies)
+        if len(past) != len(past_policies):
+            raise ConfigError(
+                f"the teacher has {len(past_policies)} past policies {list(past_policies)} but "
+                f"{len(past)} parameter sets were given; pass one per past policy")
+        if past and past_net is None:
+            raise ConfigError("past policies need their network (past_net)")
+        table = jnp.asarray(table, jnp.float32)
+        want = (NUM_ABSTRACT_STATES, len(options) + len(past_policies))
+        if table.shape != want:
+            names = list(options) + [past_policy_option(t) for t in past_policies]
+            raise ConfigError(
+                f"prior table has shape {tuple(table.shape)} but task {task!r} needs {want} "
+                f"({NUM_ABSTRACT_STATES} abstract states x options {names}); build it for this "
+                f"task (python -m jaxrl3m.precompute_priors --task {task})"
+                + ("; past-policy columns come from teacher.options.with_past_policies"
+                   if past_policies else ""))
+        return cls(table=table, past=past, options=options, past_policies=past_policies,
+                   past_net=past_net)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's columns: the skills, then "follow the policy that solved <task>"."""
+        return self.options + tuple(past_policy_option(t) for t in self.past_policies)
+
+    def probs(self, obs: Observation) -> jax.Array:
+        """`f32[N, A]`: `pi_L(.|s)` for a batch of observations."""
+        extra = None
+        if self.past:
+            extra = jnp.stack([jax.nn.softmax(self.past_net.logits(p, obs)) for p in self.past],
+                              axis=1)  # (N, P, A)
+        return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if self.past else None))(
+            self.table, obs, self.options, extra)
+
+    def log_probs(self, obs: Observation, floor: float | jax.Array = 0.0) -> jax.Array:
+        """`f32[N, A]`: `log((1 - floor) pi_L + floor / A)`; with `floor > 0` no action has
+        probability 0 (so no `log 0`); `floor = 0` is `log pi_L` (may be `-inf`)."""
+        p = self.probs(obs)
+        return jnp.log((1.0 - floor) * p + floor / p.shape[-1])
+
+    def sample(self, key: jax.Array, obs: Observation, k: int,
+               floor: float | jax.Array = 0.0) -> jax.Array:
+        """`i32[N, k]`: `k` actions drawn independently from `pi_L` (with `floor`) per state."""
+        logp = self.log_probs(obs, floor)
+        return jax.random.categorical(key, logp[:, None, :], axis=-1,
+                                      shape=(logp.shape[0], k)).astype(jnp.int32)
+
+
+def teacher_logits(teacher: Teacher, obs: Observation) -> jax.Array:
+    """The teacher as a policy for `jaxrl3m.core.collector.Sample`: `params` is the teacher."""
+    return teacher.log_probs(obs)
+
+
+def exploring_teacher_logits(params: tuple[Teacher, jax.Array], obs: Observation) -> jax.Array:
+    """`params = (teacher, epsilon)`: with probability epsilon a uniformly random action."""
+    teacher, epsilon = params
+    return teacher.log_probs(obs, epsilon)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a run's settings to a teacher
+# ---------------------------------------------------------------------------------------------
+def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """`(table f32[60, K(+P)], description)` for `oracle`, `uniform`, `none` (a uniform table
+    that no one reads: plain RL) or a table file. A file path that does not exist from here is
+    looked up among the tables shipped with the package by its name (`llm_cache/X.json`)."""
+    if prior == "oracle":
+        return oracle_table(task), {"prior": "oracle"}
+    if prior in ("uniform", "none"):
+        return uniform_table(task), {"prior": prior}
+    path = Path(prior)
+    if not path.exists() and (SHIPPED_TABLES / path.name).is_file() and path.suffix == ".json":
+        path = SHIPPED_TABLES / path.name
+    if path.suffix != ".json" and not path.exists():
+        raise ConfigError(f"config key 'prior': {prior!r} is neither oracle, uniform, none nor "
+                          "a prior table file (e.g. llm_cache/ColoredDoorKey-smollm2.json)")
+    try:
+        table = load_table(path, task)
+    except TableError as e:
+        raise ConfigError(f"config key 'prior': {e}") from None
+    meta = table.metadata
+    return table.probs, {"prior": prior, "prior_model": meta.get("model"),
+                         "prior_backend": meta.get("backend"),
+                         "prior_agreement": meta.get("agreement"),
+                         "prior_past_policies": list(table.past_policies)}
+
+
+def compose(task: str, prior: str, mode: str = "prior", source: tuple[str, Any] | None = None,
+            source_weight: float = 0.5, past_net: Any = None
+            ) -> tuple[Teacher, dict[str, Any]]:
+    """The teacher of a run, and what it is made of.
+
+    mode `prior`: the prior table's skills; `source`: the frozen source policy alone
+    (kickstarting); `prior+source`: the skills plus the source policy as one more option, with
+    `source_weight` of every abstract state's prior unless the table has that column itself
+    (the language model chose its share). `source = (source task, parameters)` of the source
+    policy, whose network is `past_net`.
+    """
+    if mode not in TEACHER_MODES:
+        raise ConfigError(f"config key 'teacher': {mode!r} is unknown; valid: "
+                          f"{', '.join(TEACHER_MODES)}")
+    table, info = resolve_prior(prior, task)
+    source_task = source[0] if source else None
+    in_table = info.get("prior_past_policies") or []
+    if in_table and (mode != "prior+source" or in_table != [source_task]):
+        raise ConfigError(
+            f"config key 'prior': {prior!r} has a column for the policy that solved "
+            f"{in_table}, which needs teacher=prior+source with a source policy trained on "
+            + (f"{in_table[0]} (the source is {source_task})" if source_task else
+               f"{in_table[0]} (source=RUN_DIR)"))
+    if mode == "prior":
+        return Teacher.create(task, table), info
+    if source is None:
+        raise ConfigError(f"teacher={mode} needs a source policy: set source=RUN_DIR")
+    weight: Any = 1.0 if mode == "source" else source_weight
+    if in_table:
+        weight = "from the table"
+    else:
+        table = with_past_policies(table, 1, weight)
+    info = {**(info if mode == "prior+source" else {"prior": "none"}), "teacher": mode,
+            "source_weight": weight}
+    return Teacher.create(task, table, (source[1],), (source_task,), past_net), info
+
+
+# ---------------------------------------------------------------------------------------------
+# Which abstract states occur
+# ---------------------------------------------------------------------------------------------
+@jax.jit
+def _abstract_states(obs: Observation) -> jax.Array:
+    from ..envs.abstraction import abstract_state
+    return jax.vmap(abstract_state)(obs)
+
+
+def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_steps: int,
+                   epsilon: float = 0.3) -> np.ndarray:
+    """`bool[NUM_ABSTRACT_STATES]`: abstract states seen while acting with the teacher and, with
+    probability `epsilon`, a uniformly random action (the common collector)."""
+    from ..core import collector
+    run = jax.jit(lambda params, key: collector.rollout(
+        env, collector.Sample(exploring_teacher_logits), params,
+        collector.reset(env, jax.random.fold_in(key, 0), num_envs),
+        jax.random.fold_in(key, 1), num_steps)[1].obs)
+    obs = run((teacher, jnp.float32(epsilon)), key)
+    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), obs)
+    seen = np.zeros(NUM_ABSTRACT_STATES, bool)
+    seen[np.asarray(_abstract_states(flat))] = True
+    return seen
+
+
+_REACHABLE: dict[str, tuple[int, ...]] = {}
+
+
+def reachable_states(task: str) -> tuple[int, ...]:
+    """The abstract states that occur in `task` (the oracle teacher with 30% random actions,
+    1024 environments x 300 steps; deterministic)."""
+    if task not in _REACHABLE:
+        from ..envs import make
+        seen = visited_states(make(task), Teacher.create(task, oracle_table(task)),
+                              jax.random.key(0), 1024, 300)
+        _REACHABLE[task] = tuple(int(i) for i in np.flatnonzero(seen))
+    return _REACHABLE[task]
+
+
