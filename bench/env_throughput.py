@@ -1,7 +1,8 @@
 """Environment throughput: random-action stepping under jit(scan(vmap(step))).
 
 Measures jaxrl3m's DoorKey, LavaDoorKey and ColoredDoorKey against NAVIX's own DoorKey-8x8
-(`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`) and gymnasium MiniGrid's
+(`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), all through the library's
+collector (`jaxrl3m.core.collector`, random actions) and gymnasium MiniGrid's
 `MiniGrid-DoorKey-8x8-v0` (a Python loop, one environment), all in the same run. Compile time is
 reported apart; each figure is the best of `--repeats` timed runs.
 
@@ -12,6 +13,7 @@ reported apart; each figure is the best of `--repeats` timed runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -22,40 +24,60 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl3m import envs
+from jaxrl3m.core import collector
+from jaxrl3m.envs.types import NOTHING, Observation, TimeStep
+
+# NAVIX's observation is not ours; the random policy reads only the batch size from it.
+_FLAT = Observation(grid=jnp.zeros((1, 1, 3), jnp.uint8), agent_pos=jnp.zeros(2, jnp.int32),
+                    agent_dir=jnp.int32(0), carrying=jnp.asarray(NOTHING))
 
 
-def build_rollout(reset, step, n_envs: int, n_steps: int):
-    """A jitted function: reset `n_envs` environments, then `n_steps` random-action steps."""
+def build_rollout(env, n_envs: int, n_steps: int):
+    """A jitted function: reset `n_envs` environments, then `n_steps` random-action steps by
+    the library's collector (the same code that collects PPO's rollouts)."""
 
     def rollout(key):
         k_reset, k_act = jax.random.split(key)
-        ts = jax.vmap(reset)(jax.random.split(k_reset, n_envs))
-
-        def body(carry, k):
-            state, total = carry
-            actions = jax.random.randint(k, (n_envs,), 0, 7)
-            out = jax.vmap(step)(state, actions)
-            return (out, total + out.reward.sum()), None
-
-        (_, total), _ = jax.lax.scan(body, (ts, jnp.zeros(())), jax.random.split(k_act, n_steps))
-        return total
+        carry = collector.reset(env, k_reset, n_envs)
+        _, tr = collector.rollout(env, collector.Random(7), None, carry, k_act, n_steps)
+        return tr.reward.sum()
 
     return jax.jit(rollout)
 
 
 def ours(name):
-    env = envs.make(name)
-    return env.reset, lambda ts, a: env.step(ts.state, a)
+    return envs.make(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class NavixAdapter:
+    """NAVIX's own environment stepped by NAVIX's own `step`, seen through the library's
+    `reset(key) / step(state, action)` convention (its timestep is the state)."""
+
+    env: object
+
+    def _ts(self, timestep):
+        step_type = timestep.step_type
+        return TimeStep(state=timestep, obs=_FLAT, reward=timestep.reward,
+                        terminated=step_type == 2, truncated=step_type == 1, final_obs=_FLAT)
+
+    def reset(self, key):
+        return self._ts(self.env.reset(key))
+
+    def step(self, state, action):
+        return self._ts(self.env.step(state, action))
+
+    def __hash__(self):
+        return id(self.env)
 
 
 def navix_doorkey_8x8():
     import navix as nx
-    env = nx.make("Navix-DoorKey-8x8-v0", max_steps=640, penalty_coeff=0.9)
-    return env.reset, env.step
+    return NavixAdapter(nx.make("Navix-DoorKey-8x8-v0", max_steps=640, penalty_coeff=0.9))
 
 
-def measure(reset, step, n_envs, n_steps, repeats):
-    fn = build_rollout(reset, step, n_envs, n_steps)
+def measure(env, n_envs, n_steps, repeats):
+    fn = build_rollout(env, n_envs, n_steps)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(jax.random.key(0)))
     compile_s = time.perf_counter() - t0
@@ -112,10 +134,10 @@ def main():
     results = {"hardware": hardware(), "results": {}}
     print(results["hardware"], flush=True)
     for name, make in candidates.items():
-        reset, step = make()
+        env = make()
         for n in args.envs:
             n_steps = args.steps or max(50, min(2000, 400_000 // n))
-            r = measure(reset, step, n, n_steps, args.repeats)
+            r = measure(env, n, n_steps, args.repeats)
             results["results"].setdefault(name, {})[str(n)] = r
             print(f"{name:>18} {n:>5} envs: {r['steps_per_s']:>12,.0f} steps/s "
                   f"(compile {r['compile_s']:.1f}s)", flush=True)

@@ -81,6 +81,23 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def comparison_table(before: dict, after: dict) -> str:
+    """Rows present in both JSONs: mean steps to 0.9 and held-out success, before -> after."""
+    def steps(r):
+        m = r["steps_to_0.9_mean"]
+        return f"{_k(m)} ({r['reached']}/{r['seeds']})" if m is not None else \
+            f"not reached ({r['reached']}/{r['seeds']})"
+    lines = ["| task | prior | steps to 0.9, before | after | held-out success, before | after |",
+             "|---|---|---|---|---|---|"]
+    for task in TASKS:
+        for name in sorted(set(before.get(task, {})) & set(after.get(task, {})), key=_order):
+            b, a = before[task][name], after[task][name]
+            lines.append(f"| {task} | {_label(name)} | {steps(b)} | {steps(a)} | "
+                         f"{b['eval_success_mean']:.3f} ± {b['eval_success_std']:.3f} | "
+                         f"{a['eval_success_mean']:.3f} ± {a['eval_success_std']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,11 +109,14 @@ def main(argv=None) -> int:
                    help="override preset keys (a variant, stored under its own name)")
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (runs nothing)")
+    p.add_argument("--against", metavar="OLD_JSON",
+                   help="with --markdown: a before/after table against an older JSON")
     args = p.parse_args(argv)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     if args.markdown:
-        print(markdown_table(results))
+        print(comparison_table(json.loads(Path(args.against).read_text()), results)
+              if args.against else markdown_table(results))
         return 0
     results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
                            jax.devices()], "cpu_count": __import__("os").cpu_count()}

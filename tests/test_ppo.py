@@ -280,6 +280,11 @@ def test_prior_of_another_task_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "config key 'prior'" in err and "DoorKey" in err and "ColoredDoorKey" in err
+    assert not any(tmp_path.iterdir())  # checked before any run folder was created
+    code = train_cli.main(["DoorKey-oracle", "init=source", "source=nowhere",
+                           f"runs_dir={tmp_path}", "--no-progress"])
+    assert code == 2 and "not a run folder" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def _tiny_cli_args(tmp_path, name):

@@ -2,5 +2,6 @@
 module per algorithm (`ppo`). `get("ppo")` returns a registered algorithm's spec."""
 
 from .base import REGISTRY, Algorithm, AlgorithmSpec, TaskSection, get, register
+from . import ppo  # noqa: E402,F401  (registers "ppo")
 
 __all__ = ["Algorithm", "AlgorithmSpec", "REGISTRY", "TaskSection", "get", "register"]

@@ -111,12 +111,7 @@ def register(name: str, config: type, make: Callable[..., Algorithm], summary: s
 
 def get(name: str) -> AlgorithmSpec:
     """The registered algorithm `name` (a ConfigError lists the valid ones)."""
-    _load_builtin()
     if name not in REGISTRY:
         raise ConfigError(f"config key 'algo': {name!r} is not a registered algorithm."
                           f"{did_you_mean(name, REGISTRY)} Valid: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
-
-
-def _load_builtin() -> None:
-    from . import ppo  # noqa: F401  (registers itself)

@@ -15,8 +15,8 @@ from ..envs.types import NUM_ACTIONS
 from .encoders import CellEncoder
 
 
-class ActorCritic(nn.Module):
-    """`(logits f32[..., A], value f32[...])`: two linear heads on the encoder's features."""
+class _Head(nn.Module):
+    """The encoder's settings, shared by every head."""
 
     network: str = "mlp"
     embed_dim: int = 4
@@ -24,29 +24,29 @@ class ActorCritic(nn.Module):
     channels: int = 16
     num_actions: int = NUM_ACTIONS
 
+    def encoder(self) -> CellEncoder:
+        return CellEncoder(self.network, self.embed_dim, self.hidden, self.channels,
+                           name="encoder")
+
+
+class ActorCritic(_Head):
+    """`(logits f32[..., A], value f32[...])`: two linear heads on the encoder's features."""
+
     @nn.compact
     def __call__(self, cells: jax.Array, carried: jax.Array) -> tuple[jax.Array, jax.Array]:
-        x = CellEncoder(self.network, self.embed_dim, self.hidden, self.channels,
-                        name="encoder")(cells, carried)
+        x = self.encoder()(cells, carried)
         logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01),
                           name="policy")(x)
         value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name="value")(x)
         return logits, value[..., 0]
 
 
-class QNetwork(nn.Module):
+class QNetwork(_Head):
     """`f32[..., A]`: action values, one linear head on the encoder's features."""
-
-    network: str = "mlp"
-    embed_dim: int = 4
-    hidden: Sequence[int] = (64, 64)
-    channels: int = 16
-    num_actions: int = NUM_ACTIONS
 
     @nn.compact
     def __call__(self, cells: jax.Array, carried: jax.Array) -> jax.Array:
-        x = CellEncoder(self.network, self.embed_dim, self.hidden, self.channels,
-                        name="encoder")(cells, carried)
+        x = self.encoder()(cells, carried)
         return nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(1.0),
                         name="q")(x)
 

@@ -1,0 +1,124 @@
+"""Training throughput of this checkout against another git revision, side by side in one run.
+
+    python bench/revisions.py --against HEAD~1                 # DoorKey and ColoredDoorKey, 4 seeds
+    python bench/revisions.py --against 5432454 --tasks DoorKey --envs 64 1024 --rounds 3
+
+The other revision is checked out into a temporary git worktree. For each task, number of
+environments and round, each revision's measurement runs in its own process (same jitted chunk
+of updates as `bench/train_throughput.py`: presets' hyperparameters, rollouts of 32 steps,
+`--seeds` seeds vmapped as the driver vmaps them), alternating revisions, so a slow spell of the
+machine hits both alike; the best of all rounds is kept. Variants: plain PPO, guided PPO
+(oracle table, lambda > 0), and guided PPO while lambda = 0 (kl_coef 0: the teacher should not
+be computed at all). Revisions from before the core refactor (a prior table instead of a
+`Teacher`, plain `jax.vmap`) are measured through their own API. Writes `bench/revisions.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VARIANTS = {"plain": (False, 0.0), "guided": (True, 1.0), "guided_lambda0": (True, 0.0)}
+
+
+def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repeats: int
+            ) -> dict:
+    """Runs inside a child process whose `jaxrl3m` is the one in `tree`."""
+    sys.path.insert(0, tree)
+    import jax
+    import jax.numpy as jnp
+    from jaxrl3m.algos.ppo import PPOConfig, make_train
+    from jaxrl3m.teacher.options import oracle_table
+    assert Path(sys.modules["jaxrl3m"].__file__).is_relative_to(tree)
+    try:  # the core API
+        from jaxrl3m.core.parallel import vmap_seeds
+        from jaxrl3m.teacher.teacher import Teacher
+        teacher = Teacher.create(task, oracle_table(task))
+    except ImportError:  # before the core: a table, plain vmap
+        vmap_seeds, teacher = jax.vmap, jnp.asarray(oracle_table(task))
+    runs = {}
+    for name, (guided, kl) in VARIANTS.items():
+        batch = num_envs * 32
+        algo = make_train(PPOConfig(task=task, num_envs=num_envs, num_steps=32,
+                                    num_minibatches=max(4, batch // 8192),
+                                    total_steps=batch * 10_000, kl_coef=kl), guided=guided)
+        state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), seeds))
+        chunk = jax.jit(vmap_seeds(lambda s, t: algo.update(s, t, updates), in_axes=(0, None)))
+        state, _ = jax.block_until_ready(chunk(state, teacher))
+        runs[name] = [chunk, state, []]
+    for _ in range(repeats):
+        for r in runs.values():
+            t0 = time.perf_counter()
+            r[1], _ = jax.block_until_ready(r[0](r[1], teacher))
+            r[2].append(time.perf_counter() - t0)
+    return {name: updates * num_envs * 32 * seeds / min(r[2]) for name, r in runs.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--against", default="HEAD~1", help="the git revision to compare with")
+    p.add_argument("--tasks", nargs="+", default=["DoorKey", "ColoredDoorKey"])
+    p.add_argument("--envs", nargs="+", type=int, default=[64, 1024])
+    p.add_argument("--seeds", type=int, default=4)
+    p.add_argument("--updates", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="timed chunks per process")
+    p.add_argument("--rounds", type=int, default=2, help="processes per revision, alternating")
+    p.add_argument("--json", default=str(ROOT / "bench" / "revisions.json"))
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        tree, task, n, seeds, updates, repeats = args.child
+        print(json.dumps(measure(tree, task, int(n), int(seeds), int(updates), int(repeats))))
+        return 0
+    rev = subprocess.run(["git", "rev-parse", "--short", args.against], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / rev
+        subprocess.run(["git", "worktree", "add", "--detach", str(other), rev], cwd=ROOT,
+                       check=True, capture_output=True)
+        try:
+            trees = {f"{rev} (before)": str(other), "this checkout": str(ROOT)}
+            for task in args.tasks:
+                for n in args.envs:
+                    best: dict = {t: {} for t in trees}
+                    for _ in range(args.rounds):
+                        for label, tree in trees.items():
+                            out = subprocess.run(
+                                [sys.executable, __file__, "--child", tree, task, str(n),
+                                 str(args.seeds), str(args.updates), str(args.repeats)],
+                                cwd=tmp, check=True, capture_output=True, text=True,
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                            m = json.loads(out.stdout.strip().splitlines()[-1])
+                            for k, v in m.items():
+                                best[label][k] = max(best[label].get(k, 0.0), v)
+                    before, after = best.values()
+                    row = {"task": task, "envs": n, "seeds": args.seeds, "before": before,
+                           "after": after, "after_over_before": {k: after[k] / before[k]
+                                                                 for k in before}}
+                    results.append(row)
+                    print(f"{task:15s} {n:5d} envs x {args.seeds} seeds: " + ", ".join(
+                        f"{k} {before[k]:,.0f} -> {after[k]:,.0f} ({after[k] / before[k]:.2f}x)"
+                        for k in VARIANTS), flush=True)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT,
+                           capture_output=True)
+    out = {"before": rev, "after": head, "cpu_count": os.cpu_count(), "results": results}
+    sys.path.insert(0, str(ROOT))
+    from jaxrl3m.core.io import atomic_write_json
+    atomic_write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""The shared core: collector, driver, config, presets, teacher object, encoder, registry."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+
+from jaxrl3m import algos, train as train_cli
+from jaxrl3m.algos.ppo import PPOConfig, make_train
+from jaxrl3m.core import collector
+from jaxrl3m.core.checkpoint import Checkpoints
+from jaxrl3m.core.config import ConfigError, build, preset_names, resolve_config
+from jaxrl3m.core.parallel import vmap_seeds
+from jaxrl3m.envs.types import (DOOR, EMPTY_CELL, KEY, NOTHING, WALL_CELL, Observation,
+                                TimeStep, cell)
+from jaxrl3m.nets import cell_codes, door_colour
+from jaxrl3m.teacher.options import oracle_table
+from jaxrl3m.teacher.teacher import Teacher
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["num_envs=8", "num_steps=8", "num_minibatches=2", "update_epochs=2", "hidden=[16]",
+        "window=5"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The collector, against a rollout computed by hand
+# ---------------------------------------------------------------------------------------------
+class CountState(struct.PyTreeNode):
+    t: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class CountEnv:
+    """Each step pays 0.1; at step 3 action 1 terminates with reward 1 instead; otherwise the
+    episode is cut (truncated) after step 4. The observation's agent_pos[0] is the step count."""
+
+    num_actions: int = 2
+
+    def _obs(self, t):
+        return Observation(grid=jnp.zeros((2, 2, 3), jnp.uint8),
+                           agent_pos=jnp.stack([t, jnp.int32(0)]), agent_dir=jnp.int32(0),
+                           carrying=jnp.asarray(NOTHING))
+
+    def reset(self, key):
+        z = jnp.zeros((), bool)
+        obs = self._obs(jnp.int32(0))
+        return TimeStep(state=CountState(t=jnp.int32(0)), obs=obs, reward=jnp.float32(0),
+                        terminated=z, truncated=z, final_obs=obs)
+
+    def step(self, state, action):
+        t = state.t + 1
+        terminated = (t == 3) & (action == 1)
+        truncated = (t == 4) & ~terminated
+        reward = jnp.where(terminated, 1.0, 0.1).astype(jnp.float32)
+        done = terminated | truncated
+        new_t = jnp.where(done, 0, t)
+        return TimeStep(state=CountState(t=new_t), obs=self._obs(new_t), reward=reward,
+                        terminated=terminated, truncated=truncated, final_obs=self._obs(t))
+
+
+def _by_index(params, obs, key):
+    """Environment 0 always takes action 1, environment 1 action 0."""
+    n = obs.agent_dir.shape[0]
+    return (jnp.arange(n) == 0).astype(jnp.int32), {"t": obs.agent_pos[:, 0]}
+
+
+def test_collector_matches_a_hand_computed_rollout():
+    env = CountEnv()
+    carry = collector.reset(env, jax.random.key(0), 2)
+    carry, tr = jax.jit(lambda c: collector.rollout(env, _by_index, None, c, jax.random.key(1),
+                                                    8))(carry)
+    # env 0: episodes of 3 steps (0.1, 0.1, 1.0) ending at steps 2 and 5; env 1: truncated
+    # episodes of 4 steps (0.1 each) ending at steps 3 and 7.
+    done = np.zeros((8, 2), bool)
+    done[[2, 5], 0] = done[[3, 7], 1] = True
+    np.testing.assert_array_equal(tr.done, done)
+    np.testing.assert_array_equal(tr.terminated[:, 0], done[:, 0])
+    np.testing.assert_array_equal(tr.truncated[:, 1], done[:, 1])
+    ret = np.where(done, [[1.2, 0.4]], 0.0)
+    np.testing.assert_allclose(tr.episode_return, ret, rtol=1e-6)
+    np.testing.assert_array_equal(tr.episode_length, np.where(done, [[3, 4]], 0))
+    np.testing.assert_array_equal(tr.success, done & np.array([[True, False]]))
+    # The policy saw the step count; final_obs is where the episode ended, obs the next start.
+    np.testing.assert_array_equal(tr.extras["t"][:, 0], [0, 1, 2, 0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(tr.final_obs.agent_pos[[2, 5], 0, 0], [3, 3])
+    np.testing.assert_array_equal(tr.final_obs.agent_pos[[3, 7], 1, 0], [4, 4])
+    np.testing.assert_allclose(carry.ep_return, [0.2, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(carry.ep_length, [2, 0])
+    m = collector.episode_metrics(tr)
+    np.testing.assert_allclose([m["episodes"], m["return"], m["success"], m["length"]],
+                               [4, 0.8, 0.5, 3.5], rtol=1e-6)
+    none = collector.episode_metrics(jax.tree.map(lambda x: x[:2], tr))  # no episode ended
+    assert float(none["episodes"]) == 0 and np.isnan(float(none["success"]))
+
+
+def test_collector_plays_exactly_one_episode_per_environment():
+    stats = jax.jit(lambda k: collector.episodes(CountEnv(), _by_index, None, k, 2))(
+        jax.random.key(0))
+    np.testing.assert_array_equal(stats.length, [3, 4])
+    np.testing.assert_array_equal(stats.success, [True, False])
+    np.testing.assert_array_equal(stats.lava, [False, False])
+    np.testing.assert_allclose(stats.ret, [1.2, 0.4], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The teacher object
+# ---------------------------------------------------------------------------------------------
+def _observations(task: str, n: int = 64):
+    env = make_train(PPOConfig(task=task)).env
+    carry = collector.reset(env, jax.random.key(2), n)
+    _, tr = jax.jit(lambda c: collector.rollout(env, collector.Random(7), None, c,
+                                                jax.random.key(3), 4))(carry)
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
+
+
+def test_teacher_object_probabilities_floor_and_proposals():
+    task = "ColoredDoorKey"
+    teacher = Teacher.create(task, oracle_table(task))
+    obs = jax.tree.map(lambda x: x[:48], _observations(task))
+    p = np.asarray(jax.jit(lambda t, o: t.probs(o))(teacher, obs))
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+    assert (p == 0).any()  # the oracle's skills are sharp: log 0 is possible without a floor
+    logp = np.asarray(jax.jit(lambda t, o: t.log_probs(o, 0.1))(teacher, obs))
+    assert np.isfinite(logp).all()
+    np.testing.assert_allclose(np.exp(logp), 0.9 * p + 0.1 / 7, rtol=1e-5, atol=1e-7)
+    k = 4000
+    a = np.asarray(jax.jit(lambda t, o, key: t.sample(key, o, k), static_argnums=())(
+        teacher, obs, jax.random.key(0)))
+    assert a.shape == (48, k) and a.dtype == np.int32
+    freq = np.stack([np.bincount(row, minlength=7) / k for row in a])
+    np.testing.assert_allclose(freq, p, atol=0.04)  # 4000 draws: std <= 0.008
+    assert not (freq[p == 0] > 0).any()  # never an action the teacher excludes
+    with pytest.raises(ConfigError, match=r"shape \(60, 6\).*needs \(60, 8\)"):
+        Teacher.create(task, oracle_table("DoorKey"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Skips that stay skips under vmap over seeds
+# ---------------------------------------------------------------------------------------------
+def test_teacher_and_bootstrap_skips_stay_conds_under_vmap_over_seeds():
+    config = PPOConfig(task="DoorKey", total_steps=64, num_envs=8, num_steps=8,
+                       num_minibatches=2, update_epochs=1, hidden=(16,), window=5, kl_coef=1.0)
+    algo = make_train(config)
+    teacher = algo.teacher(oracle_table("DoorKey"))
+    states = jax.vmap(algo.init)(jax.random.split(jax.random.key(0), 2))
+    conds = lambda vmap: str(jax.make_jaxpr(vmap(lambda s, t: algo.update(s, t, 1),
+                                                 in_axes=(0, None)))(states, teacher)).count(
+        "cond[")
+    # Plain vmap turns both conds (teacher while lambda = 0; values of truncated episodes'
+    # final observations) into selects that run both branches; over named seeds they stay.
+    assert conds(vmap_seeds) >= conds(jax.vmap) + 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver: divergence guard, TensorBoard
+# ---------------------------------------------------------------------------------------------
+def _cli(tmp_path, name, *extra):
+    return ["DoorKey-oracle", f"name={name}", f"runs_dir={tmp_path}", *TINY,
+            "total_steps=320", "log_every=1", "eval_episodes=0", *extra, "--no-progress"]
+
+
+def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path, capsys):
+    # lr=1e12 used to reach a loss of 1e25 and run on; max_loss stops it at once.
+    assert train_cli.main(_cli(tmp_path, "boom", "lr=1e12", "max_loss=1e4", "--seeds", "2")) == 2
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "at update" in err and "(seed " in err
+    assert "Lower lr (now 1e+12)" in err
+    ckpt = Checkpoints(tmp_path / "boom" / "checkpoints")
+    last = ckpt.latest()
+    ckpt.close()
+    if last is None:
+        assert "no checkpoint was written yet" in err
+    else:
+        assert f"checkpoint {last} in" in err and f"at update {last + 1} " in err
+    assert not (tmp_path / "boom" / "summary.json").exists()
+    # A healthy run under the same guard is not stopped.
+    assert train_cli.main(_cli(tmp_path, "fine", "max_loss=1e4")) == 0
+
+
+def test_tensorboard_logging(tmp_path):
+    pytest.importorskip("tensorboardX")
+    assert train_cli.main(_cli(tmp_path, "tb", "tensorboard=true")) == 0
+    events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Config: one key space, presets by name, the registry
+# ---------------------------------------------------------------------------------------------
+def test_a_key_in_two_sections_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class A:
+        lr: float = 1.0
+
+    @dataclasses.dataclass(frozen=True)
+    class B:
+        lr: float = 2.0
+        other: int = 0
+
+    with pytest.raises(ConfigError, match="'lr' is defined in both A and B"):
+        build((A, B), {"lr": 3.0})
+    with pytest.raises(ConfigError, match="'lr' is defined in both"):
+        build((A, B), {})  # refused even when the config does not set it
+
+
+def test_presets_are_found_by_name_and_algorithms_by_registry(capsys):
+    assert "DoorKey-oracle" in preset_names() and "transfer/4-llm" in preset_names()
+    assert resolve_config("DoorKey-oracle") == resolve_config("configs/DoorKey-oracle.yaml").resolve()
+    with pytest.raises(ConfigError, match="Did you mean 'DoorKey-oracle'"):
+        resolve_config("DoorKey-orcale")
+    assert train_cli.main(["--list"]) == 0
+    assert "ColoredDoorKey-llm" in capsys.readouterr().out
+    assert algos.get("ppo").config is PPOConfig
+    with pytest.raises(ConfigError, match="'algo': 'dqn' is not a registered algorithm"):
+        from jaxrl3m.core.runs import load_config
+        load_config(None, {"algo": "dqn"})
+
+
+def test_presets_and_tables_from_a_non_editable_install(tmp_path):
+    """`pip install jaxrl3m` (not editable): presets are found by name and the shipped tables
+    they name load, from a folder that is not the checkout."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(ROOT)],
+                   check=True, capture_output=True, timeout=300)
+    assert (target / "jaxrl3m" / "configs" / "DoorKey-oracle.yaml").is_file()
+    code = ("import jaxrl3m; from jaxrl3m.core.runs import load_config, setup; "
+            "c, r = load_config('ColoredDoorKey-llm', {}); s = setup(c, r); "
+            "print(jaxrl3m.__file__); print(r.prior, s.info['prior_model'], s.teacher.table.shape)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(target), "JAX_PLATFORMS": "cpu"})
+    assert out.returncode == 0, out.stderr
+    where, prior = out.stdout.strip().splitlines()
+    assert where.startswith(str(target))  # the installed copy, not the checkout
+    assert "ColoredDoorKey-smollm2.json" in prior and "(60, 8)" in prior
+
+
+# ---------------------------------------------------------------------------------------------
+# The encoder: colours relative to the door only once a door has been seen
+# ---------------------------------------------------------------------------------------------
+def _obs_with(cells: dict) -> Observation:
+    grid = np.zeros((10, 10, 3), np.uint8)
+    for pos, c in cells.items():
+        grid[pos] = c
+    return Observation(grid=jnp.asarray(grid), agent_pos=jnp.array([4, 4], jnp.int32),
+                       agent_dir=jnp.int32(0), carrying=jnp.asarray(NOTHING))
+
+
+def test_cell_codes_are_absolute_until_a_door_is_seen():
+    # The corner (0, 0) is a remembered grey wall, a red key lies near the agent, no door yet.
+    seen = {(0, 0): WALL_CELL, (4, 5): cell(KEY, 0), (4, 3): EMPTY_CELL}
+    obs = _obs_with(seen)
+    assert int(door_colour(obs.grid.astype(jnp.int32))) == 0
+    for view in ("egocentric", "allocentric"):
+        rel = cell_codes(obs, view, 11, relative_colours=True)
+        ab = cell_codes(obs, view, 11, relative_colours=False)
+        np.testing.assert_array_equal(rel[0], ab[0])  # no door: nothing is shifted
+    # Once a blue (2) door is seen, colours are coded relative to it: the red key becomes 4.
+    door = _obs_with({**seen, (0, 4): cell(DOOR, 2, 2)})
+    assert int(door_colour(door.grid.astype(jnp.int32))) == 2
+    rel, _ = cell_codes(door, "allocentric", 11, True)
+    ab, _ = cell_codes(door, "allocentric", 11, False)
+    key_cell = 4 * 10 + 5
+    assert int(ab[key_cell]) // 15 % 6 == 0 and int(rel[key_cell]) // 15 % 6 == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# The layout of the package: no import circle, library code never imports a command
+# ---------------------------------------------------------------------------------------------
+COMMANDS = {"jaxrl3m.train", "jaxrl3m.evaluate", "jaxrl3m.rollout", "jaxrl3m.precompute_priors",
+            "jaxrl3m.priors_report"}
+
+
+def _module_imports() -> dict[str, set[str]]:
+    pkg = ROOT / "jaxrl3m"
+    graph = {}
+    for path in pkg.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # function-local imports too
+            if isinstance(node, ast.ImportFrom):
+                base = name.split(".")[: len(name.split(".")) - node.level
+                                      + (parts[-1] == "__init__")] if node.level else []
+                mod = ".".join(base + ([node.module] if node.module else []))
+                deps |= {mod} | {f"{mod}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+        graph[name] = {d for d in deps if d.startswith("jaxrl3m")}
+    return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
+
+
+def test_no_import_circle_and_commands_stay_on_top():
+    graph = _module_imports()
+    for m, deps in graph.items():
+        if m not in COMMANDS:
+            assert not deps & COMMANDS, f"{m} imports the command module(s) {deps & COMMANDS}"
+    state: dict[str, int] = {}
+
+    def visit(m, path):
+        if state.get(m) == 1:
+            raise AssertionError("import circle: " + " -> ".join(path + [m]))
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for d in graph[m]:
+            if not m.startswith(d + "."):  # a package's __init__ is imported by its modules
+                visit(d, path + [m])
+        state[m] = 2
+
+    for m in graph:
+        visit(m, [])
+
+
+def test_heads_share_one_encoder():
+    from jaxrl3m.nets import Network
+    env = make_train(PPOConfig(task="DoorKey")).env
+    obs = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4)).obs
+    ac, q = Network(head="actor_critic", hidden=(16,)), Network(head="q", hidden=(16,))
+    p_ac, p_q = ac.init(jax.random.key(0), obs), q.init(jax.random.key(0), obs)
+    shapes = lambda p: jax.tree.map(lambda x: x.shape, p["params"]["encoder"])
+    assert shapes(p_ac) == shapes(p_q) and set(p_q["params"]) == {"encoder", "q"}
+    # PPO's trained encoder can be carried into a Q network as it is.
+    q_values = q.apply({"params": {**p_q["params"], "encoder": p_ac["params"]["encoder"]}}, obs)
+    assert q_values.shape == (4, 7)
