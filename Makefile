@@ -36,8 +36,8 @@ priors: $(VENV)/.model
 	    --out llm_cache/$$t-smollm2.json || exit 1; done
 
 # The main job: guided PPO on ColoredDoorKey with the shipped SmolLM2 prior table (a few minutes
-# on 2 CPU cores); writes runs/ColoredDoorKey-llm/. Other presets: configs/*.yaml.
-TRAIN_CONFIG ?= configs/ColoredDoorKey-llm.yaml
+# on 2 CPU cores); writes runs/ColoredDoorKey-llm/. Other presets: python -m jaxrl3m.train --list.
+TRAIN_CONFIG ?= ColoredDoorKey-llm
 train: $(VENV)/.installed
 	$(PY) -m jaxrl3m.train $(TRAIN_CONFIG)
 

@@ -8,8 +8,8 @@ environments and round, each revision's measurement runs in its own process (sam
 of updates as `bench/train_throughput.py`: presets' hyperparameters, rollouts of 32 steps,
 `--seeds` seeds vmapped as the driver vmaps them), alternating revisions, so a slow spell of the
 machine hits both alike; the best of all rounds is kept. Variants: plain PPO, guided PPO
-(oracle table, lambda > 0), and guided PPO while lambda = 0 (kl_coef 0: the teacher should not
-be computed at all). Revisions from before the core refactor (a prior table instead of a
+(oracle table, lambda > 0), and guided PPO while lambda = 0 (past the cut-off: the teacher
+should not be computed at all). Revisions from before the core refactor (a prior table instead of a
 `Teacher`, plain `jax.vmap`) are measured through their own API. Writes `bench/revisions.json`.
 """
 
@@ -25,7 +25,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {"plain": (False, 0.0), "guided": (True, 1.0), "guided_lambda0": (True, 0.0)}
+VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda0": (True, 1.0, 0)}
+"""name -> (guided, kl_coef, kl_cutoff). lambda = 0 comes from the cut-off (lambda_t = 0 from
+update 0), as in a run past LLM4Teach's cut-off: a traced value, not a constant XLA could fold
+away (kl_coef = 0 in the config is one, and was already skipped before the core)."""
 
 
 def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repeats: int
@@ -44,11 +47,12 @@ def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repea
     except ImportError:  # before the core: a table, plain vmap
         vmap_seeds, teacher = jax.vmap, jnp.asarray(oracle_table(task))
     runs = {}
-    for name, (guided, kl) in VARIANTS.items():
+    for name, (guided, kl, cutoff) in VARIANTS.items():
         batch = num_envs * 32
         algo = make_train(PPOConfig(task=task, num_envs=num_envs, num_steps=32,
                                     num_minibatches=max(4, batch // 8192),
-                                    total_steps=batch * 10_000, kl_coef=kl), guided=guided)
+                                    total_steps=batch * 10_000, kl_coef=kl, kl_cutoff=cutoff),
+                          guided=guided)
         state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), seeds))
         chunk = jax.jit(vmap_seeds(lambda s, t: algo.update(s, t, updates), in_axes=(0, None)))
         state, _ = jax.block_until_ready(chunk(state, teacher))

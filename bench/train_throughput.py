@@ -9,7 +9,9 @@ minibatches of at most 8192 samples) for plain and for guided PPO, compiles both
 reported apart), then times `--repeats` chunks of each, alternating, with `block_until_ready`,
 and keeps the best (the median is in the JSON). Guided = the oracle prior
 table with lambda > 0 the whole time (the teacher is computed for up to `teacher_envs` = 256
-environments per step, the KL term in every minibatch); plain = no teacher, no KL term.
+environments per step, the KL term in every minibatch); plain = no teacher, no KL term; guided
+with lambda = 0 = past the cut-off (the teacher must not be computed: close to plain). Seeds
+are vmapped as the driver vmaps them (`jaxrl3m.core.parallel.vmap_seeds`).
 Environment steps per second count every seed's steps. Prints a table and merges the rows into
 the JSON (a row with the same task, environments and seeds is replaced; `--fresh` starts over).
 """
@@ -39,18 +41,19 @@ from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
 
 TEACHERS = {t: Teacher.create(t, oracle_table(t))
             for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
-VARIANTS = {"plain": (False, 0.0), "guided": (True, 1.0), "guided_lambda0": (True, 0.0)}
-"""name -> (guided, kl_coef): plain PPO, guided PPO, guided PPO while lambda_t = 0."""
+VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda0": (True, 1.0, 0)}
+"""name -> (guided, kl_coef, kl_cutoff): plain PPO, guided PPO, guided PPO while lambda_t = 0
+(past the cut-off: a traced zero, as in a run past LLM4Teach's cut-off)."""
 
 
 def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
     """The jitted chunk of `updates` updates for `seeds` seeds (vmapped as the driver does),
     compiled and run once."""
-    guided, kl_coef = VARIANTS[variant]
+    guided, kl_coef, cutoff = VARIANTS[variant]
     batch = num_envs * 32
     config = PPOConfig(task=task, num_envs=num_envs, num_steps=32,
                        num_minibatches=max(4, batch // 8192), total_steps=batch * 10_000,
-                       kl_coef=kl_coef, kl_schedule="constant")
+                       kl_coef=kl_coef, kl_cutoff=cutoff, kl_schedule="constant")
     algo = make_train(config, guided=guided)
     keys = jax.random.split(jax.random.key(0), seeds)
     state = jax.jit(vmap_seeds(algo.init))(keys)
@@ -105,12 +108,15 @@ def teacher_cost(task: str, states: int = 8192, repeats: int = 5) -> float:
 def markdown_table(out: dict) -> str:
     """The README / RESULTS.md table from the JSON."""
     lines = ["| task | envs | seeds | plain PPO steps/s | guided PPO steps/s | guided / plain | "
-             "compile s (plain / guided) |", "|---|---|---|---|---|---|---|"]
+             "guided, lambda = 0 / plain | compile s (plain / guided) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(out["results"], key=lambda r: (r["task"], r["seeds"], r["envs"])):
+        zero = r.get("guided_lambda0")
         lines.append(f"| {r['task']} | {r['envs']} | {r['seeds']} | "
                      f"{r['plain']['steps_per_s']:,.0f} | {r['guided']['steps_per_s']:,.0f} | "
-                     f"{r['guided_over_plain']:.2f} | {r['plain']['compile_s']:.0f} / "
-                     f"{r['guided']['compile_s']:.0f} |")
+                     f"{r['guided_over_plain']:.2f} | "
+                     + (f"{zero['steps_per_s'] / r['plain']['steps_per_s']:.2f}" if zero else "")
+                     + f" | {r['plain']['compile_s']:.0f} / {r['guided']['compile_s']:.0f} |")
     lines.append("")
     lines.append("Teacher pi_L alone, 8192 states in one batch: " + ", ".join(
         f"{t} {us:.2f} us/state" for t, us in out.get("teacher_us_per_state", {}).items()))
@@ -148,19 +154,20 @@ def main(argv=None) -> int:
         out.setdefault("teacher_us_per_state", {})[task] = us
         print(f"teacher pi_L on {task}: {us:.2f} us per state (8192 states in one batch)")
     print(f"{'task':15s} {'envs':>5s} {'seeds':>5s} {'plain steps/s':>14s} "
-          f"{'guided steps/s':>15s} {'guided/plain':>12s} {'compile s (p/g)':>16s}")
+          f"{'guided steps/s':>15s} {'guided/plain':>12s} {'lambda=0/plain':>14s} "
+          f"{'compile s (p/g)':>16s}")
     for task in args.tasks:
         for n in args.envs:
             for s in args.seeds:
                 m = measure(task, n, s, args.updates, args.repeats)
                 plain, guided = m["plain"], m["guided"]
                 ratio = guided["steps_per_s"] / plain["steps_per_s"]
-                row = {"task": task, "envs": n, "seeds": s, "plain": plain,
-                       "guided": guided, "guided_over_plain": ratio}
+                row = {"task": task, "envs": n, "seeds": s, **m, "guided_over_plain": ratio}
                 out["results"] = [r for r in out["results"]
                                   if (r["task"], r["envs"], r["seeds"]) != (task, n, s)] + [row]
                 print(f"{task:15s} {n:5d} {s:5d} {plain['steps_per_s']:14,.0f} "
                       f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} "
+                      f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f} "
                       f"{plain['compile_s']:7.1f}/{guided['compile_s']:<7.1f}", flush=True)
                 atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
     return 0

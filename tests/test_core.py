@@ -185,6 +185,13 @@ def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path,
     assert not (tmp_path / "boom" / "summary.json").exists()
     # A healthy run under the same guard is not stopped.
     assert train_cli.main(_cli(tmp_path, "fine", "max_loss=1e4")) == 0
+    # A checkpoint that does not fit the run's config (another version, other keys) is named.
+    cfg = tmp_path / "fine" / "config.yaml"
+    cfg.write_text(cfg.read_text().replace("- 16", "- 32"))
+    from jaxrl3m import evaluate
+    capsys.readouterr()
+    assert evaluate.main([str(tmp_path / "fine"), "--episodes", "4"]) == 2
+    assert "does not fit this run's state" in capsys.readouterr().err
 
 
 def test_tensorboard_logging(tmp_path):

@@ -47,7 +47,16 @@ class Checkpoints:
     def restore(self, step: int, template: Any) -> Any:
         """The tree saved at `step`, shaped like `template` (typed keys restored)."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unkey(template))
-        data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        try:
+            data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax raises many kinds: tree, shape, dtype, missing files
+            from .config import ConfigError
+            raise ConfigError(
+                f"checkpoint {step} in {self.directory} does not fit this run's state (it was "
+                f"written by another version of jaxrl3m, with other network or size keys, or "
+                f"it is damaged): {type(e).__name__}: {str(e).splitlines()[0][:300]}. Train "
+                "the run again (run folders written before the core refactor of 2026-11-22 "
+                "cannot be resumed)") from None
         return _rekey(data, template)
 
     def close(self) -> None:
