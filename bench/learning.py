@@ -84,9 +84,9 @@ def markdown_table(results: dict) -> str:
 def comparison_table(before: dict, after: dict) -> str:
     """Rows present in both JSONs: mean steps to 0.9 and held-out success, before -> after."""
     def steps(r):
-        m = r["steps_to_0.9_mean"]
-        return f"{_k(m)} ({r['reached']}/{r['seeds']})" if m is not None else \
-            f"not reached ({r['reached']}/{r['seeds']})"
+        hit = [x for x in r["steps_to_0.9"] if x is not None]
+        return (f"{_k(float(np.mean(hit)))} ({len(hit)}/{r['seeds']})" if hit else
+                f"not reached (0/{r['seeds']})")
     lines = ["| task | prior | steps to 0.9, before | after | held-out success, before | after |",
              "|---|---|---|---|---|---|"]
     for task in TASKS:

@@ -78,7 +78,8 @@ def check_divergence(metrics: dict[str, np.ndarray], first_update: int, max_loss
 
 
 class Progress:
-    """A tqdm bar over environment steps with return, success and ETA (stderr)."""
+    """A tqdm bar over environment steps of all seeds (its rate is the run's steps/s), with the
+    recent return and success and the ETA (stderr)."""
 
     def __init__(self, total: int, enabled: bool, done: int = 0):
         from tqdm.auto import tqdm
@@ -88,9 +89,8 @@ class Progress:
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
                                    "{rate_fmt}] {postfix}")
 
-    def update(self, steps: int, sps: float, ret: float, success: float) -> None:
-        self.bar.set_postfix_str(f"{sps:,.0f} steps/s | return {ret:.3f} | success "
-                                 f"{success:.3f}", refresh=False)
+    def update(self, steps: int, ret: float, success: float) -> None:
+        self.bar.set_postfix_str(f"return {ret:.3f} | success {success:.3f}", refresh=False)
         self.bar.update(steps - self.bar.n)
 
     def close(self) -> None:
@@ -148,7 +148,8 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     elif log.path.exists():
         log.path.unlink()  # a fresh start of this folder
     tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard else None
-    bar = Progress(total * steps_per_update, progress, done * steps_per_update)
+    bar = Progress(total * steps_per_update * run.seeds, progress,
+                   done * steps_per_update * run.seeds)
     wall = rows[-1]["wall_s"] if rows else 0.0
     hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
                                                  if hasattr(c, "kl_coef") else "")
@@ -172,7 +173,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
             ckpt.save(done, state)
             recent = [r for r in rows if r["update"] > done - 5]
             returns = [r["return"] for r in recent if np.isfinite(r["return"])]
-            bar.update(done * steps_per_update, sps, float(np.mean(returns)) if returns
+            bar.update(done * steps_per_update * run.seeds, float(np.mean(returns)) if returns
                        else math.nan, pooled_success(recent))
             if stop_after is not None and stop_after <= done < total:
                 return None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..core.config import did_you_mean
 from ..envs.abstraction import NUM_ABSTRACT_STATES, AbstractState, decode
 from .options import task_options
 
@@ -48,13 +49,14 @@ def load_yaml_table(path: str | Path, task: str) -> tuple[np.ndarray, dict]:
         when, probs = entry.get("when", {}), entry.get("probs", {})
         for f in when:
             if f not in FACTORS:
-                raise ValueError(f"{where}, {task} entry {n}: unknown factor {f!r} "
-                                 f"(factors: {', '.join(FACTORS)})")
+                raise ValueError(f"{where}, {task} entry {n}: unknown factor {f!r}."
+                                 f"{did_you_mean(f, FACTORS)} Factors: {', '.join(FACTORS)}")
         row = np.zeros(k)
         for name, p in probs.items():
             if name not in options:
                 raise ValueError(f"{where}, {task} entry {n}: {name!r} is not an option of "
-                                 f"{task} ({', '.join(options)})")
+                                 f"{task}.{did_you_mean(name, options)} Options: "
+                                 f"{', '.join(options)}")
             if not (isinstance(p, (int, float)) and p >= 0):
                 raise ValueError(f"{where}, {task} entry {n}: probability of {name!r} must be a "
                                  f"number >= 0, got {p!r}")
