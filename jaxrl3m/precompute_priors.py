@@ -20,7 +20,6 @@ import datetime
 import sys
 import time
 
-import numpy as np
 
 from .teacher.options import TEACHER_TASKS, oracle_table, uniform_table
 from .teacher.priors import agreement, llm_prior_scores, scores_to_probs
