@@ -1,16 +1,22 @@
-"""Learning speed, measured: environment steps to 0.9 success, guided vs plain PPO.
+"""Learning speed, measured: environment steps to 0.9 success, for every method and prior.
 
-    python bench/learning.py                       # every task and prior, 4 seeds (~30 min, 2 cores)
-    python bench/learning.py --tasks DoorKey --priors oracle ppo --seeds 4
-    python bench/learning.py --tasks DoorKey --priors oracle --set network=cnn   # a variant
+    python bench/learning.py                       # PPO family: 3 tasks x 4 priors x 4 seeds (~30 min)
+    python bench/learning.py --methods dqn dqn-oracle dqn-vicuna33b dqn-llm \
+        gflan-oracle gflan-vicuna33b gflan-llm     # the LLM-prior family (issue 14)
+    python bench/learning.py --tasks DoorKey --methods dqn-llm --set k=1   # an ablation row
+    python bench/learning.py --markdown            # the table of bench/learning.json
 
-Each (task, prior) runs its preset `configs/<task>-<prior>.yaml` through the library's driver
-(`jaxrl3m.core.driver.train_run`) with all seeds in one vmap, into full run folders in
-`runs/bench-learning/` (config.yaml included: each can be evaluated or resumed). Steps to 0.9 are read from the training
-episodes' success rate pooled over the last 5 updates (at least 50 episodes). Writes
-`bench/learning.json` and `bench/learning_<task>.png` (mean and min-max band over seeds).
-`--set key=value ...` overrides preset keys (a variant: its rows are stored as
-`"<prior> key=value"` next to the preset's and labelled so in the table).
+Methods: `ppo` (plain PPO), `oracle` / `vicuna33b` / `llm` (PPO guided by the LLM teacher with
+that table: the oracle, vicuna-33b's published answers, SmolLM2-135M), `dqn` (plain DQN),
+`dqn-<prior>` (DQN-Prior: k proposals from the prior re-weighted by Q) and `gflan-<prior>`
+(GFlan-Prior: PPO with alpha * KL(pi || prior)). Each runs its preset (`configs/<task>-<prior>.yaml`
+for the PPO family, `configs/dqn.yaml`, `dqn-prior.yaml`, `gflan-prior.yaml` with the task and
+prior set) through the library's driver (`jaxrl3m.core.driver.train_run`) with all seeds in one
+vmap, into full run folders in `runs/bench-learning/` (config.yaml included: each can be
+evaluated or resumed). Steps to 0.9 are read from the training episodes' success rate pooled
+over the last 5 updates (at least 50 episodes). Writes `bench/learning.json` and
+`bench/learning_<task>.png` (mean over seeds). `--set key=value ...` overrides preset keys (a
+variant: its rows are stored as `"<method> key=value"` next to the preset's).
 """
 
 from __future__ import annotations
@@ -37,11 +43,38 @@ from jaxrl3m.core.io import atomic_write_text  # noqa: E402
 from jaxrl3m.core.runs import create_run, load_config, setup  # noqa: E402
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
-PRIORS = ("ppo", "oracle", "vicuna33b", "llm")
+PRIORS = ("oracle", "vicuna33b", "llm")
+PRIOR_LABELS = {"oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)", "llm": "SmolLM2-135M"}
+METHODS = ("ppo", *PRIORS, "dqn", *(f"dqn-{p}" for p in PRIORS),
+           *(f"gflan-{p}" for p in PRIORS))
+DEFAULT_METHODS = ("ppo", *PRIORS)
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
 PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000}
-LABELS = {"ppo": "none (plain PPO)", "oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)",
-          "llm": "SmolLM2-135M"}
+DQN_STEPS = 2_000_000  # plain DQN: the goal is that it does not reach 0.9 within 2M
+PRIOR_STEPS = 1_000_000  # DQN-Prior and GFlan-Prior (goal: oracle within 500k)
+LABELS = {"ppo": "PPO, no prior", **{p: f"PPO + LLM teacher, {PRIOR_LABELS[p]}" for p in PRIORS},
+          "dqn": "DQN, no prior", **{f"dqn-{p}": f"DQN-Prior, {PRIOR_LABELS[p]}" for p in PRIORS},
+          **{f"gflan-{p}": f"GFlan-Prior, {PRIOR_LABELS[p]}" for p in PRIORS}}
+
+
+def prior_setting(prior: str, task: str) -> str:
+    """The `prior` key of a prior's short name."""
+    return {"oracle": "oracle", "vicuna33b": f"llm_cache/{task}-vicuna33b-llm4teach.json",
+            "llm": f"llm_cache/{task}-smollm2.json"}[prior]
+
+
+def preset_of(method: str, task: str) -> tuple[str, dict]:
+    """`(preset, overrides)` that run `method` on `task`."""
+    if method == "ppo":
+        return f"{task}-ppo", {"total_steps": PPO_STEPS[task]}
+    if method in PRIORS:
+        return f"{task}-{method}", {}
+    if method == "dqn":
+        return "dqn", {"task": task, "total_steps": DQN_STEPS}
+    family, prior = method.split("-", 1)
+    preset = {"dqn": "dqn-prior", "gflan": "gflan-prior"}[family]
+    return preset, {"task": task, "prior": prior_setting(prior, task),
+                    "total_steps": PRIOR_STEPS}
 
 
 def _nanmean(x: np.ndarray) -> np.ndarray:
@@ -61,13 +94,13 @@ def _label(name: str) -> str:
 
 
 def _order(name: str) -> tuple[int, str]:
-    prior = name.partition(" ")[0]
-    return PRIORS.index(prior) if prior in PRIORS else len(PRIORS), name
+    method = name.partition(" ")[0]
+    return METHODS.index(method) if method in METHODS else len(METHODS), name
 
 
 def markdown_table(results: dict) -> str:
     """The README / RESULTS.md table from `bench/learning.json`."""
-    lines = ["| task | prior | steps to 0.9, per seed | mean | reached | "
+    lines = ["| task | method, prior | steps to 0.9, per seed | mean | reached | "
              "held-out success (500 ep/seed) | wall |", "|---|---|---|---|---|---|---|"]
     for task in TASKS:
         for name in sorted(results.get(task, {}), key=_order):
@@ -87,7 +120,7 @@ def comparison_table(before: dict, after: dict) -> str:
         hit = [x for x in r["steps_to_0.9"] if x is not None]
         return (f"{_k(float(np.mean(hit)))} ({len(hit)}/{r['seeds']})" if hit else
                 f"not reached (0/{r['seeds']})")
-    lines = ["| task | prior | steps to 0.9, before | after | held-out success, before | after |",
+    lines = ["| task | method, prior | steps to 0.9, before | after | held-out success, before | after |",
              "|---|---|---|---|---|---|"]
     for task in TASKS:
         for name in sorted(set(before.get(task, {})) & set(after.get(task, {})), key=_order):
@@ -102,7 +135,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
-    p.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
+    p.add_argument("--methods", "--priors", nargs="+", default=list(DEFAULT_METHODS),
+                   choices=METHODS, help="methods to run (see the module docstring)")
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -121,17 +155,16 @@ def main(argv=None) -> int:
     results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
                            jax.devices()], "cpu_count": __import__("os").cpu_count()}
     for task in args.tasks:
-        for prior in args.priors:
-            overrides = {"seeds": args.seeds, "runs_dir": str(ROOT / "runs" / "bench-learning"),
-                         "eval_episodes": 500}
-            if prior == "ppo":
-                overrides["total_steps"] = PPO_STEPS[task]
+        for method in args.methods:
+            preset, overrides = preset_of(method, task)
+            overrides.update({"seeds": args.seeds, "eval_episodes": 500,
+                              "runs_dir": str(ROOT / "runs" / "bench-learning"),
+                              "name": f"{task}-{method}"})
             overrides.update(parse_overrides(args.set))
-            name = " ".join([prior, *args.set])
+            name = " ".join([method, *args.set])
             if args.set:
-                overrides["name"] = f"{task}-{prior}-" + "-".join(
-                    x.replace("=", "_") for x in args.set)
-            config, run = load_config(f"{task}-{prior}", overrides)
+                overrides["name"] += "-" + "-".join(x.replace("=", "_") for x in args.set)
+            config, run = load_config(preset, overrides)
             prepared = setup(config, run)
             run_dir, run = create_run(config, run)
             t0 = time.perf_counter()
@@ -140,7 +173,9 @@ def main(argv=None) -> int:
             steps, succ, _ = curves.curves(rows)
             to = np.array(s["steps_to_0.9"], dtype=float)
             results.setdefault(task, {})[name] = {
-                "config": f"configs/{task}-{prior}.yaml", "seeds": args.seeds,
+                "config": f"configs/{preset}.yaml", "overrides": {
+                    k: v for k, v in overrides.items() if k not in ("runs_dir", "name")},
+                "seeds": args.seeds,
                 "env_steps": int(steps[-1]), "steps_to_0.9": [None if math.isnan(x) else x
                                                              for x in to],
                 "steps_to_0.9_mean": float(to.mean()) if np.isfinite(to).all() else None,
@@ -164,7 +199,7 @@ def main(argv=None) -> int:
                                                                "metrics.csv"))
                 curves_by_prior[_label(name)] = (steps, succ)
         curves.plot_learning_curves(curves_by_prior, ROOT / "bench" / f"learning_{task}.png",
-                                    f"{task}: guided vs plain PPO")
+                                    f"{task}: success of training episodes, mean of seeds")
     return 0
 
 

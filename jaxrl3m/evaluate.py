@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from .core.config import ConfigError
-from .core.evaluation import evaluate
+from .core.evaluation import evaluate_algo
 from .core.runs import restore_run
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 1000, greedy: bool = False
+def evaluate_run(run_dir: str | Path, episodes: int = 1000, greedy: bool | None = None
                  ) -> dict[str, Any]:
-    """A run folder's last checkpoint on held-out layouts."""
+    """A run folder's last checkpoint on held-out layouts (`greedy=None`: as the run's
+    `eval_greedy` says)."""
     _, run, s, state, step = restore_run(run_dir)
-    out = evaluate(s.algo.env, s.algo.act, state.params, run.seeds, episodes, greedy, run.seed)
+    greedy = run.eval_greedy if greedy is None else greedy
+    out = evaluate_algo(s.algo, state.params, s.teacher, run.seeds, episodes, greedy, run.seed)
     out["update"] = int(step)
     return out
 
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=1000, help="episodes per seed")
-    p.add_argument("--greedy", action="store_true", help="act greedily instead of sampling")
+    p.add_argument("--greedy", action="store_true", default=None,
+                   help="act greedily instead of sampling (default: the run's eval_greedy)")
     args = p.parse_args(argv)
     try:
         if args.episodes < 1:

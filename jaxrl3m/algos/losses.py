@@ -94,6 +94,51 @@ def teacher_kl(teacher_probs: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(positive, teacher_probs * (log_teacher - logp), 0.0), axis=-1)
 
 
+def prior_kl(logits: jax.Array, log_prior: jax.Array) -> jax.Array:
+    """`f32[...]`: `KL(pi_theta || p) = sum_a pi_theta(a) (log pi_theta(a) - log p(a))`.
+
+    The reverse KL to a prior (GFlan-Prior's variational objective): the student is pushed to
+    put no mass where the prior has little, and may concentrate on one of the prior's actions.
+    `log_prior` must be finite (floor the prior: `jaxrl3m.teacher.teacher.floored_log`).
+    """
+    chex.assert_equal_shape([logits, log_prior])
+    logp = jax.nn.log_softmax(logits)
+    return jnp.sum(jnp.exp(logp) * (logp - log_prior), axis=-1)
+
+
+def q_lambda_targets(r_t: jax.Array, boot_tp1: jax.Array, terminated_t: jax.Array,
+                     done_t: jax.Array, gamma: float | jax.Array, lam: float | jax.Array
+                     ) -> jax.Array:
+    """Q(lambda) targets of a rollout (Peng's, as PQN computes them), truncation handled:
+
+        G_t = r_t + gamma (1 - terminated_t) [ (1 - lam) B_{t+1} + lam G_{t+1} ]
+
+    where `B_{t+1} = boot_tp1[t]` is the bootstrap value of the observation the transition from
+    `t` ended in (`max_a Q_target(s', a)`, its max over k prior proposals, or the soft value), and
+    `G_{t+1}` is replaced by `B_{t+1}` at the rollout's end and where an episode ended (`done_t`:
+    nothing of the next episode flows back; a truncated episode bootstraps from its final
+    observation). `lam = 0` is the one-step target `r_t + gamma (1 - terminated_t) B_{t+1}`.
+
+    Args:
+      r_t, boot_tp1: `f32[T, ...]`.
+      terminated_t, done_t: `bool[T, ...]`.
+
+    Returns:
+      `f32[T, ...]`.
+    """
+    chex.assert_equal_shape([r_t, boot_tp1, terminated_t, done_t])
+    not_term = 1.0 - terminated_t.astype(r_t.dtype)
+
+    def backward(g_tp1, xs):
+        r, boot, not_term_t, done = xs
+        ahead = jnp.where(done, boot, (1.0 - lam) * boot + lam * g_tp1)
+        g = r + gamma * not_term_t * ahead
+        return g, g
+
+    _, g = jax.lax.scan(backward, boot_tp1[-1], (r_t, boot_tp1, not_term, done_t), reverse=True)
+    return g
+
+
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean of `x` over the entries where `mask` is set (0 when none is)."""
     chex.assert_equal_shape([x, mask])

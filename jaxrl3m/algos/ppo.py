@@ -37,12 +37,13 @@ from ..core.config import ConfigError
 from ..core.parallel import any_seed
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
-from ..teacher.teacher import Teacher
+from ..teacher.teacher import Teacher, floored_log
 from . import losses
 from .base import TaskSection, config_error, register, static_fields
 from .optim import adam, minibatch_epochs
 
 static = dict(pytree_node=False)
+KL_DIRECTIONS = ("forward", "reverse")
 
 
 @struct.dataclass
@@ -63,6 +64,10 @@ class PPOConfig(NetworkSection, TaskSection):
     num_minibatches: int = struct.field(**static, default=4)
     """Minibatches per epoch; must divide num_envs * num_steps."""
     # --- guidance (static part) ---
+    kl_direction: str = struct.field(**static, default="forward")
+    """forward: `KL(pi_L || pi_theta)`, the LLM teacher (RL3M4TL); reverse: `KL(pi_theta || p)`,
+    the variational view of an LLM prior (GFlan-Prior; use a constant schedule: kl_coef is
+    alpha), with the prior floored by prior_floor."""
     kl_schedule: str = struct.field(**static, default="constant")
     """lambda_t schedule: constant, linear or exponential (see losses.kl_weight)."""
     teacher_envs: int = struct.field(**static, default=256)
@@ -94,6 +99,9 @@ class PPOConfig(NetworkSection, TaskSection):
     """lambda_t never decays below this (until the cut-off)."""
     kl_cutoff: int = -1
     """Update from which lambda_t = 0; -1 never."""
+    prior_floor: float = 0.01
+    """kl_direction=reverse: the prior is (1 - prior_floor) p + prior_floor / A, so that an
+    action the prior rules out costs a finite KL (log 0 never appears)."""
 
     # --- derived sizes ---
     @property
@@ -139,6 +147,11 @@ class PPOConfig(NetworkSection, TaskSection):
         for key in ("gamma", "gae_lambda"):
             if not 0 <= float(getattr(self, key)) <= 1:
                 bad(key, f"must be in [0, 1], got {getattr(self, key)}")
+        if self.kl_direction not in KL_DIRECTIONS:
+            bad("kl_direction", f"{self.kl_direction!r} is unknown; valid: "
+                                f"{', '.join(KL_DIRECTIONS)}")
+        if not 0 < float(self.prior_floor) <= 1:
+            bad("prior_floor", f"must be in (0, 1] (log 0 otherwise), got {self.prior_floor}")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
             bad("kl_decay", f"an exponential schedule needs a factor in (0, 1], got "
                             f"{self.kl_decay}")
@@ -228,7 +241,11 @@ def ppo_loss(net: Network, c: PPOConfig, guided: bool, lam: jax.Array, params: A
     vl = losses.clipped_value_loss(value, mb["value"], mb["returns"], c.clip_eps)
     ent = losses.entropy(logits).mean()
     loss = pg + c.vf_coef * vl - c.ent_coef * ent
-    kl = losses.masked_mean(losses.teacher_kl(mb["pi_l"], logits), mb["has_teacher"] & (lam > 0))
+    if c.kl_direction == "reverse":  # GFlan-Prior: KL(pi_theta || p), the prior floored
+        per_state = losses.prior_kl(logits, floored_log(mb["pi_l"], c.prior_floor))
+    else:  # the LLM teacher: KL(pi_L || pi_theta)
+        per_state = losses.teacher_kl(mb["pi_l"], logits)
+    kl = losses.masked_mean(per_state, mb["has_teacher"] & (lam > 0))
     if guided:
         loss = loss + lam * kl
     approx_kl = jnp.mean((jnp.exp(logp - mb["logp"]) - 1) - (logp - mb["logp"]))

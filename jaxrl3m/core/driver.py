@@ -24,7 +24,7 @@ import numpy as np
 from . import metrics as metrics_io
 from .checkpoint import Checkpoints
 from .config import ConfigError
-from .evaluation import evaluate
+from .evaluation import evaluate, evaluate_algo
 from .io import atomic_write_json
 from .parallel import vmap_seeds
 from .runs import RunConfig, Setup, init_states, setup as make_setup
@@ -185,8 +185,8 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     summary = summarise(rows, c, run, s.info)
     plot_run(rows, run_dir / "learning_curve.png", f"{c.task}, {run.algo}, prior {run.prior}")
     if run.eval_episodes:
-        summary["eval"] = evaluate(algo.env, algo.act, state.params, run.seeds,
-                                   run.eval_episodes, run.eval_greedy, seed=run.seed)
+        summary["eval"] = evaluate_algo(algo, state.params, s.teacher, run.seeds,
+                                        run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
     atomic_write_json(run_dir / "summary.json", summary)
     return summary

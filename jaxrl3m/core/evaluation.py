@@ -32,16 +32,32 @@ def _program(env, policy, episodes: int, batched: bool):
     sig = (env, policy, episodes, batched)
     if sig not in _PROGRAMS:
         play = lambda params, key: collector.episodes(env, policy, params, key, episodes)
-        _PROGRAMS[sig] = jax.jit(vmap_seeds(play, in_axes=(0 if batched else None, 0)))
+        axes = (0 if batched else None) if isinstance(batched, bool) else batched
+        _PROGRAMS[sig] = jax.jit(vmap_seeds(play, in_axes=(axes, 0)))
     return _PROGRAMS[sig]
 
 
-def evaluate(env: Any, logits: Callable, params: Any, seeds: int, episodes: int = 1000,
-             greedy: bool = False, seed: int = 0, batched: bool = True) -> dict[str, Any]:
-    """Success rate, return and length per seed of the policy `logits(params, obs)` on held-out
-    layouts. `params` has a leading seed axis (`batched`) or is shared by every seed (the
-    teacher acting alone: each seed then plays other layouts and action samples)."""
-    policy = collector.Sample(logits, greedy)
+def evaluate_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: int = 1000,
+                  greedy: bool = False, seed: int = 0) -> dict[str, Any]:
+    """`evaluate` for a trained algorithm's parameters (`f32[S, ...]`, one set per seed):
+    through its own evaluation policy where it has one (DQN-Prior acts from its Q-values and the
+    prior's proposals), else by sampling (or the argmax of) `algo.act`'s logits."""
+    if hasattr(algo, "policy"):
+        return evaluate(algo.env, None, algo.evaluation_params(params, teacher), seeds, episodes,
+                        greedy, seed, batched=algo.evaluation_axes, policy=algo.policy(greedy))
+    return evaluate(algo.env, algo.act, params, seeds, episodes, greedy, seed)
+
+
+def evaluate(env: Any, logits: Callable | None, params: Any, seeds: int, episodes: int = 1000,
+             greedy: bool = False, seed: int = 0, batched: Any = True,
+             policy: Any = None) -> dict[str, Any]:
+    """Success rate, return and length per seed of the policy `logits(params, obs)` (or of the
+    collector policy `policy(params, obs, key)`) on held-out layouts. `params` has a leading
+    seed axis (`batched=True`), is shared by every seed (`False`: the teacher acting alone, each
+    seed then plays other layouts and action samples), or `batched` is a `vmap` in_axes prefix
+    of `params` (some parts per seed, some shared)."""
+    if policy is None:
+        policy = collector.Sample(logits, greedy)
     stats = jax.device_get(_program(env, policy, episodes, batched)(params,
                                                                     eval_keys(seed, seeds)))
     success = stats.success.mean(axis=1).tolist()

@@ -37,7 +37,50 @@ PRIORS = ("oracle", "uniform", "none")
 TEACHER_MODES = ("prior", "source", "prior+source")
 
 
-class Teacher(struct.PyTreeNode):
+class Prior(struct.PyTreeNode):
+    """A prior over actions `p(a|s)`, a pure function of the observation: subclasses define
+    `probs`; log-probabilities with a floor and proposals (`k` samples per state) follow from it.
+    The value-based and variational algorithms need nothing else of a prior."""
+
+    def probs(self, obs: Observation) -> jax.Array:
+        """`f32[N, A]`: `p(.|s)` for a batch of observations."""
+        raise NotImplementedError
+
+    def log_probs(self, obs: Observation, floor: float | jax.Array = 0.0) -> jax.Array:
+        """`f32[N, A]`: `log((1 - floor) p + floor / A)`; with `floor > 0` no action has
+        probability 0 (so no `log 0`); `floor = 0` is `log p` (may be `-inf`)."""
+        return floored_log(self.probs(obs), floor)
+
+    def sample(self, key: jax.Array, obs: Observation, k: int,
+               floor: float | jax.Array = 0.0) -> jax.Array:
+        """`i32[N, k]`: `k` actions drawn independently from `p` (with `floor`) per state."""
+        return propose(key, self.log_probs(obs, floor), k)
+
+
+def floored_log(probs: jax.Array, floor: float | jax.Array = 0.0) -> jax.Array:
+    """`log((1 - floor) probs + floor / A)` over the last axis."""
+    return jnp.log((1.0 - floor) * probs + floor / probs.shape[-1])
+
+
+def propose(key: jax.Array, logp: jax.Array, k: int) -> jax.Array:
+    """`i32[..., k]`: `k` independent draws from each row of `logp` (`f32[..., A]`); duplicates
+    are kept, so likelier actions are proposed more often."""
+    return jax.random.categorical(key, logp[..., None, :], axis=-1,
+                                  shape=(*logp.shape[:-1], k)).astype(jnp.int32)
+
+
+class TablePrior(Prior):
+    """`p(a|s) = table[index(s)]`: a prior given per discrete state (probe tasks such as Frozen
+    Lake). `index(obs)` maps one observation to its row (static: a module-level function)."""
+
+    table: jax.Array  # f32[S, A], rows sum to 1
+    index: Any = struct.field(pytree_node=False, default=None)
+
+    def probs(self, obs: Observation) -> jax.Array:
+        return self.table[jax.vmap(self.index)(obs)]
+
+
+class Teacher(Prior):
     """`pi_L` over a task's skills and past policies (see the module docstring)."""
 
     table: jax.Array  # f32[NUM_ABSTRACT_STATES, K + P]
@@ -86,19 +129,6 @@ class Teacher(struct.PyTreeNode):
                               axis=1)  # (N, P, A)
         return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if self.past else None))(
             self.table, obs, self.options, extra)
-
-    def log_probs(self, obs: Observation, floor: float | jax.Array = 0.0) -> jax.Array:
-        """`f32[N, A]`: `log((1 - floor) pi_L + floor / A)`; with `floor > 0` no action has
-        probability 0 (so no `log 0`); `floor = 0` is `log pi_L` (may be `-inf`)."""
-        p = self.probs(obs)
-        return jnp.log((1.0 - floor) * p + floor / p.shape[-1])
-
-    def sample(self, key: jax.Array, obs: Observation, k: int,
-               floor: float | jax.Array = 0.0) -> jax.Array:
-        """`i32[N, k]`: `k` actions drawn independently from `pi_L` (with `floor`) per state."""
-        logp = self.log_probs(obs, floor)
-        return jax.random.categorical(key, logp[:, None, :], axis=-1,
-                                      shape=(logp.shape[0], k)).astype(jnp.int32)
 
 
 def teacher_logits(teacher: Teacher, obs: Observation) -> jax.Array:
