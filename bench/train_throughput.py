@@ -2,6 +2,12 @@
 
     python bench/train_throughput.py                          # ColoredDoorKey and DoorKey
     python bench/train_throughput.py --tasks DoorKey --envs 1024 4096 --seeds 1 4
+    python bench/train_throughput.py --family priors --tasks DoorKey --envs 64 256 1024 4096
+
+`--family priors` times the LLM-prior family instead (into `bench/prior_throughput.json`): plain
+DQN, DQN-Prior (k = 5 proposals from the oracle table per state, target over k fresh proposals),
+its exact k -> infinity variant, guided PPO (the LLM teacher) and GFlan-Prior (PPO with the
+reverse KL), each with its preset's hyperparameters and rollouts of 32 steps.
 
 For each task, number of environments and number of vmapped seeds, builds the jitted chunk of
 `--updates` PPO updates (`jaxrl3m.algos.ppo`, presets' hyperparameters, rollouts of 32 steps,
@@ -32,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from jaxrl3m.algos.dqn import DQNConfig, make_dqn  # noqa: E402
 from jaxrl3m.algos.ppo import PPOConfig, make_train  # noqa: E402
 from jaxrl3m.core.io import atomic_write_text  # noqa: E402
 from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
@@ -45,15 +52,31 @@ VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda
 (past the cut-off: a traced zero, as in a run past LLM4Teach's cut-off)."""
 
 
+PRIOR_VARIANTS = ("dqn", "dqn_prior", "dqn_exact", "guided", "gflan")
+"""The LLM-prior family (`--family priors`)."""
+
+
+def algorithm(task: str, num_envs: int, variant: str):
+    """The algorithm of a variant, sized for `num_envs` (minibatches of at most 8192 samples)."""
+    batch = num_envs * 32
+    sizes = dict(task=task, num_envs=num_envs, num_steps=32, total_steps=batch * 10_000,
+                 num_minibatches=max(4, batch // 8192))
+    if variant.startswith("dqn"):
+        config = DQNConfig(**sizes, posterior="exact" if variant == "dqn_exact" else "sampled",
+                           prior_floor=0.01 if variant == "dqn_exact" else 0.0)
+        return make_dqn(config, guided=variant != "dqn")
+    if variant == "gflan":
+        return make_train(PPOConfig(**sizes, kl_coef=0.3, kl_direction="reverse"))
+    guided, kl_coef, cutoff = VARIANTS[variant]
+    return make_train(PPOConfig(**sizes, kl_coef=kl_coef, kl_cutoff=cutoff,
+                                kl_schedule="constant"), guided=guided)
+
+
 def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
     """The jitted chunk of `updates` updates for `seeds` seeds (vmapped as the driver does),
     compiled and run once."""
-    guided, kl_coef, cutoff = VARIANTS[variant]
     batch = num_envs * 32
-    config = PPOConfig(task=task, num_envs=num_envs, num_steps=32,
-                       num_minibatches=max(4, batch // 8192), total_steps=batch * 10_000,
-                       kl_coef=kl_coef, kl_cutoff=cutoff, kl_schedule="constant")
-    algo = make_train(config, guided=guided)
+    algo = algorithm(task, num_envs, variant)
     keys = jax.random.split(jax.random.key(0), seeds)
     state = jax.jit(vmap_seeds(algo.init))(keys)
     chunk = jax.jit(vmap_seeds(lambda r, t: algo.update(r, t, updates), in_axes=(0, None)))
@@ -63,10 +86,11 @@ def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
             "times": [], "steps": updates * batch * seeds}
 
 
-def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int) -> dict:
-    """Plain and guided PPO timed in alternation (`repeats` chunks each, best kept), so that
-    a slow spell of the machine hits both alike."""
-    runs = {v: build(task, num_envs, seeds, v, updates) for v in VARIANTS}
+def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int,
+            variants=tuple(VARIANTS)) -> dict:
+    """The variants timed in alternation (`repeats` chunks each, best kept), so that a slow
+    spell of the machine hits all alike."""
+    runs = {v: build(task, num_envs, seeds, v, updates) for v in variants}
     for _ in range(repeats):
         for r in runs.values():
             t0 = time.perf_counter()
@@ -122,6 +146,47 @@ def markdown_table(out: dict) -> str:
     return "\n".join(lines)
 
 
+def priors_table(out: dict) -> str:
+    """The table of `--family priors`."""
+    lines = ["| task | envs | " + " | ".join(f"{v} steps/s" for v in PRIOR_VARIANTS)
+             + " | DQN-Prior / DQN | DQN-Prior / guided PPO |",
+             "|---|---|" + "---|" * (len(PRIOR_VARIANTS) + 2)]
+    for r in sorted(out["results"], key=lambda r: (r["task"], r["envs"])):
+        sps = {v: r[v]["steps_per_s"] for v in PRIOR_VARIANTS}
+        lines.append(f"| {r['task']} | {r['envs']} | "
+                     + " | ".join(f"{sps[v]:,.0f}" for v in PRIOR_VARIANTS)
+                     + f" | {sps['dqn_prior'] / sps['dqn']:.2f} | "
+                       f"{sps['dqn_prior'] / sps['guided']:.2f} |")
+    return "\n".join(lines)
+
+
+def main_priors(args) -> int:
+    """`--family priors`: DQN, DQN-Prior, its exact variant, guided PPO, GFlan-Prior."""
+    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
+    path = Path(args.json if args.json_given else ROOT / "bench" / "prior_throughput.json")
+    if args.markdown:
+        print(priors_table(json.loads(path.read_text())))
+        return 0
+    out = {"hardware": hardware, "results": []}
+    if path.exists() and not args.fresh:
+        old = json.loads(path.read_text())
+        if old.get("hardware") == hardware:
+            out["results"] = old["results"]
+    print(f"{'task':15s} {'envs':>5s} " + " ".join(f"{v:>10s}" for v in PRIOR_VARIANTS))
+    for task in args.tasks:
+        for n in args.envs:
+            m = measure(task, n, 1, args.updates, args.repeats, PRIOR_VARIANTS)
+            row = {"task": task, "envs": n, "seeds": 1, **m}
+            out["results"] = [r for r in out["results"]
+                              if (r["task"], r["envs"]) != (task, n)] + [row]
+            print(f"{task:15s} {n:5d} " + " ".join(f"{m[v]['steps_per_s']:10,.0f}"
+                                                     for v in PRIOR_VARIANTS), flush=True)
+            atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+    print(priors_table(out))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,12 +196,20 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=2, help="updates per timed chunk")
     p.add_argument("--repeats", type=int, default=4,
                    help="timed chunks per variant, alternating plain and guided; best kept")
-    p.add_argument("--json", default=str(ROOT / "bench" / "train_throughput.json"))
+    p.add_argument("--json", default=None,
+                   help="default: bench/train_throughput.json (bench/prior_throughput.json "
+                        "with --family priors)")
+    p.add_argument("--family", choices=("ppo", "priors"), default="ppo",
+                   help="ppo: plain / guided PPO (default); priors: the LLM-prior family")
     p.add_argument("--fresh", action="store_true",
                    help="start a new JSON instead of merging rows into the existing one")
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (measures nothing)")
     args = p.parse_args(argv)
+    args.json_given = args.json is not None
+    if args.family == "priors":
+        return main_priors(args)
+    args.json = args.json or str(ROOT / "bench" / "train_throughput.json")
     if args.markdown:
         print(markdown_table(json.loads(Path(args.json).read_text())))
         return 0

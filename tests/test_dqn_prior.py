@@ -207,3 +207,21 @@ def test_gflan_prior_bad_alpha_and_direction():
         runs.load_config("gflan-prior", {"kl_direction": "backward"})
     config, run = runs.load_config("gflan-prior", {})
     assert config.kl_direction == "reverse" and config.kl_schedule == "constant"
+
+
+def test_transfer_study_with_the_dqn_learner(tmp_path, capsys):
+    from jaxrl3m.experiments import transfer
+    tiny = ["num_envs=8", "num_steps=8", "num_minibatches=2", "update_epochs=2", "hidden=[16]",
+            "window=5", "log_every=4"]
+    base = ["--target", "DoorKey", "--learner", "dqn", "--seeds", "2", "--runs-dir",
+            str(tmp_path), "--no-progress", "--source-set", "total_steps=256", "eval_episodes=0",
+            *tiny]
+    assert transfer.main([*base, "--approaches", "5"]) == 2
+    assert "--learner ppo" in capsys.readouterr().err
+    out = tmp_path / "study"
+    assert transfer.main([*base, "--approaches", "4", "--out", str(out), "--set",
+                          "total_steps=256", "eval_episodes=8", *tiny]) == 0
+    assert (tmp_path / "transfer" / "source-DoorKey-dqn" / "summary.json").is_file()
+    cfg = __import__("yaml").safe_load((out / "4-llm" / "config.yaml").read_text())
+    assert cfg["algo"] == "dqn" and cfg["init"] == "source" and cfg["prior"] == "oracle"
+    assert "learner DQN" in (out / "results.md").read_text()

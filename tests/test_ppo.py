@@ -130,6 +130,9 @@ def test_kl_coef_zero_is_exactly_plain_ppo():
     plain, m_plain = _run(config, False, table, 3)
     chex.assert_trees_all_equal(guided.params, plain.params)
     np.testing.assert_array_equal(m_guided["loss"], m_plain["loss"])
+    # GFlan-Prior's reverse KL with alpha = 0 is plain PPO too.
+    reverse, _ = _run(dataclasses.replace(config, kl_direction="reverse"), True, table, 3)
+    chex.assert_trees_all_equal(reverse.params, plain.params)
     # ... and the guidance really acts when kl_coef > 0.
     pulled, m_pulled = _run(dataclasses.replace(config, kl_coef=1.0), True, table, 3)
     assert float(m_pulled["kl_teacher"][0]) > 0 and float(m_pulled["lambda"][0]) == 1.0

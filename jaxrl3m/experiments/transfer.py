@@ -16,6 +16,12 @@ transfer keys `init`, `teacher`, `learn`, `source`):
 
 The source policy is trained once (configs/transfer/source.yaml, DoorKey) into
 `<runs>/transfer/source-DoorKey` and reused by later studies, or named with `--source RUN_DIR`.
+
+`--learner dqn` runs approaches 1-4 with DQN instead of PPO (presets in configs/transfer/dqn/):
+plain DQN from scratch, the teacher alone, a fine-tuned source Q-network, and DQN-Prior with the
+LLM teacher as its prior from the source Q-network; its source is DQN-Prior on DoorKey
+(`source-DoorKey-dqn`). Approaches 3k and 5 need the source policy as a teacher option, which
+only PPO's teacher has.
 Each approach trains all its seeds in one vmap into `<out>/<approach>/` (a full run folder:
 metrics, checkpoints, held-out evaluation); a finished approach is reused when the study is run
 again with the same settings, so a stopped study continues where it was. The study writes
@@ -57,6 +63,11 @@ APPROACHES: dict[str, tuple[str, str]] = {
 }
 """Approach id -> (preset in configs/transfer/, label)."""
 DEFAULT_APPROACHES = ("1", "2", "3", "4", "5")
+LEARNERS: dict[str, tuple[Path, tuple[str, ...]]] = {
+    "ppo": (CONFIG_DIR, tuple(APPROACHES)),
+    "dqn": (CONFIG_DIR / "dqn", ("1", "2", "3", "4")),
+}
+"""Learner -> (its presets' folder, the approaches it has)."""
 STUDY_KEYS = ("task", "prior", "seeds", "source", "name", "runs_dir")
 """Keys the study sets in every approach's config (the rest come from the preset and --set)."""
 CSV_COLUMNS = ("approach", "seed", "update", "env_steps", "success", "return", "episodes")
@@ -82,7 +93,7 @@ def approach_configs(approach: str, target: str, prior: str, seeds: int, source:
 
 
 def ensure_source(source: str | None, runs_dir: Path, overrides: dict[str, Any],
-                  progress: bool) -> Path:
+                  progress: bool, config_dir: Path = CONFIG_DIR) -> Path:
     """The source run folder: `source` when given (it must have a checkpoint), else the study's
     default source, trained here unless a finished one is already there."""
     if source:
@@ -91,7 +102,7 @@ def ensure_source(source: str | None, runs_dir: Path, overrides: dict[str, Any],
             raise ConfigError(f"--source {source!r}: no config.yaml there; give the folder of "
                               "a run of python -m jaxrl3m.train")
         return path
-    config, run = load_config(CONFIG_DIR / "source.yaml", {"runs_dir": str(runs_dir),
+    config, run = load_config(config_dir / "source.yaml", {"runs_dir": str(runs_dir),
                                                           **overrides})
     path = runs_dir / run.name
     if (path / "summary.json").is_file():
@@ -119,9 +130,11 @@ def _train_in(path: Path, config: Any, run: Any, progress: bool) -> dict[str, An
 
 
 def run_approach(approach: str, target: str, prior: str, seeds: int, source: Path, out: Path,
-                 overrides: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+                 overrides: dict[str, Any], progress: bool = True,
+                 config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
     """Trains (or reuses, or resumes) one approach; returns its run summary with wall time."""
-    config, run = approach_configs(approach, target, prior, seeds, str(source), out, overrides)
+    config, run = approach_configs(approach, target, prior, seeds, str(source), out, overrides,
+                                   config_dir)
     path = out / run.name
     if (path / "config.yaml").is_file():
         check_same_settings(path, config, run)
@@ -215,8 +228,10 @@ def _count(steps: float) -> str:
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     """The study's table (and, for an LLM table, where it disagrees with the oracle)."""
+    learner = meta.get("learner", "ppo")
     lines = [f"### Transfer {meta['source_task']} -> {meta['target']}, prior "
-             f"`{meta['prior']}`, {meta['seeds']} seeds", "",
+             f"`{meta['prior']}`, {meta['seeds']} seeds"
+             + ("" if learner == "ppo" else f", learner {learner.upper()}"), "",
              "| approach | env steps to 0.9 success | AUC of success | final success (held-out) "
              "| final return (held-out) | wall time |", "|---|---|---|---|---|---|"]
     for r in rows:
@@ -281,10 +296,13 @@ def write_results(out: Path, results: list[tuple[str, Path, dict]], meta: dict[s
 
 def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], out: Path,
               runs_dir: Path, source: str | None = None, overrides: dict[str, Any] | None = None,
-              source_overrides: dict[str, Any] | None = None, progress: bool = True
-              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+              source_overrides: dict[str, Any] | None = None, progress: bool = True,
+              learner: str = "ppo") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     import jax
     overrides = dict(overrides or {})
+    if learner not in LEARNERS:
+        raise ConfigError(f"--learner {learner!r}: valid: {', '.join(LEARNERS)}")
+    config_dir, offered = LEARNERS[learner]
     for key in STUDY_KEYS:
         if key in overrides:
             raise ConfigError(f"--set {key}=...: the study sets {key!r} itself; use "
@@ -293,23 +311,32 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
         if a not in APPROACHES:
             raise ConfigError(f"--approaches: unknown approach {a!r}; valid: "
                               f"{', '.join(APPROACHES)}")
+        if a not in offered:
+            raise ConfigError(f"--approaches: approach {a!r} ({APPROACHES[a][1]}) needs the "
+                              f"source policy as a teacher option, which --learner {learner} "
+                              f"does not have; with it use {', '.join(offered)} or "
+                              f"--learner ppo")
     if target not in TEACHER_TASKS:
         raise ConfigError(f"--target {target!r}: valid targets: {', '.join(TEACHER_TASKS)}")
     # Check every approach's configuration before training anything.
     for a in approaches:
-        approach_configs(a, target, prior, seeds, source or "<source>", out, overrides)
+        approach_configs(a, target, prior, seeds, source or "<source>", out, overrides,
+                         config_dir)
     t0 = time.perf_counter()
-    source_path = ensure_source(source, runs_dir, dict(source_overrides or {}), progress)
+    source_path = ensure_source(source, runs_dir, dict(source_overrides or {}), progress,
+                                config_dir)
     src_config, _ = read_run_config(source_path)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for a in approaches:
-        summary = run_approach(a, target, prior, seeds, source_path, out, overrides, progress)
+        summary = run_approach(a, target, prior, seeds, source_path, out, overrides, progress,
+                               config_dir)
         results.append((a, out / APPROACHES[a][0], summary))
-    ppo, run = approach_configs(approaches[0], target, prior, seeds, str(source_path), out,
-                                overrides)
+    _, run = approach_configs(approaches[0], target, prior, seeds, str(source_path), out,
+                              overrides, config_dir)
     dev = jax.devices()[0]
-    meta = {"target": target, "prior": prior, "seeds": seeds, "source": str(source_path),
+    meta = {"target": target, "prior": prior, "seeds": seeds, "learner": learner,
+            "source": str(source_path),
             "source_task": src_config.task, "eval_episodes": run.eval_episodes,
             "wall_s": time.perf_counter() - t0,
             "device": f"{dev.platform} ({getattr(dev, 'device_kind', '')}), "
@@ -329,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=4, help="seeds per approach, in one vmap")
     p.add_argument("--source", default=None, help="source policy: a run folder of python -m "
                    "jaxrl3m.train (default: train configs/transfer/source.yaml once)")
-    p.add_argument("--approaches", default=",".join(DEFAULT_APPROACHES),
-                   help=f"comma-separated ids among {', '.join(APPROACHES)} (3k: kickstarting)")
+    p.add_argument("--approaches", default=None,
+                   help=f"comma-separated ids among {', '.join(APPROACHES)} (3k: kickstarting; "
+                        f"default: {','.join(DEFAULT_APPROACHES)}, with --learner dqn 1,2,3,4)")
+    p.add_argument("--learner", default="ppo", choices=tuple(LEARNERS),
+                   help="ppo (default) or dqn (DQN, and DQN-Prior with the LLM teacher as prior)")
     p.add_argument("--runs-dir", default="runs", help="where studies go (default: %(default)s)")
     p.add_argument("--out", default=None, help="the study's folder (default: "
                    "RUNS_DIR/transfer/<target>-<prior>)")
@@ -345,11 +375,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
         runs_dir = Path(args.runs_dir) / "transfer"
         stem = Path(args.prior).stem.removeprefix(f"{args.target}-")
-        out = Path(args.out) if args.out else runs_dir / f"{args.target}-{stem}"
+        suffix = "" if args.learner == "ppo" else f"-{args.learner}"
+        out = Path(args.out) if args.out else runs_dir / f"{args.target}-{stem}{suffix}"
+        approaches = args.approaches or ",".join(
+            a for a in DEFAULT_APPROACHES if a in LEARNERS[args.learner][1])
         rows, meta = run_study(args.target, args.prior, args.seeds,
-                               tuple(a.strip() for a in args.approaches.split(",") if a.strip()),
+                               tuple(a.strip() for a in approaches.split(",") if a.strip()),
                                out, runs_dir, args.source, parse_overrides(args.overrides),
-                               parse_overrides(args.source_overrides), not args.no_progress)
+                               parse_overrides(args.source_overrides), not args.no_progress,
+                               args.learner)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
