@@ -228,9 +228,11 @@ def test_presets_are_found_by_name_and_algorithms_by_registry(capsys):
     assert train_cli.main(["--list"]) == 0
     assert "ColoredDoorKey-llm" in capsys.readouterr().out
     assert algos.get("ppo").config is PPOConfig
-    with pytest.raises(ConfigError, match="'algo': 'dqn' is not a registered algorithm"):
+    assert algos.get("dqn").config.__name__ == "DQNConfig"
+    with pytest.raises(ConfigError, match="'algo': 'dqm' is not a registered algorithm.*"
+                                          "Did you mean 'dqn'"):
         from jaxrl3m.core.runs import load_config
-        load_config(None, {"algo": "dqn"})
+        load_config(None, {"algo": "dqm"})
 
 
 def test_presets_and_tables_from_a_non_editable_install(tmp_path):

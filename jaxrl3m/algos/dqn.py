@@ -42,7 +42,6 @@ from flax import struct
 
 from ..core import collector
 from ..core.config import ConfigError
-from ..core.parallel import any_seed
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
 from ..teacher.teacher import Prior, Teacher, propose
@@ -327,16 +326,11 @@ class DQN:
                 logp_next = jnp.concatenate(
                     [tr.extras["logp"][1:], prior.log_probs(carry.obs, c.prior_floor)[None]], 0)
 
-            def at_final_obs():  # a truncated episode bootstraps from where it was cut
-                flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), tr.final_obs)
-                q = net.apply(target, flat).reshape(t, n, -1)
-                lp = prior.log_probs(flat, c.prior_floor).reshape(t, n, -1) if guided else q
-                return q, lp
-
+            # a truncated episode bootstraps from where it was cut
             cut = (tr.truncated & ~tr.terminated)[..., None]
-            q_final, lp_final = jax.lax.cond(
-                any_seed(tr.truncated.any()), at_final_obs,
-                lambda: (q_next, logp_next if guided else q_next))
+            q_final, lp_final = collector.at_truncations(
+                tr, lambda obs: (net.apply(target, obs), prior.log_probs(obs, c.prior_floor)
+                                 if guided else None), getattr(env, "max_steps", None))
             q_next = jnp.where(cut, q_final, q_next)
             if guided:
                 logp_next = jnp.where(cut, lp_final, logp_next)

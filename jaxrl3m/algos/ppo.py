@@ -198,21 +198,16 @@ class ActorCriticPolicy:
 # Pure pieces of an update
 # ---------------------------------------------------------------------------------------------
 def advantages(net: Network, params: Any, c: PPOConfig, tr: collector.Transition,
-               last_obs: Observation) -> tuple[jax.Array, jax.Array]:
+               last_obs: Observation, max_steps: int | None = None
+               ) -> tuple[jax.Array, jax.Array]:
     """`(advantages, returns)`, `f32[T, N]`, by GAE. The value after the last step is that of
     `last_obs`; where an episode was truncated, that of its final observation (computed only
-    when some seed truncated an episode in this rollout)."""
+    when some seed truncated an episode in this rollout, on the truncated steps alone:
+    `collector.at_truncations`, `max_steps` the environment's time limit)."""
     value = tr.extras["value"]
     _, last_value = net.apply(params, last_obs)
     v_next = jnp.concatenate([value[1:], last_value[None]], axis=0)
-    t, n = value.shape
-
-    def final_values():
-        flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), tr.final_obs)
-        return net.apply(params, flat)[1].reshape(t, n)
-
-    v_final = jax.lax.cond(any_seed(tr.truncated.any()), final_values,
-                           lambda: jnp.zeros_like(value))
+    v_final = collector.at_truncations(tr, lambda obs: net.apply(params, obs)[1], max_steps)
     v_tp1 = jnp.where(tr.truncated & ~tr.terminated, v_final, v_next)
     return losses.gae(tr.reward, value, v_tp1, tr.terminated, tr.done, c.gamma, c.gae_lambda)
 
@@ -349,7 +344,8 @@ class PPO:
                                           k_roll, c.num_steps)
 
             # ADVANTAGES
-            adv, returns = advantages(net, state.params, c, tr, carry.obs)
+            adv, returns = advantages(net, state.params, c, tr, carry.obs,
+                                      getattr(env, "max_steps", None))
 
             # TEACHER: pi_L on the rollout's first n_t environments (skipped while lambda = 0)
             pi_l = jnp.zeros((c.num_steps, c.num_envs, num_actions))

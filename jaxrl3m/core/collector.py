@@ -138,6 +138,38 @@ def rollout(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array,
                         jax.random.split(key, num_steps))
 
 
+def at_truncations(tr: Transition, fn: Callable[[Observation], Any],
+                   max_steps: int | None = None) -> Any:
+    """`fn(final observation)` at the steps where an episode was truncated (the time limit cut
+    it: its value is bootstrapped from there), zeros elsewhere; every leaf `[T, N, ...]`.
+
+    `fn` maps a batch of observations to a pytree of `[B, ...]` arrays. It runs on a gathered
+    batch of `N * ceil(T / max_steps)` observations, not on all `T * N`: an environment truncates
+    at most once every `max_steps` steps, so that many slots hold every truncation of the rollout
+    (`max_steps=None`: all `T * N`). Skipped when no seed truncated an episode (a real `cond`
+    under `vmap` over seeds: `jaxrl3m.core.parallel.any_seed`).
+    """
+    from .parallel import any_seed
+    t, n = tr.reward.shape
+    cut = (tr.truncated & ~tr.terminated).reshape(-1)
+    cap = t * n if max_steps is None else min(t * n, n * -(-t // max_steps))
+    flat_obs = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), tr.final_obs)
+    shapes = jax.eval_shape(fn, jax.tree.map(lambda x: x[:cap], flat_obs))
+
+    def zeros():
+        return jax.tree.map(lambda s: jnp.zeros((t * n, *s.shape[1:]), s.dtype), shapes)
+
+    def compute():
+        # The unused slots repeat index 0, whose value is then fn of its own observation.
+        idx = jnp.nonzero(cut, size=cap, fill_value=0)[0]
+        out = fn(jax.tree.map(lambda x: x[idx], flat_obs))
+        return jax.tree.map(lambda z, o: z.at[idx].set(o), zeros(), out)
+
+    full = jax.lax.cond(any_seed(cut.any()), compute, zeros)
+    return jax.tree.map(lambda x: jnp.where(cut.reshape(-1, *([1] * (x.ndim - 1))), x, 0)
+                        .reshape(t, n, *x.shape[1:]), full)
+
+
 def episode_metrics(tr: Transition) -> dict[str, jax.Array]:
     """Statistics of the episodes that ended in a rollout: `episodes` (how many), `return`,
     `success` and `length` (means over them; NaN when none ended)."""

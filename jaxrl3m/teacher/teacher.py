@@ -64,9 +64,15 @@ def floored_log(probs: jax.Array, floor: float | jax.Array = 0.0) -> jax.Array:
 
 def propose(key: jax.Array, logp: jax.Array, k: int) -> jax.Array:
     """`i32[..., k]`: `k` independent draws from each row of `logp` (`f32[..., A]`); duplicates
-    are kept, so likelier actions are proposed more often."""
-    return jax.random.categorical(key, logp[..., None, :], axis=-1,
-                                  shape=(*logp.shape[:-1], k)).astype(jnp.int32)
+    are kept, so likelier actions are proposed more often.
+
+    By the inverse CDF: one uniform number per draw (Gumbel-max would need `A` per draw, and
+    random bits dominate the cost of proposals on a CPU). An action of probability 0 is never
+    drawn: the draw is the first action whose cumulative probability exceeds `u * total`."""
+    cdf = jnp.cumsum(jnp.exp(logp), axis=-1)  # (..., A)
+    u = jax.random.uniform(key, (*logp.shape[:-1], k)) * cdf[..., -1:]
+    draws = jnp.sum(u[..., :, None] >= cdf[..., None, :], axis=-1)
+    return jnp.minimum(draws, logp.shape[-1] - 1).astype(jnp.int32)
 
 
 class TablePrior(Prior):
