@@ -8,7 +8,8 @@
 
 Methods: `ppo` (plain PPO), `oracle` / `vicuna33b` / `llm` (PPO guided by the LLM teacher with
 that table: the oracle, vicuna-33b's published answers, SmolLM2-135M), `dqn` (plain DQN),
-`dqn-<prior>` (DQN-Prior: k proposals from the prior re-weighted by Q) and `gflan-<prior>`
+`dqn-<prior>` (DQN-Prior: k proposals from the prior re-weighted by Q), `dqnx-<prior>` (its
+k -> infinity limit, `configs/dqn-prior-exact.yaml`) and `gflan-<prior>`
 (GFlan-Prior: PPO with alpha * KL(pi || prior)). Each runs its preset (`configs/<task>-<prior>.yaml`
 for the PPO family, `configs/dqn.yaml`, `dqn-prior.yaml`, `gflan-prior.yaml` with the task and
 prior set) through the library's driver (`jaxrl3m.core.driver.train_run`) with all seeds in one
@@ -46,7 +47,7 @@ TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("oracle", "vicuna33b", "llm")
 PRIOR_LABELS = {"oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)", "llm": "SmolLM2-135M"}
 METHODS = ("ppo", *PRIORS, "dqn", *(f"dqn-{p}" for p in PRIORS),
-           *(f"gflan-{p}" for p in PRIORS))
+           *(f"dqnx-{p}" for p in PRIORS), *(f"gflan-{p}" for p in PRIORS))
 DEFAULT_METHODS = ("ppo", *PRIORS)
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
 PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000}
@@ -54,6 +55,7 @@ DQN_STEPS = 2_000_000  # plain DQN: the goal is that it does not reach 0.9 withi
 PRIOR_STEPS = 1_000_000  # DQN-Prior and GFlan-Prior (goal: oracle within 500k)
 LABELS = {"ppo": "PPO, no prior", **{p: f"PPO + LLM teacher, {PRIOR_LABELS[p]}" for p in PRIORS},
           "dqn": "DQN, no prior", **{f"dqn-{p}": f"DQN-Prior, {PRIOR_LABELS[p]}" for p in PRIORS},
+          **{f"dqnx-{p}": f"DQN-Prior exact (k -> inf), {PRIOR_LABELS[p]}" for p in PRIORS},
           **{f"gflan-{p}": f"GFlan-Prior, {PRIOR_LABELS[p]}" for p in PRIORS}}
 
 
@@ -72,7 +74,7 @@ def preset_of(method: str, task: str) -> tuple[str, dict]:
     if method == "dqn":
         return "dqn", {"task": task, "total_steps": DQN_STEPS}
     family, prior = method.split("-", 1)
-    preset = {"dqn": "dqn-prior", "gflan": "gflan-prior"}[family]
+    preset = {"dqn": "dqn-prior", "dqnx": "dqn-prior-exact", "gflan": "gflan-prior"}[family]
     return preset, {"task": task, "prior": prior_setting(prior, task),
                     "total_steps": PRIOR_STEPS}
 
@@ -107,9 +109,11 @@ def markdown_table(results: dict) -> str:
             r = results[task][name]
             per_seed = ", ".join("—" if x is None else _k(x) for x in r["steps_to_0.9"])
             mean = "not reached" if r["steps_to_0.9_mean"] is None else _k(r["steps_to_0.9_mean"])
+            sampled = (f" (sampled: {r['eval_sampled_success_mean']:.3f})"
+                       if "eval_sampled_success_mean" in r else "")
             lines.append(f"| {task} | {_label(name)} | {per_seed} | {mean} | "
                          f"{r['reached']}/{r['seeds']} in {r['env_steps'] / 1e6:.1f}M | "
-                         f"{r['eval_success_mean']:.3f} ± {r['eval_success_std']:.3f} | "
+                         f"{r['eval_success_mean']:.3f} ± {r['eval_success_std']:.3f}{sampled} | "
                          f"{r['wall_s']:.0f} s |")
     return "\n".join(lines)
 
@@ -141,6 +145,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override preset keys (a variant, stored under its own name)")
+    p.add_argument("--sampled", action="store_true",
+                   help="re-evaluate the stored runs that were evaluated greedily (DQN: greedy "
+                        "over the proposals) with sampled actions too; runs nothing else")
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (runs nothing)")
     p.add_argument("--against", metavar="OLD_JSON",
@@ -151,6 +158,17 @@ def main(argv=None) -> int:
     if args.markdown:
         print(comparison_table(json.loads(Path(args.against).read_text()), results)
               if args.against else markdown_table(results))
+        return 0
+    if args.sampled:
+        from jaxrl3m.evaluate import evaluate_run
+        for task in args.tasks:
+            for name, r in results.get(task, {}).items():
+                run_dir = ROOT / r["run_dir"]
+                if r.get("eval_greedy", name.startswith("dqn")) and run_dir.is_dir():
+                    ev = evaluate_run(run_dir, 500, greedy=False)
+                    r["eval_sampled_success_mean"] = ev["success_mean"]
+                    print(f"{task:15s} {name:20s} held-out, sampled: {ev['success_mean']:.3f}")
+                    atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
         return 0
     results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
                            jax.devices()], "cpu_count": __import__("os").cpu_count()}

@@ -33,8 +33,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int, default=1000, help="episodes per seed")
-    p.add_argument("--greedy", action="store_true", default=None,
-                   help="act greedily instead of sampling (default: the run's eval_greedy)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--greedy", action="store_true", default=None,
+                     help="act greedily (default: as the run's eval_greedy says)")
+    how.add_argument("--sample", dest="greedy", action="store_false",
+                     help="sample actions (DQN-Prior: softmax(Q / tau) over the proposals)")
     args = p.parse_args(argv)
     try:
         if args.episodes < 1:

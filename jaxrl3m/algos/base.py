@@ -7,6 +7,10 @@ An algorithm is built for one configuration's shapes and is a set of pure functi
     state, metrics = algo.update(state, teacher, num_updates)   # a jitted chunk of updates
     logits = algo.act(params, obs)             # acting for evaluation: f32[N, A]
 
+An algorithm whose evaluation is not "sample from (or argmax) the logits" also has
+`policy(greedy)`, a collector policy, with `evaluation_params(params, teacher)` and
+`evaluation_axes` (DQN-Prior: greedy over the prior's proposals; `core.evaluation.evaluate_algo`).
+
 `update` returns `metrics`, a dict of `f32[num_updates]` with at least `METRICS_REQUIRED`
 (`env_steps` counts the environment steps done so far, `loss` is what the divergence guard
 watches). The driver (`jaxrl3m.core.driver`) vmaps `init` and `update` over seeds, jits chunks of

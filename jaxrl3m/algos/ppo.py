@@ -2,6 +2,10 @@
 
     loss = L_clip + vf_coef * L_value - ent_coef * H[pi_theta] + lambda_t * mean_s KL(pi_L || pi_theta)
 
+With `kl_direction="reverse"` the KL term is `KL(pi_theta || p)` to the prior (floored), and with a
+constant `lambda_t = alpha` this is GFlan-Prior, the variational view of an LLM prior (Yan et al.,
+ICLR 2025): maximise `E[return] - alpha * KL(pi_theta || p)`.
+
 `make_train(config)` returns a `PPO` algorithm of pure functions (`jaxrl3m.algos.base`):
 
     ppo = make_train(PPOConfig(task="DoorKey", kl_coef=1.0))

@@ -29,7 +29,8 @@ class RunConfig:
     """What a training run does around the algorithm."""
 
     algo: str = "ppo"
-    """The algorithm (jaxrl3m.algos registry): ppo."""
+    """The algorithm (jaxrl3m.algos registry): ppo (with kl_direction: reverse, GFlan-Prior) or
+    dqn (with a prior, DQN-Prior)."""
     name: str = ""
     """Folder under runs_dir (default: the config file's name). An existing folder is never
     overwritten: a new run gets the next free name-2, name-3, ..."""
