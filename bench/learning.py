@@ -145,6 +145,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override preset keys (a variant, stored under its own name)")
+    p.add_argument("--plot", action="store_true",
+                   help="redraw bench/learning_<task>.png from the stored runs; runs nothing")
     p.add_argument("--sampled", action="store_true",
                    help="re-evaluate the stored runs that were evaluated greedily (DQN: greedy "
                         "over the proposals) with sampled actions too; runs nothing else")
@@ -158,6 +160,10 @@ def main(argv=None) -> int:
     if args.markdown:
         print(comparison_table(json.loads(Path(args.against).read_text()), results)
               if args.against else markdown_table(results))
+        return 0
+    if args.plot:
+        for task in args.tasks:
+            plot_task(results, task)
         return 0
     if args.sampled:
         from jaxrl3m.evaluate import evaluate_run
@@ -209,16 +215,24 @@ def main(argv=None) -> int:
             print(f"{task:15s} {name:10s} steps to 0.9: {r['steps_to_0.9']} "
                   f"(reached {r['reached']}/{args.seeds}); held-out success "
                   f"{r['eval_success_mean']:.3f}; {r['wall_s']:.0f} s", flush=True)
-        curves_by_prior = {}
-        for name in sorted(results.get(task, {}), key=_order):
-            r = results[task][name]
-            if (ROOT / r["run_dir"] / "metrics.csv").exists():
-                steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] /
-                                                               "metrics.csv"))
-                curves_by_prior[_label(name)] = (steps, succ)
-        curves.plot_learning_curves(curves_by_prior, ROOT / "bench" / f"learning_{task}.png",
-                                    f"{task}: success of training episodes, mean of seeds")
+        plot_task(results, task)
     return 0
+
+
+def plot_task(results: dict, task: str) -> None:
+    """`bench/learning_<task>.png`: every method's curve (variants and ablations are left to the
+    table, so the plot stays readable)."""
+    curves_by_method = {}
+    for name in sorted(results.get(task, {}), key=_order):
+        r = results[task][name]
+        if " " not in name and (ROOT / r["run_dir"] / "metrics.csv").exists():
+            steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] / "metrics.csv"))
+            curves_by_method[_label(name)] = (steps, succ)
+    styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")
+              else "-" for label in curves_by_method}
+    curves.plot_learning_curves(curves_by_method, ROOT / "bench" / f"learning_{task}.png",
+                                f"{task}: success of training episodes, mean of seeds",
+                                styles=styles)
 
 
 if __name__ == "__main__":

@@ -122,9 +122,12 @@ def steps_to(env_steps: np.ndarray, curve: np.ndarray, threshold: float = 0.9) -
 
 def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
                          title: str = "", ylabel: str = "success rate (last 5 updates)",
-                         threshold: float | None = 0.9) -> Path | None:
+                         threshold: float | None = 0.9, styles: dict[str, str] | None = None
+                         ) -> Path | None:
     """One line per label (mean over seeds) with the min-max band; `curves[label] = (steps
-    f[U], values f[S, U])`. Written atomically; returns None when matplotlib is missing."""
+    f[U], values f[S, U])`; `styles[label]` a line style. Beyond 6 curves the bands are left out
+    and the legend goes beside the axes. Written atomically; returns None when matplotlib is
+    missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -132,14 +135,16 @@ def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path:
     except ImportError:
         return None
     path = Path(path)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    many = len(curves) > 6
+    fig, ax = plt.subplots(figsize=(10.0, 4.8) if many else (6.4, 4.0))
     for label, (steps, values) in curves.items():
         values = np.atleast_2d(values)
         with warnings.catch_warnings():  # all-NaN columns (no episode ended yet) stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, lo, hi = (np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0))
-        ax.plot(steps, mean, label=f"{label} ({values.shape[0]} seeds)")
-        if values.shape[0] > 1:
+        ax.plot(steps, mean, (styles or {}).get(label, "-"),
+                label=f"{label} ({values.shape[0]} seeds)")
+        if values.shape[0] > 1 and not many:
             ax.fill_between(steps, lo, hi, alpha=0.2)
     if threshold is not None:
         ax.axhline(threshold, color="grey", lw=0.8, ls="--")
@@ -148,7 +153,10 @@ def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    if many:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
+    else:
+        ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=120)
