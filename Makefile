@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
 PYTEST_ARGS ?= -q
 
-.PHONY: venv model priors train transfer test bench bench-learning clean
+.PHONY: venv model priors train transfer test bench bench-learning bench-priors clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -60,6 +60,13 @@ bench: $(VENV)/.model
 # Steps to 0.9 success, guided vs plain PPO, 3 tasks x 4 priors x 4 seeds (~35 min on 2 cores).
 bench-learning: $(VENV)/.installed
 	$(PY) bench/learning.py
+
+# The LLM-prior family: DQN, DQN-Prior (sampled and exact), GFlan-Prior, 3 tasks x 4 seeds
+# (~40 min on 2 cores), then the greedy-evaluated rows re-evaluated with sampled actions.
+bench-priors: $(VENV)/.installed
+	$(PY) bench/learning.py --methods dqn dqn-oracle dqn-vicuna33b dqn-llm dqnx-vicuna33b \
+	  dqnx-llm gflan-oracle gflan-vicuna33b gflan-llm
+	$(PY) bench/learning.py --sampled
 
 clean:
 	rm -rf $(VENV) .pytest_cache

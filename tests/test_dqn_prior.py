@@ -126,6 +126,17 @@ def test_value_iteration_knows_frozen_lake():
     allowed[14, 2] = False
     restricted = np.where(allowed, fl.value_iteration(GAMMA, allowed), -np.inf).max(1)
     assert restricted.max() == 0.0
+    # The exact (k -> infinity) variant with the prior floored keeps the action open: its soft
+    # fixed point values the start, and its greedy policy argmax(log p + Q / tau) reaches the goal.
+    prior = allowed / allowed.sum(1, keepdims=True)
+    log_prior = np.log(0.99 * prior + 0.01 / 4)
+    q_soft = fl.soft_value_iteration(GAMMA, log_prior, tau=0.1)
+    greedy = (log_prior + q_soft / 0.1).argmax(1)
+    nxt, _, _ = fl.transitions()
+    path = [0]
+    for _ in range(6):
+        path.append(int(nxt[path[-1], greedy[path[-1]]]))
+    assert q_soft[0].max() > 0.0 and path == [0, 4, 8, 9, 13, 14, 15], path
 
 
 def _prior(zero_right_at_14: bool) -> np.ndarray:

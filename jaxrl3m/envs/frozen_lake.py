@@ -138,3 +138,20 @@ def value_iteration(gamma: float, allowed: np.ndarray | None = None, iters: int 
         q = rew + gamma * np.where(terminal[nxt], 0.0, v[nxt])
         q[terminal] = 0.0
     return q.astype(np.float32)
+
+
+def soft_value_iteration(gamma: float, log_prior: np.ndarray, tau: float, iters: int = 500
+                         ) -> np.ndarray:
+    """`f32[16, 4]`: the fixed point of DQN-Prior's exact (k -> infinity) target,
+    `Q(s, a) = r + gamma * tau * logsumexp_a'(log p(a'|s') + Q(s', a') / tau)` (0 after a terminal
+    cell), for a prior `log_prior` (`f32[16, 4]`, floored: finite)."""
+    nxt, rew, terminal = transitions()
+    q = np.zeros((SIZE * SIZE, 4))
+    for _ in range(iters):
+        z = log_prior + q / tau
+        m = z.max(axis=1, keepdims=True)
+        v = tau * (m[:, 0] + np.log(np.exp(z - m).sum(axis=1)))
+        v = np.where(terminal, 0.0, v)
+        q = rew + gamma * v[nxt]
+        q[terminal] = 0.0
+    return q.astype(np.float32)
