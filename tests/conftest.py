@@ -3,4 +3,11 @@ import sys
 
 # Tests run on the CPU; keep XLA from grabbing every core's worth of threads per test process.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite compiles far more than it computes (tiny budgets, many programs): XLA's backend at
+# optimisation level 0 compiles faster and, on balance, runs the whole suite in 9 min instead of
+# 11.5 on 2 cores (measured on one clean clone, 154 tests, 2026-11-22). Set XLA_FLAGS yourself
+# to test at the default level. Subprocesses started by tests inherit it.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_backend_optimization_level=0").strip()
 sys.path.insert(0, os.path.dirname(__file__))
