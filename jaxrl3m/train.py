@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
             prepared = setup(algo_config, run)  # every check before the folder exists
             run_dir, run = create_run(algo_config, run)
         c = algo_config
+        size = (f"{c.num_updates} updates of {c.num_envs} envs x {c.num_steps} steps"
+                if hasattr(c, "num_envs") else
+                f"{c.gradient_steps} gradient steps on {run.dataset} (fraction {run.fraction:g})")
         print(f"run {run_dir}: {run.algo} on {c.task}, prior {run.prior}, {run.seeds} seed(s), "
-              f"{c.num_updates} updates of {c.num_envs} envs x {c.num_steps} steps",
-              file=sys.stderr)
+              f"{size}", file=sys.stderr)
         summary = train_run(algo_config, run, run_dir, resume=bool(args.resume),
                             progress=not args.no_progress, prepared=prepared)
     except (ConfigError, TrainingDiverged) as e:
@@ -86,6 +88,17 @@ def report(run_dir: Path, seeds: int, summary: dict) -> None:
         print(f"{run_dir}: the teacher alone, {e['episodes']} held-out episodes per seed: "
               f"success {e['success_mean']:.3f} +- {e['success_std']:.3f}, return "
               f"{e['return_mean']:.3f}")
+        return
+    if "dataset" in summary:
+        e = summary.get("eval")
+        print(f"{run_dir}: {summary['env_steps']:,} gradient steps on "
+              f"{summary['dataset_episodes']} episodes ({summary['dataset_transitions']} "
+              f"transitions), final loss {summary['final_loss']:.4g}, "
+              f"{summary['steps_per_second']:,.0f} gradient steps/s")
+        if e:
+            print(f"held-out layouts ({e['episodes']} episodes per seed, "
+                  f"{'greedy' if e['greedy'] else 'sampled'}): success {e['success_mean']:.3f} "
+                  f"+- {e['success_std']:.3f}, return {e['return_mean']:.3f}")
         return
     to_09 = np.array(summary["steps_to_0.9"], dtype=float)
     reached = to_09[np.isfinite(to_09)]

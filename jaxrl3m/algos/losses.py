@@ -178,3 +178,19 @@ def kl_weight(schedule: str, update: jax.Array, start: float | jax.Array,
     lam = jnp.minimum(lam, start)
     off = (jnp.asarray(cutoff) >= 0) & (t >= cutoff)
     return jnp.where(off, 0.0, lam).astype(jnp.float32)
+
+
+def cql_logsumexp(key: jax.Array, q: jax.Array, logp: jax.Array | None, k: int,
+                  posterior: str = "sampled") -> jax.Array:
+    """`f32[...]`: the first term of CQL's conservative penalty `logsumexp(Q(s, .)) - Q(s, a)`,
+    over the actions a prior allows. `q` is `f32[..., A]`; `logp` the prior's log-probabilities
+    at `s` (`None`: plain CQL, all actions). CQL-Prior (`sampled`, the paper's code):
+    `logsumexp_i Q(s, a_i)` over `k` proposals `a_i ~ p(.|s)` (duplicates kept); `exact`:
+    `logsumexp_a(log p(a|s) + Q(s, a))`, its expectation-weighted limit."""
+    if logp is None:
+        return jax.nn.logsumexp(q, axis=-1)
+    if posterior == "exact":
+        return jax.nn.logsumexp(logp + q, axis=-1)
+    from ..teacher.teacher import propose
+    props = propose(key, logp, k)
+    return jax.nn.logsumexp(jnp.take_along_axis(q, props, axis=-1), axis=-1)

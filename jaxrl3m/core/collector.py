@@ -185,24 +185,44 @@ def episode_metrics(tr: Transition) -> dict[str, jax.Array]:
 
 
 def episodes(env: Any, policy: Policy, params: Any, key: jax.Array,
-             num_episodes: int) -> EpisodeStats:
+             num_episodes: int, keep: Callable[[Transition], tuple[Any, Any]] | None = None
+             ) -> EpisodeStats | tuple[EpisodeStats, Any, Any]:
     """Exactly one episode in each of `num_episodes` fresh environments, stepping (`step`) until
     every one has ended (each ends by the time limit at the latest); jit it with `env`,
-    `policy` and `num_episodes` static."""
+    `policy`, `num_episodes` and `keep` static.
+
+    With `keep(tr) -> (per_step, per_end)` (a module-level function: offline datasets) it
+    returns `(stats, steps, ends)`: `steps` stacks `per_step` of every step, `[max_steps, N]`
+    (rows at or after an episode's `length` are leftovers: mask them), `ends` holds `per_end`
+    of the step each episode ended on, `[N]`.
+    """
     k_reset, k_act = jax.random.split(key)
     zeros = jnp.zeros((num_episodes,), bool)
     init = EpisodeStats(success=zeros, lava=zeros, ret=jnp.zeros((num_episodes,)),
                         length=jnp.zeros((num_episodes,), jnp.int32))
+    carry0 = reset(env, k_reset, num_episodes)
+    kept = None
+    if keep is not None:
+        horizon = env.max_steps if getattr(env, "max_steps", None) else env.horizon
+        shapes = jax.eval_shape(lambda c: keep(step(env, policy, params, c, k_act)[1]), carry0)
+        kept = (jax.tree.map(lambda s: jnp.zeros((horizon, *s.shape), s.dtype), shapes[0]),
+                jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[1]))
 
     def body(loop):
-        t, carry, live, stats = loop
+        t, carry, live, stats, kept = loop
         carry, tr = step(env, policy, params, carry, jax.random.fold_in(k_act, t))
         ended = live & tr.done
         stats = EpisodeStats(success=stats.success | (ended & tr.success),
                              lava=stats.lava | (ended & tr.terminated & (tr.reward <= 0)),
                              ret=jnp.where(ended, tr.episode_return, stats.ret),
                              length=jnp.where(ended, tr.episode_length, stats.length))
-        return t + 1, carry, live & ~tr.done, stats
+        if kept is not None:
+            per_step, per_end = keep(tr)
+            sel = lambda new, old: jnp.where(ended.reshape(-1, *([1] * (new.ndim - 1))), new, old)
+            kept = (jax.tree.map(lambda buf, x: buf.at[t].set(x), kept[0], per_step),
+                    jax.tree.map(sel, per_end, kept[1]))
+        return t + 1, carry, live & ~tr.done, stats, kept
 
-    loop = (jnp.zeros((), jnp.int32), reset(env, k_reset, num_episodes), ~zeros, init)
-    return jax.lax.while_loop(lambda loop: loop[2].any(), body, loop)[3]
+    loop = (jnp.zeros((), jnp.int32), carry0, ~zeros, init, kept)
+    out = jax.lax.while_loop(lambda loop: loop[2].any(), body, loop)
+    return out[3] if keep is None else (out[3], *out[4])

@@ -46,6 +46,14 @@ def chunk_fn(algo: Any, num_updates: int):
     return _CHUNKS[sig]
 
 
+def steps_per_update_of(algo: Any) -> int:
+    """What one update counts in progress and `env_steps`: environment steps (online
+    algorithms: `num_envs * num_steps`) or gradient steps (offline: `algo.steps_per_update`)."""
+    if hasattr(algo, "steps_per_update"):
+        return algo.steps_per_update
+    return algo.config.num_envs * algo.config.num_steps
+
+
 def columns(algo: Any) -> tuple[str, ...]:
     return ("seed", "update", *algo.metrics, "steps_per_second", "wall_s")
 
@@ -81,16 +89,17 @@ class Progress:
     """A tqdm bar over environment steps of all seeds (its rate is the run's steps/s), with the
     recent return and success and the ETA (stderr)."""
 
-    def __init__(self, total: int, enabled: bool, done: int = 0):
+    def __init__(self, total: int, enabled: bool, done: int = 0, unit: str = " steps"):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=total, initial=done, unit=" steps", unit_scale=True,
+        self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=True,
                         disable=not enabled, file=sys.stderr, dynamic_ncols=True,
                         mininterval=1.0 if sys.stderr.isatty() else 30.0,
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
                                    "{rate_fmt}] {postfix}")
 
-    def update(self, steps: int, ret: float, success: float) -> None:
-        self.bar.set_postfix_str(f"return {ret:.3f} | success {success:.3f}", refresh=False)
+    def update(self, steps: int, ret: float, success: float, loss: float = math.nan) -> None:
+        self.bar.set_postfix_str(f"loss {loss:.4g}" if math.isnan(success) else
+                                 f"return {ret:.3f} | success {success:.3f}", refresh=False)
         self.bar.update(steps - self.bar.n)
 
     def close(self) -> None:
@@ -134,7 +143,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     if not run.learn:
         return evaluate_teacher_run(s, run, run_dir)
     algo, c = s.algo, algo_config
-    names, steps_per_update = algo.metrics, c.num_envs * c.num_steps
+    names, steps_per_update = algo.metrics, steps_per_update_of(algo)
     total = c.num_updates
     ckpt = Checkpoints(run_dir / "checkpoints")
     log = metrics_io.MetricsLog(run_dir / "metrics.csv", columns(algo))
@@ -149,7 +158,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         log.path.unlink()  # a fresh start of this folder
     tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard else None
     bar = Progress(total * steps_per_update * run.seeds, progress,
-                   done * steps_per_update * run.seeds)
+                   done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
     wall = rows[-1]["wall_s"] if rows else 0.0
     hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
                                                  if hasattr(c, "kl_coef") else "")
@@ -158,7 +167,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         while done < total:
             n = min(run.log_every, total - done)
             t0 = time.perf_counter()
-            new_state, m = chunk_fn(algo, n)(state, s.teacher)
+            new_state, m = chunk_fn(algo, n)(state, s.inputs)
             m = jax.device_get(m)
             dt = time.perf_counter() - t0
             check_divergence(m, done, run.max_loss, ckpt, hint)
@@ -174,7 +183,8 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
             recent = [r for r in rows if r["update"] > done - 5]
             returns = [r["return"] for r in recent if np.isfinite(r["return"])]
             bar.update(done * steps_per_update * run.seeds, float(np.mean(returns)) if returns
-                       else math.nan, pooled_success(recent))
+                       else math.nan, pooled_success(recent),
+                       float(np.mean([r["loss"] for r in recent])))
             if stop_after is not None and stop_after <= done < total:
                 return None
     finally:
@@ -185,9 +195,13 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     summary = summarise(rows, c, run, s.info)
     plot_run(rows, run_dir / "learning_curve.png", f"{c.task}, {run.algo}, prior {run.prior}")
     if run.eval_episodes:
-        summary["eval"] = evaluate_algo(algo, state.params, s.teacher, run.seeds,
+        summary["eval"] = evaluate_algo(algo, state.params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
+        if s.data is not None:  # offline: success is the held-out evaluation's
+            e = summary["eval"]
+            summary.update(final_success=e["success"], final_success_mean=e["success_mean"],
+                           final_success_std=e["success_std"])
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -227,9 +241,15 @@ def summarise(rows: list[dict], algo_config: Any, run: RunConfig, info: dict) ->
             "env_steps": int(steps[-1]), "steps_to_0.9": to_09,
             "final_success": final.tolist(), "final_success_mean": mean,
             "final_success_std": std, "wall_s": float(rows[-1]["wall_s"]),
-            "steps_per_second": float(steps[-1] * run.seeds / rows[-1]["wall_s"])}
+            "steps_per_second": float(steps[-1] * run.seeds / rows[-1]["wall_s"]),
+            "final_loss": float(np.mean([r["loss"] for r in rows if r["update"] ==
+                                         rows[-1]["update"]]))}
 
 
 def plot_run(rows: list[dict], path: Path, title: str) -> Path | None:
     steps, success, _ = metrics_io.curves(rows)
+    if not np.isfinite(success).any():  # offline: no episodes during training, plot the loss
+        loss = metrics_io.by_seed(rows, "loss")
+        return metrics_io.plot_learning_curves({"training loss": (steps, loss)}, path, title,
+                                               ylabel="loss", threshold=None)
     return metrics_io.plot_learning_curves({"training episodes": (steps, success)}, path, title)

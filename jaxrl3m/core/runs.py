@@ -74,6 +74,14 @@ class RunConfig:
     learn: bool = True
     """false: no training; the teacher acts alone on eval_episodes held-out layouts per seed
     (its success rate is its competence)."""
+    # --- offline algorithms (cql, bc) ---
+    dataset: str = ""
+    """The dataset file of an offline algorithm (python -m jaxrl3m.collect)."""
+    fraction: float = 1.0
+    """Train on this share of the dataset's episodes, in (0, 1]: the first of a seeded
+    permutation, so that smaller fractions are nested in larger ones."""
+    subset_seed: int = 0
+    """Seed of the permutation behind fraction."""
 
     def check(self) -> "RunConfig":
         from ..teacher.teacher import TEACHER_MODES
@@ -107,6 +115,9 @@ class RunConfig:
         if not self.learn and self.init == "source":
             raise ConfigError("learn=false evaluates the teacher; init=source has no effect "
                               "there, use init=scratch")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"config key 'fraction' is {self.fraction}, outside (0, 1]: give "
+                              "the share of the dataset's episodes to train on, e.g. 0.05")
         if self.source_seed < 0:
             raise ConfigError(f"config key 'source_seed' must be >= 0, got {self.source_seed}")
         return self
@@ -201,11 +212,19 @@ class Setup:
     teacher: Any
     start: Any
     info: dict  # what the prior and source were
+    data: Any = None  # an offline algorithm's dataset on the device (OfflineData)
+
+    @property
+    def inputs(self) -> Any:
+        """What the algorithm's `update` takes besides its state: the teacher, or for an
+        offline algorithm `(teacher or None, data)`."""
+        return self.teacher if self.data is None else (self.teacher, self.data)
 
 
-def setup(algo_config: Any, run: RunConfig) -> Setup:
+def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
     """Resolves the prior table and the source policy of a run, builds its algorithm and
-    teacher. Everything is checked here, before anything is written."""
+    teacher, and loads an offline algorithm's dataset (`with_data`; evaluation needs none).
+    Everything is checked here, before anything is written."""
     from .. import algos
     from ..nets import Network
     from ..teacher import teacher as teachers
@@ -221,7 +240,40 @@ def setup(algo_config: Any, run: RunConfig) -> Setup:
     if source:
         info = {**info, "source": str(run.source), "source_task": source[0],
                 "source_seed": run.source_seed, "init": run.init}
-    return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info)
+    offline = hasattr(algo, "steps_per_update")
+    if run.dataset and not offline:
+        raise ConfigError(f"config key 'dataset' is for the offline algorithms (cql, bc); "
+                          f"{run.algo} learns online: remove dataset=")
+    data = None
+    if offline and run.learn:
+        if not run.dataset:
+            raise ConfigError(f"{run.algo} learns from a dataset: set dataset=FILE (python -m "
+                              "jaxrl3m.collect builds one)")
+        info = {**info, "dataset": run.dataset, "fraction": run.fraction,
+                "subset_seed": run.subset_seed}
+        if with_data:
+            data, ds_info = load_offline_data(algo, teacher, run)
+            info.update(ds_info)
+    return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info,
+                 data)
+
+
+def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dict]:
+    """The run's dataset subset on the device, checked against the task."""
+    from ..algos.offline import offline_data
+    from ..offline import dataset as dsl
+    env = algo.config.make_env()
+    ds = dsl.load(run.dataset, env)
+    if ds.meta.get("layouts") != "train":
+        raise dsl.DatasetError(
+            f"{run.dataset} was collected on layouts={ds.meta.get('layouts')!r}, which include "
+            "the held-out evaluation layouts: collect it with python -m jaxrl3m.collect "
+            "(--layouts train, the default)")
+    sub = ds.subset(run.fraction, run.subset_seed)
+    data = offline_data(sub, algo.network, teacher, float(algo.config.prior_floor))
+    return data, {"dataset_episodes": sub.num_episodes, "dataset_transitions":
+                  sub.num_transitions, "dataset_success_rate": sub.meta["success_rate"],
+                  "dataset_policy": ds.meta.get("policy")}
 
 
 def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
@@ -235,7 +287,7 @@ def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
     """A run folder's configs, setup and state at its last checkpoint."""
     run_dir = Path(run_dir)
     algo_config, run = read_run_config(run_dir)
-    s = setup(algo_config, run)
+    s = setup(algo_config, run, with_data=False)
     ckpt = Checkpoints(run_dir / "checkpoints")
     step = ckpt.latest()
     if step is None:

@@ -53,6 +53,10 @@ class DoorKeyEnv:
     """If True the observation grid is the true grid, not the agent's memory."""
     max_steps: int = 150
     """Episodes are truncated after this many steps."""
+    layouts: str = "all"
+    """Which layouts `reset` draws: all; train (the 7/8 whose `layout_lib.layout_hash` is not
+    held out); heldout (the other 1/8). Offline datasets are collected on `train` layouts and
+    evaluated on `heldout` ones, disjoint by construction."""
 
     # -----------------------------------------------------------------------------------------
     @property
@@ -64,8 +68,20 @@ class DoorKeyEnv:
         return (self.size, self.size)
 
     def sample_layout(self, key: jax.Array) -> Layout:
-        """A random solvable layout (see `jaxrl3m.envs.layout`)."""
-        return layout_lib.sample_layout(key, self.size, self.min_room, self.n_keys, self.n_lava)
+        """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
+        draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
+                                                  self.n_lava)
+        if self.layouts == "all":
+            return draw(key)
+        want = self.layouts == "heldout"
+        first = draw(key)
+
+        def again(carry):
+            i, _ = carry
+            return i + 1, draw(jax.random.fold_in(key, i))
+
+        return jax.lax.while_loop(lambda c: layout_lib.held_out(c[1]) != want, again,
+                                  (jnp.ones((), jnp.int32), first))[1]
 
     def init_state(self, layout: Layout, key: jax.Array) -> EnvState:
         """The first state of an episode with the given layout; `key` seeds later resets."""
@@ -176,6 +192,9 @@ class DoorKeyEnv:
                         terminated=terminated, truncated=truncated, final_obs=final_obs)
 
 
+LAYOUT_SPLITS = ("all", "train", "heldout")
+
+
 def check_options(env: DoorKeyEnv) -> None:
     """Raises ValueError naming the option and the fix when a configuration cannot work."""
     if env.size < 5:
@@ -188,6 +207,8 @@ def check_options(env: DoorKeyEnv) -> None:
                          "e.g. 3 or 7")
     if env.max_steps < 1:
         raise ValueError(f"max_steps={env.max_steps} must be >= 1")
+    if env.layouts not in LAYOUT_SPLITS:
+        raise ValueError(f"layouts={env.layouts!r} is unknown; valid: {', '.join(LAYOUT_SPLITS)}")
     if not 1 <= env.n_keys <= NUM_COLOURS:
         raise ValueError(f"n_keys={env.n_keys} must be between 1 and {NUM_COLOURS} "
                          "(keys have distinct colours)")

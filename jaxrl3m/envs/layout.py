@@ -25,6 +25,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .types import NUM_COLOURS, Layout
 
@@ -206,3 +207,26 @@ def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava:
 
     _, layout, _ = jax.lax.while_loop(lambda c: ~c[2], again, (jax.random.fold_in(key, 1), first, ok))
     return layout
+
+
+# A fixed odd multiplier per hashed integer (drawn once; changing them changes every split).
+_HASH_MULT = np.random.default_rng(0x1A70).integers(1, 2**31, size=64, dtype=np.int64) * 2 + 1
+HELD_OUT_SHARE = 8  # one layout in 8 is held out
+
+
+def layout_hash(layout: Layout) -> jax.Array:
+    """`u32[]`: a hash of everything random about an episode's start (room, door, keys, lava,
+    agent pose). One environment (vmap for batches)."""
+    parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
+        layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
+        layout.lava_pos, layout.agent_pos, layout.agent_dir)])
+    mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
+    h = jnp.sum(parts * mult, dtype=jnp.uint32)
+    h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)
+    return h ^ (h >> 16)
+
+
+def held_out(layout: Layout) -> jax.Array:
+    """`bool[]`: the layout belongs to the held-out split (1 in `HELD_OUT_SHARE`), which
+    `layouts="train"` never draws and `layouts="heldout"` always does."""
+    return layout_hash(layout) % HELD_OUT_SHARE == 0

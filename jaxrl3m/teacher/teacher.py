@@ -155,6 +155,9 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
     """`(table f32[60, K(+P)], description)` for `oracle`, `uniform`, `none` (a uniform table
     that no one reads: plain RL) or a table file. A file path that does not exist from here is
     looked up among the tables shipped with the package by its name (`llm_cache/X.json`)."""
+    if prior.startswith("shuffled:"):
+        table, info = resolve_prior(prior.split(":", 1)[1], task)
+        return shuffle_rows(table, task), {**info, "prior": prior}
     if prior == "oracle":
         return oracle_table(task), {"prior": "oracle"}
     if prior in ("uniform", "none"):
@@ -174,6 +177,20 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
                          "prior_backend": meta.get("backend"),
                          "prior_agreement": meta.get("agreement"),
                          "prior_past_policies": list(table.past_policies)}
+
+
+def shuffle_rows(table: np.ndarray, task: str, seed: int = 0) -> np.ndarray:
+    """A wrong prior with the right marginals: `table`'s rows permuted among the task's
+    reachable abstract states (a fixed permutation per `seed` with no state keeping its own row;
+    `prior=shuffled:<prior>`). Rows of unreachable states are kept."""
+    states = np.asarray(reachable_states(task))
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(states))
+    while len(states) > 1 and (perm == np.arange(len(states))).any():
+        perm = rng.permutation(len(states))
+    out = np.array(table, copy=True)
+    out[states] = np.asarray(table)[states[perm]]
+    return out
 
 
 def compose(task: str, prior: str, mode: str = "prior", source: tuple[str, Any] | None = None,

@@ -1,0 +1,1 @@
+"""Offline RL: datasets of the tasks (`dataset`), the policies that collect them (`policies`)."""
