@@ -251,3 +251,14 @@ def test_dataset_of_another_task_is_refused(dataset):
     with pytest.raises(ConfigError, match="'DoorKey' episodes, not 'LavaDoorKey'"):
         config, run = runs.load_config("cql", {"task": "LavaDoorKey", "dataset": str(path)})
         runs.setup(config, run)
+
+
+def test_shuffled_prior_is_wrong_with_the_same_rows():
+    from jaxrl3m.teacher.priors import agreement
+    from jaxrl3m.teacher.teacher import reachable_states
+    oracle, _ = resolve_prior("oracle", "DoorKey")
+    wrong, info = resolve_prior("shuffled:oracle", "DoorKey")
+    states = list(reachable_states("DoorKey"))
+    assert info["prior"] == "shuffled:oracle"
+    assert sorted(map(tuple, wrong[states].tolist())) == sorted(map(tuple, oracle[states].tolist()))
+    assert agreement(wrong, "DoorKey", tuple(states)) <= 0.1

@@ -179,17 +179,24 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
                          "prior_past_policies": list(table.past_policies)}
 
 
-def shuffle_rows(table: np.ndarray, task: str, seed: int = 0) -> np.ndarray:
-    """A wrong prior with the right marginals: `table`'s rows permuted among the task's
-    reachable abstract states (a fixed permutation per `seed` with no state keeping its own row;
-    `prior=shuffled:<prior>`). Rows of unreachable states are kept."""
+def shuffle_rows(table: np.ndarray, task: str, seed: int = 0, tries: int = 1000) -> np.ndarray:
+    """A wrong prior with the right marginals (`prior=shuffled:<prior>`): `table`'s rows permuted
+    among the task's reachable abstract states. Many states share a row (the oracle says
+    "explore" in most of them), so a random permutation leaves most advice right; of `tries`
+    seeded permutations the one that keeps the fewest states' top option is taken. Rows of
+    unreachable states are kept."""
     states = np.asarray(reachable_states(task))
+    rows = np.asarray(table)[states]
+    top = rows.argmax(1)
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(states))
-    while len(states) > 1 and (perm == np.arange(len(states))).any():
+    best, kept = None, len(states) + 1
+    for _ in range(tries):
         perm = rng.permutation(len(states))
+        same = int((top[perm] == top).sum())
+        if same < kept:
+            best, kept = perm, same
     out = np.array(table, copy=True)
-    out[states] = np.asarray(table)[states[perm]]
+    out[states] = rows[best]
     return out
 
 
