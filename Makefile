@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
 PYTEST_ARGS ?= -q
 
-.PHONY: venv model priors train transfer test bench bench-learning bench-priors clean
+.PHONY: venv model priors train transfer datasets test bench bench-learning bench-priors bench-offline clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -49,6 +49,13 @@ PRIOR ?= oracle
 transfer: $(VENV)/.installed
 	$(PY) -m jaxrl3m.experiments.transfer --target $(TARGET) --prior $(PRIOR) --seeds 4
 
+# The standard offline datasets (expert, medium, mixed, random) of the three tasks, EPISODES each
+# and dataset seeds 0..SEEDS-1, into datasets/ (not committed: they rebuild in minutes).
+EPISODES ?= 10000
+SEEDS ?= 1
+datasets: $(VENV)/.installed
+	$(PY) -m jaxrl3m.collect --recipes --episodes $(EPISODES) --seeds $(SEEDS)
+
 test: $(VENV)/.model
 	JAXRL3M_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -67,6 +74,14 @@ bench-priors: $(VENV)/.installed
 	$(PY) bench/learning.py --methods dqn dqn-oracle dqn-vicuna33b dqn-llm dqnx-vicuna33b \
 	  dqnx-llm gflan-oracle gflan-vicuna33b gflan-llm
 	$(PY) bench/learning.py --sampled
+
+# Offline RL with LLM priors: success against dataset size on held-out layouts, 3 tasks (~25 min
+# per task on 2 cores; collects its datasets into datasets/ first), then the speed comparison.
+bench-offline: $(VENV)/.installed
+	for t in DoorKey LavaDoorKey ColoredDoorKey; do \
+	  $(PY) bench/offline.py --task $$t --fractions 0.005,0.02,0.1,0.25,0.5,1.0 --steps 3000 \
+	    --plot --markdown || exit 1; done
+	$(PY) bench/offline_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

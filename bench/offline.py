@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,8 @@ from jaxrl3m.core.evaluation import evaluate  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
 from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
 from jaxrl3m.offline import dataset as dsl  # noqa: E402
-from jaxrl3m.teacher.teacher import Teacher, resolve_prior, teacher_logits  # noqa: E402
+from jaxrl3m.teacher.teacher import (Teacher, resolve_prior, teacher_logits,  # noqa: E402
+                                     uniform_action_prior)
 
 TABLES = {"oracle": "oracle", "uniform": "uniform",
           "vicuna33b": "llm_cache/{task}-vicuna33b-llm4teach.json",
@@ -116,6 +116,10 @@ def run_method(method: str, task: str, ordered: list, sizes: np.ndarray, args) -
           f"({runs * args.steps / wall:,.0f} gradient steps/s)", file=sys.stderr)
     flat = jax.tree.map(lambda x: x.reshape(runs, *x.shape[3:]), params)
     greedy = not (kind.startswith("bc") or kind == "cql-sampled")
+    if kind == "cql-sampled":  # act from softmax(Q / tau): exact posterior of a flat prior
+        from dataclasses import replace
+        algo = make_offline(replace(c, posterior="exact", prior_floor=0.01), guided=True)
+        table = uniform_action_prior()
     ev = evaluate(algo.env, None, algo.evaluation_params(flat, table), runs, args.eval_episodes,
                   greedy, seed=1, batched=algo.evaluation_axes, policy=algo.policy(greedy))
     return np.asarray(ev["success"]).reshape(d_count, f_count, s_count)
@@ -139,11 +143,20 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="results JSON (default bench/offline_<task>_<recipe>.json)")
     p.add_argument("--plot", action="store_true")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--replot", action="store_true",
+                   help="only redo the table and plot from the results JSON")
     args = p.parse_args(argv)
     fractions = [float(f) for f in args.fractions.split(",")]
     for f in fractions:
         dsl.subset_size(1, f)  # checks the range
     out = Path(args.out or ROOT / "bench" / f"offline_{args.task}_{args.recipe}.json")
+    if args.replot:
+        results = json.loads(out.read_text())
+        summarise(results)
+        atomic_write_text(out.with_suffix(".md"), markdown(results))
+        plot(results, out.with_suffix(".png"))
+        print(markdown(results))
+        return 0
     t0 = time.perf_counter()
     full = [load_or_collect(args.task, args.recipe, args.episodes, d, Path(args.data_dir))
             for d in range(args.data_seeds)]
@@ -216,19 +229,34 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+PRIOR_COLOURS = {"": "black", "oracle": "tab:blue", "vicuna33b": "tab:orange",
+                 "smollm2": "tab:green", "uniform": "tab:red", "shuffled:oracle": "tab:purple"}
+
+
+def line_style(name: str) -> dict:
+    """Colour by prior, line by family: zero-shot dotted, BC dashed, exact CQL-Prior dash-dot."""
+    kind, _, prior = name.partition(":")
+    style = {"zero-shot": ":", "bc": "--", "bc-prior": "--", "cql-priorx": "-.",
+             "cql-sampled": "-."}.get(kind, "-")
+    marker = {"zero-shot": "", "bc": "s", "bc-prior": "s"}.get(kind, "o")
+    return {"ls": style, "marker": marker, "ms": 3,
+            "color": PRIOR_COLOURS.get(prior, "tab:brown")}
+
+
 def plot(r: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     for name, m in r["methods"].items():
-        style = ":" if name.startswith("zero-shot") else "--" if name.startswith("bc") else "-"
         lo, hi = np.array(m["ci"]).T
-        ax.plot(r["episodes"], m["mean"], style, marker="o", ms=3, label=name)
+        st = line_style(name)
+        ax.plot(r["episodes"], m["mean"], label=name, **st)
         if not name.startswith("zero-shot"):
-            ax.fill_between(r["episodes"], lo, hi, alpha=0.12)
-    ax.axhline(0.9 * r["expert_success"], color="k", lw=0.8, ls="--", label="0.9 x expert")
+            ax.fill_between(r["episodes"], lo, hi, alpha=0.1, color=st["color"])
+    ax.axhline(0.9 * r["expert_success"], color="grey", lw=0.8, ls="--", label="0.9 x expert")
     ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("dataset size (episodes)")
     ax.set_ylabel("success on held-out layouts")
     ax.set_title(f"{r['task']}, {r['recipe']} data: final checkpoints, 95% bootstrap CI")

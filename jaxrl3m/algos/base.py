@@ -11,6 +11,10 @@ An algorithm whose evaluation is not "sample from (or argmax) the logits" also h
 `policy(greedy)`, a collector policy, with `evaluation_params(params, teacher)` and
 `evaluation_axes` (DQN-Prior: greedy over the prior's proposals; `core.evaluation.evaluate_algo`).
 
+An offline algorithm (`cql`, `bc`) takes `(teacher or None, data)` where online ones take the
+teacher (`runs.Setup.inputs`), and has `steps_per_update` (gradient steps per update, what
+progress and `env_steps` count) and `progress_unit`.
+
 `update` returns `metrics`, a dict of `f32[num_updates]` with at least `METRICS_REQUIRED`
 (`env_steps` counts the environment steps done so far, `loss` is what the divergence guard
 watches). The driver (`jaxrl3m.core.driver`) vmaps `init` and `update` over seeds, jits chunks of

@@ -86,6 +86,16 @@ class TablePrior(Prior):
         return self.table[jax.vmap(self.index)(obs)]
 
 
+def _one_row(obs: Observation) -> jax.Array:
+    return jnp.zeros((), jnp.int32)
+
+
+def uniform_action_prior(num_actions: int = 7) -> TablePrior:
+    """`p(a|s) = 1 / A` in every state: no knowledge at all (with `posterior: exact`, acting
+    from it is sampling from `softmax(Q / tau)`)."""
+    return TablePrior(table=jnp.full((1, num_actions), 1.0 / num_actions), index=_one_row)
+
+
 class Teacher(Prior):
     """`pi_L` over a task's skills and past policies (see the module docstring)."""
 
