@@ -17,9 +17,10 @@ File format: one `.npz` (numpy's zip of arrays, compressed) holding the arrays a
 bytes): plain arrays any tool reads, no pickle, random access per array. Why not flashbax's
 Vault: it stores a replay buffer's time-major ring of fixed-shape experience through tensorstore
 (a large dependency), while episodes here have varying lengths and boundaries and are read whole
-into memory (a 100,000-episode expert set is about 15 MB on disk). The metadata records the task
-and its options, the policy, epsilon, seed, the abstraction version, counts, success and return
-statistics and the sha256 of every array, which `load` checks.
+into memory (a 100,000-episode expert set, 2M transitions, is about 10 MB on disk). The metadata
+records the task and its options, the policy, epsilon, seed, the layout split, the abstraction
+version, counts, success and return statistics and the sha256 of every array, which `load`
+checks.
 """
 
 from __future__ import annotations
