@@ -79,8 +79,7 @@ bench-priors: $(VENV)/.installed
 # per task on 2 cores; collects its datasets into datasets/ first), then the speed comparison.
 bench-offline: $(VENV)/.installed
 	for t in DoorKey LavaDoorKey ColoredDoorKey; do \
-	  $(PY) bench/offline.py --task $$t --fractions 0.005,0.02,0.1,0.25,0.5,1.0 --steps 3000 \
-	    --plot --markdown || exit 1; done
+	  $(PY) bench/offline.py --task $$t --plot --markdown || exit 1; done
 	$(PY) bench/offline_throughput.py
 
 clean:

@@ -51,7 +51,7 @@ DEFAULT_METHODS = ("cql", "cql-sampled", "bc", "cql-prior:oracle", "cql-prior:vi
                    "cql-prior:smollm2", "cql-prior:uniform", "cql-prior:shuffled:oracle",
                    "bc-prior:oracle", "zero-shot:oracle", "zero-shot:vicuna33b",
                    "zero-shot:smollm2", "zero-shot:uniform")
-FRACTIONS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+FRACTIONS = (0.005, 0.02, 0.1, 0.25, 0.5, 1.0)
 
 
 def prior_spec(name: str, task: str) -> str:
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-seeds", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3, help="training seeds per dataset")
     p.add_argument("--train-seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=5000, help="gradient steps per run")
+    p.add_argument("--steps", type=int, default=3000, help="gradient steps per run")
     p.add_argument("--eval-episodes", type=int, default=200, help="held-out episodes per run")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS).replace(",", " "),
                    help="space-separated methods")
