@@ -2,6 +2,6 @@
 module per algorithm (`ppo`, `dqn`, `offline`: cql and bc). `get("ppo")` returns a registered algorithm's spec."""
 
 from .base import REGISTRY, Algorithm, AlgorithmSpec, TaskSection, get, register
-from . import dqn, offline, ppo  # noqa: E402,F401  (register dqn, cql, bc, ppo)
+from . import dqn, dt, offline, ppo  # noqa: E402,F401  (register dqn, dt, cql, bc, ppo)
 
 __all__ = ["Algorithm", "AlgorithmSpec", "REGISTRY", "TaskSection", "get", "register"]

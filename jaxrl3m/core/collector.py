@@ -7,7 +7,10 @@
 A policy is `policy(params, obs [N], key) -> (action i32[N], extras)`: `extras` is any pytree the
 learner wants kept per step (PPO keeps its log-probabilities, values and input codes). `Sample`
 and `Greedy` turn a `logits(params, obs)` function into a policy, `Random` acts uniformly.
-Policies must be hashable (frozen dataclasses or module-level functions) so that one compiled
+A recurrent policy (a Decision Transformer keeps its last K steps) also has
+`initial_memory(params, obs) -> memory`, is called `policy(params, obs, key, memory) -> (action,
+extras, memory)` and sees each step's outcome through `end_step(params, memory, reward, done) ->
+memory`; `reset(..., policy, params)` starts its memory. Policies must be hashable (frozen dataclasses or module-level functions) so that one compiled
 program serves every call with the same shapes; parameters (a network's weights, a teacher's
 table) are the `params` argument, never closures.
 
@@ -40,6 +43,7 @@ class Carry(struct.PyTreeNode):
     obs: Observation  # the observations the next actions are chosen from
     ep_return: jax.Array  # f32[N]: return so far of each environment's current episode
     ep_length: jax.Array  # i32[N]: steps so far of each environment's current episode
+    memory: Any = None  # a recurrent policy's memory (None: the policy has none)
 
 
 class Transition(struct.PyTreeNode):
@@ -106,19 +110,32 @@ class Random:
 # ---------------------------------------------------------------------------------------------
 # Stepping
 # ---------------------------------------------------------------------------------------------
-def reset(env: Any, key: jax.Array, num_envs: int) -> Carry:
-    """`num_envs` fresh episodes (layouts drawn from `key`)."""
+def reset(env: Any, key: jax.Array, num_envs: int, policy: Any = None, params: Any = None
+          ) -> Carry:
+    """`num_envs` fresh episodes (layouts drawn from `key`); a recurrent `policy`'s memory
+    starts from `policy.initial_memory(params, obs)`."""
     ts = jax.vmap(env.reset)(jax.random.split(key, num_envs))
+    memory = policy.initial_memory(params, ts.obs) if is_recurrent(policy) else None
     return Carry(state=ts.state, obs=ts.obs, ep_return=jnp.zeros((num_envs,), jnp.float32),
-                 ep_length=jnp.zeros((num_envs,), jnp.int32))
+                 ep_length=jnp.zeros((num_envs,), jnp.int32), memory=memory)
+
+
+def is_recurrent(policy: Any) -> bool:
+    return hasattr(policy, "initial_memory")
 
 
 def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
          ) -> tuple[Carry, Transition]:
     """One action in every environment, with the returns and lengths of the episodes that end."""
-    action, extras = policy(params, carry.obs, key)
+    memory = carry.memory
+    if memory is None:
+        action, extras = policy(params, carry.obs, key)
+    else:
+        action, extras, memory = policy(params, carry.obs, key, memory)
     ts = jax.vmap(env.step)(carry.state, action)
     done = ts.terminated | ts.truncated
+    if memory is not None:
+        memory = policy.end_step(params, memory, ts.reward, done)
     ep_return = carry.ep_return + ts.reward
     ep_length = carry.ep_length + 1
     tr = Transition(obs=carry.obs, action=action, reward=ts.reward, terminated=ts.terminated,
@@ -126,7 +143,7 @@ def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
                     episode_return=jnp.where(done, ep_return, 0.0),
                     episode_length=jnp.where(done, ep_length, 0), extras=extras)
     carry = Carry(state=ts.state, obs=ts.obs, ep_return=jnp.where(done, 0.0, ep_return),
-                  ep_length=jnp.where(done, 0, ep_length))
+                  ep_length=jnp.where(done, 0, ep_length), memory=memory)
     return carry, tr
 
 
@@ -200,7 +217,7 @@ def episodes(env: Any, policy: Policy, params: Any, key: jax.Array,
     zeros = jnp.zeros((num_episodes,), bool)
     init = EpisodeStats(success=zeros, lava=zeros, ret=jnp.zeros((num_episodes,)),
                         length=jnp.zeros((num_episodes,), jnp.int32))
-    carry0 = reset(env, k_reset, num_episodes)
+    carry0 = reset(env, k_reset, num_episodes, policy, params)
     kept = None
     if keep is not None:
         horizon = env.max_steps if getattr(env, "max_steps", None) else env.horizon

@@ -152,6 +152,8 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     if resume and ckpt.latest() is not None:
         done = ckpt.latest()
         state = ckpt.restore(done, state)
+        if hasattr(algo, "check_restored"):
+            algo.check_restored(state, s.frozen)
         rows = log.truncate(done)
         print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
     elif log.path.exists():
@@ -198,7 +200,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         summary["eval"] = evaluate_algo(algo, state.params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
-        if s.data is not None:  # offline: success is the held-out evaluation's
+        if hasattr(algo, "steps_per_update"):  # offline: success is the held-out evaluation's
             e = summary["eval"]
             summary.update(final_success=e["success"], final_success_mean=e["success_mean"],
                            final_success_std=e["success_std"])

@@ -212,12 +212,16 @@ class Setup:
     teacher: Any
     start: Any
     info: dict  # what the prior and source were
-    data: Any = None  # an offline algorithm's dataset on the device (OfflineData)
+    data: Any = None  # an offline algorithm's dataset on the device (OfflineData, DTData)
+    frozen: Any = None  # what an algorithm keeps frozen and shares across seeds (DT's base LM)
 
     @property
     def inputs(self) -> Any:
         """What the algorithm's `update` takes besides its state: the teacher, or for an
-        offline algorithm `(teacher or None, data)`."""
+        offline algorithm `(teacher or None, data)`, or `(frozen, data)` for one with frozen
+        inputs (a Decision Transformer's base model)."""
+        if self.frozen is not None:
+            return (self.frozen, self.data)
         return self.teacher if self.data is None else (self.teacher, self.data)
 
 
@@ -242,7 +246,7 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
                 "source_seed": run.source_seed, "init": run.init}
     offline = hasattr(algo, "steps_per_update")
     if run.dataset and not offline:
-        raise ConfigError(f"config key 'dataset' is for the offline algorithms (cql, bc); "
+        raise ConfigError(f"config key 'dataset' is for the offline algorithms (cql, bc, dt); "
                           f"{run.algo} learns online: remove dataset=")
     data = None
     if offline and run.learn:
@@ -254,8 +258,9 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
         if with_data:
             data, ds_info = load_offline_data(algo, teacher, run)
             info.update(ds_info)
+    frozen = algo.frozen() if hasattr(algo, "frozen") else None
     return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info,
-                 data)
+                 data, frozen)
 
 
 def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dict]:
@@ -270,10 +275,14 @@ def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dic
             "the held-out evaluation layouts: collect it with python -m jaxrl3m.collect "
             "(--layouts train, the default)")
     sub = ds.subset(run.fraction, run.subset_seed)
-    data = offline_data(sub, algo.network, teacher, float(algo.config.prior_floor))
+    extra = {}
+    if hasattr(algo, "prepare"):  # an algorithm with its own data layout (DT)
+        data, extra = algo.prepare(sub, teacher)
+    else:
+        data = offline_data(sub, algo.network, teacher, float(algo.config.prior_floor))
     return data, {"dataset_episodes": sub.num_episodes, "dataset_transitions":
                   sub.num_transitions, "dataset_success_rate": sub.meta["success_rate"],
-                  "dataset_policy": ds.meta.get("policy")}
+                  "dataset_policy": ds.meta.get("policy"), **extra}
 
 
 def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
@@ -295,6 +304,8 @@ def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
     state = ckpt.restore(step, init_states(s.algo, run))
     ckpt.close()
+    if hasattr(s.algo, "check_restored"):
+        s.algo.check_restored(state, s.frozen)
     return algo_config, run, s, state, int(step)
 
 

@@ -168,7 +168,8 @@ def _load_gguf(path: Path, name: str) -> Model:
         rms_eps=float(field(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
         tie_embeddings="output.weight" not in tensors,
         attention_bias="blk.0.attn_q.bias" in tensors,
-        head_dim=int(field(f"{arch}.attention.key_length", dim // n_heads)))
+        head_dim=int(field(f"{arch}.attention.key_length", dim // n_heads)),
+        context_length=int(field(f"{arch}.context_length", 0)))
 
     def get(kind, layer):
         key = _GGUF_NAMES[kind].format(layer)
@@ -265,7 +266,8 @@ def _load_safetensors(path: Path, name: str) -> Model:
         rms_eps=float(hf.get("rms_norm_eps", 1e-6)),
         tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
         attention_bias=bool(hf.get("attention_bias", mtype == "qwen2")),
-        head_dim=hf.get("head_dim"))
+        head_dim=hf.get("head_dim"),
+        context_length=int(hf.get("max_position_embeddings", 0)))
     weights: dict[str, np.ndarray] = {}
     for f in files:
         weights.update(load_file(str(f)))
