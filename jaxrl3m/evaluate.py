@@ -23,7 +23,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 1000, greedy: bool | None 
     `eval_greedy` says)."""
     _, run, s, state, step = restore_run(run_dir)
     greedy = run.eval_greedy if greedy is None else greedy
-    out = evaluate_algo(s.algo, state.params, s.teacher, run.seeds, episodes, greedy, run.seed)
+    out = evaluate_algo(s.algo, state.params, s.inputs, run.seeds, episodes, greedy, run.seed)
     out["update"] = int(step)
     return out
 

@@ -221,6 +221,9 @@ def test_tiny_dt_from_scratch_evaluates_on_heldout_layouts(tiny, tmp_path):
     summary = driver.train_run(config_, run, d, progress=False, prepared=s)
     assert len(summary["eval"]["success"]) == 1 and summary["final_success"] == \
         summary["eval"]["success"] and (d / "learning_curve.png").is_file()
+    from jaxrl3m.evaluate import evaluate_run  # the command, from the run folder alone
+    out = evaluate_run(d, episodes=4, greedy=False)
+    assert out["update"] == 4 and out["success"] == summary["eval"]["success"]
 
 
 def test_a_checkpoint_refuses_another_base_model(tiny, tmp_path):

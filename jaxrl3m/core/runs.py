@@ -227,7 +227,8 @@ class Setup:
 
 def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
     """Resolves the prior table and the source policy of a run, builds its algorithm and
-    teacher, and loads an offline algorithm's dataset (`with_data`; evaluation needs none).
+    teacher, and loads an offline algorithm's dataset (`with_data`; evaluation needs none, but a
+    Decision Transformer's evaluation needs the target return its dataset gives).
     Everything is checked here, before anything is written."""
     from .. import algos
     from ..nets import Network
@@ -255,7 +256,7 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
                               "jaxrl3m.collect builds one)")
         info = {**info, "dataset": run.dataset, "fraction": run.fraction,
                 "subset_seed": run.subset_seed}
-        if with_data:
+        if with_data or hasattr(algo, "frozen"):  # a DT's evaluation needs the target return
             data, ds_info = load_offline_data(algo, teacher, run)
             info.update(ds_info)
     frozen = algo.frozen() if hasattr(algo, "frozen") else None
