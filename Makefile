@@ -8,7 +8,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # Number of parallel pytest workers is not used: the suite is sized for 2 cores in one process.
 PYTEST_ARGS ?= -q
 
-.PHONY: venv model priors train transfer datasets test bench bench-learning bench-priors bench-offline clean
+.PHONY: venv model priors train transfer datasets test bench bench-learning bench-priors bench-offline bench-lamo clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -81,6 +81,11 @@ bench-offline: $(VENV)/.installed
 	for t in DoorKey LavaDoorKey ColoredDoorKey; do \
 	  $(PY) bench/offline.py --task $$t --plot --markdown || exit 1; done
 	$(PY) bench/offline_throughput.py
+
+# LaMo vs its controls on DoorKey (~1 h on 2 cores), after the speed-vs-layers table
+bench-lamo: $(VENV)/.model
+	$(PY) bench/lamo_speed.py
+	$(PY) bench/lamo.py --task DoorKey
 
 clean:
 	rm -rf $(VENV) .pytest_cache

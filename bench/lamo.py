@@ -3,7 +3,8 @@
     python bench/lamo.py --task DoorKey          # the README's study (~1 h on 2 cores)
     python bench/lamo.py --task DoorKey --replot # the table and plot again from the JSON
 
-One dataset (the `mixed` recipe, data seed 0, 2,000 episodes; `make datasets` builds it) cut
+One dataset (bench/offline.py's: the `mixed` recipe, data seed 0, 2,000 episodes, collected
+here if missing) cut
 into nested subsets (`--fractions`, the offline study's permutation). Methods:
 
 - main comparison, every fraction, `--seeds` training seeds in one `vmap`: `lamo` (SmolLM2's
@@ -140,11 +141,13 @@ def main(argv=None) -> int:
         r = json.loads(out.read_text())
         write(r, out)
         return 0
-    path = Path(args.data or ROOT / "datasets" / f"{args.task}-mixed-s0.npz")
-    if not path.is_file():
-        sys.exit(f"{path} is missing: build it with `make datasets` (or python -m "
-                 f"jaxrl3m.collect --recipes mixed --task {args.task})")
-    ds = dsl.load(path)
+    if args.data:
+        path = Path(args.data)
+        ds = dsl.load(path)
+    else:  # bench/offline.py's dataset: mixed, 2,000 episodes, seed 0 (collected if missing)
+        import offline as offline_bench
+        path = ROOT / "datasets" / f"{args.task}-mixed-s0.npz"
+        ds = offline_bench.load_or_collect(args.task, "mixed", 2000, 0, path.parent)
     ordered = ds.episodes(ds.permutation(0))
     settings = {k: getattr(args, k) for k in ("task", "seeds", "ablation_seeds", "layers",
                                              "context", "batch", "steps", "lr", "baseline_steps",
