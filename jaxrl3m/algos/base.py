@@ -46,27 +46,47 @@ class TaskSection:
     """Config keys of the task (static)."""
 
     task: str = struct.field(pytree_node=False, default="ColoredDoorKey")
-    """DoorKey, LavaDoorKey or ColoredDoorKey."""
+    """DoorKey, LavaDoorKey or ColoredDoorKey; for plain RL (no teacher or prior) also NAVIX's
+    DoorKey-NxN and any id of `navix.registry()` (jaxrl3m.envs.navix_env)."""
     view_size: int = struct.field(pytree_node=False, default=3)
     """Side of the agent's egocentric view."""
-    max_steps: int = struct.field(pytree_node=False, default=150)
-    """Episode time limit (truncation, bootstrapped)."""
+    max_steps: int | None = struct.field(pytree_node=False, default=None)
+    """Episode time limit (truncation, bootstrapped); None: the task's own (150 for the DoorKey
+    tasks, NAVIX's for NAVIX tasks)."""
 
     @property
     def options(self) -> tuple[str, ...]:
         """The task's skills (the columns of its prior tables)."""
+        if self.task not in TASK_OPTIONS:
+            raise ConfigError(f"config key 'task': {self.task!r} has no abstract states, so no "
+                              f"teacher, prior or prior table; train it without one (prior=none, "
+                              f"teacher=none), or pick a task with a teacher: "
+                              f"{', '.join(TASK_OPTIONS)}")
         return TASK_OPTIONS[self.task]
+
+    @property
+    def horizon(self) -> int:
+        """The episode time limit in force (`max_steps`, or the task's own)."""
+        return self.make_env().horizon
 
     def make_env(self):
         from .. import envs
-        return envs.make(self.task, view_size=self.view_size, max_steps=self.max_steps)
+        given = dict(view_size=self.view_size, max_steps=self.max_steps)
+        valid = envs.options(self.task)
+        return envs.make(self.task, **{k: v for k, v in given.items()
+                                       if k in valid and v is not None})
 
     def check_task(self, bad) -> None:
         """Calls `bad(key, why)` for the first invalid task key."""
+        from .. import envs
         if self.task not in TASK_OPTIONS:
-            bad("task", f"{self.task!r} is not a task with a teacher; valid: "
-                        f"{', '.join(TASK_OPTIONS)}")
-        if self.max_steps < 1:
+            try:
+                envs.options(self.task)
+            except ValueError:
+                bad("task", f"{self.task!r} is not a task; valid: {', '.join(TASK_OPTIONS)} "
+                            f"(with a teacher), NAVIX's DoorKey-NxN and the ids of "
+                            f"sorted(navix.registry()) (plain RL)")
+        if self.max_steps is not None and self.max_steps < 1:
             bad("max_steps", f"must be at least 1, got {self.max_steps}")
         try:
             self.make_env()

@@ -330,7 +330,7 @@ class DQN:
             cut = (tr.truncated & ~tr.terminated)[..., None]
             q_final, lp_final = collector.at_truncations(
                 tr, lambda obs: (net.apply(target, obs), prior.log_probs(obs, c.prior_floor)
-                                 if guided else None), getattr(env, "max_steps", None))
+                                 if guided else None), collector.horizon_of(env))
             q_next = jnp.where(cut, q_final, q_next)
             if guided:
                 logp_next = jnp.where(cut, lp_final, logp_next)

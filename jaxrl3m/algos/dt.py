@@ -140,9 +140,9 @@ class DTConfig(NetworkSection, TaskSection):
                     "scratch_dim", "scratch_layers", "scratch_heads", "text_batch"):
             if getattr(self, key) < 1:
                 bad(key, f"must be at least 1, got {getattr(self, key)}")
-        if self.context > self.max_steps:
+        if self.context > self.horizon:
             bad("context", f"{self.context} steps is longer than an episode (max_steps = "
-                           f"{self.max_steps}); use context <= {self.max_steps}")
+                           f"{self.horizon}); use context <= {self.horizon}")
         if self.layers < 0:
             bad("layers", f"must be >= 0 (0: all layers), got {self.layers}")
         if self.num_updates < 1:
@@ -433,7 +433,7 @@ class DT:
 
     def module(self, deterministic: bool = True) -> DecisionTransformer:
         c = self.config
-        return DecisionTransformer(self.decoder, self.env.num_actions, c.max_steps, c.embedding,
+        return DecisionTransformer(self.decoder, self.env.num_actions, c.horizon, c.embedding,
                                    c.network, c.embed_dim, tuple(int(h) for h in c.hidden),
                                    c.channels, float(c.dropout), deterministic)
 

@@ -349,7 +349,7 @@ class PPO:
 
             # ADVANTAGES
             adv, returns = advantages(net, state.params, c, tr, carry.obs,
-                                      getattr(env, "max_steps", None))
+                                      collector.horizon_of(env))
 
             # TEACHER: pi_L on the rollout's first n_t environments (skipped while lambda = 0)
             pi_l = jnp.zeros((c.num_steps, c.num_envs, num_actions))

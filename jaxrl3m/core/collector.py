@@ -155,6 +155,11 @@ def rollout(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array,
                         jax.random.split(key, num_steps))
 
 
+def horizon_of(env: Any) -> int | None:
+    """The environment's episode time limit (None when it has none to tell)."""
+    return getattr(env, "horizon", None) or getattr(env, "max_steps", None)
+
+
 def at_truncations(tr: Transition, fn: Callable[[Observation], Any],
                    max_steps: int | None = None) -> Any:
     """`fn(final observation)` at the steps where an episode was truncated (the time limit cut
@@ -220,7 +225,7 @@ def episodes(env: Any, policy: Policy, params: Any, key: jax.Array,
     carry0 = reset(env, k_reset, num_episodes, policy, params)
     kept = None
     if keep is not None:
-        horizon = env.max_steps if getattr(env, "max_steps", None) else env.horizon
+        horizon = horizon_of(env)
         shapes = jax.eval_shape(lambda c: keep(step(env, policy, params, c, k_act)[1]), carry0)
         kept = (jax.tree.map(lambda s: jnp.zeros((horizon, *s.shape), s.dtype), shapes[0]),
                 jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes[1]))

@@ -16,7 +16,7 @@ from typing import Any
 from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
                           abstract_state, decode, describe, describe_all, factors)
 from .doorkey import DoorKeyEnv, check_options
-from .navix_env import NavixDoorKeyEnv
+from .navix_env import NavixEnv, NavixTask, is_navix_id, register as _register_in_navix
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
@@ -26,11 +26,13 @@ _TASKS: dict[str, tuple[type, dict[str, Any]]] = {
     "DoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=0)),
     "LavaDoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=1)),
     "ColoredDoorKey": (DoorKeyEnv, dict(n_keys=2, n_lava=0)),
-    **{f"DoorKey-{n}x{n}": (NavixDoorKeyEnv, dict(size=n)) for n in (5, 6, 8, 16)},
+    **{f"DoorKey-{n}x{n}": (NavixEnv, dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 
 TASKS = tuple(_TASKS)
-"""Every name `make` accepts."""
+"""Every jaxrl3m name `make` accepts (it also accepts every id of `navix.registry()`)."""
+
+_register_in_navix()
 
 
 def options(name: str) -> tuple[str, ...]:
@@ -40,9 +42,11 @@ def options(name: str) -> tuple[str, ...]:
 
 
 def _spec(name: str):
+    if name not in _TASKS and is_navix_id(name):
+        return NavixEnv, dict(navix_id=name, size=0)
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Valid tasks: "
-                         f"{', '.join(TASKS)}")
+                         f"{', '.join(TASKS)}, and NAVIX's ids (sorted(navix.registry()))")
     return _TASKS[name]
 
 
@@ -50,8 +54,10 @@ def make(name: str, **overrides: Any):
     """Builds a task by name, with options overriding its defaults.
 
     Options of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5), `view_size`
-    (3), `fully_observed` (False), `max_steps` (150). Options of DoorKey-NxN (NAVIX):
-    `max_steps` (10 * N * N).
+    (3), `fully_observed` (False), `max_steps` (150), `layouts` ("all"). Options of DoorKey-NxN
+    (NAVIX's, with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any
+    NAVIX id (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`,
+    `penalty_coeff` (NAVIX's defaults).
 
     Raises:
       ValueError: for an unknown task or option (the message lists the valid ones) or an option
@@ -78,7 +84,7 @@ def make(name: str, **overrides: Any):
 
 __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
-    "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixDoorKeyEnv",
+    "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask",
     "Observation", "TASKS", "TimeStep", "abstract_state", "decode", "describe", "describe_all",
     "factors", "make", "options", "render_text",
 ]

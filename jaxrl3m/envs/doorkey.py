@@ -64,6 +64,11 @@ class DoorKeyEnv:
         return NUM_ACTIONS
 
     @property
+    def horizon(self) -> int:
+        """The episode time limit (`max_steps`)."""
+        return self.max_steps
+
+    @property
     def grid_shape(self) -> tuple[int, int]:
         return (self.size, self.size)
 

@@ -28,8 +28,11 @@ TEACHER_TASKS = tuple(TASK_OPTIONS)
 def task_options(task: str) -> tuple[str, ...]:
     """The option names of a task; a clear error for tasks without a teacher."""
     if task not in TASK_OPTIONS:
-        raise ValueError(f"task {task!r} has no LLM teacher options; tasks with a teacher: "
-                         f"{', '.join(TEACHER_TASKS)}")
+        from ..core.config import ConfigError
+        raise ConfigError(f"task {task!r} has no abstract states, so no LLM teacher options, "
+                          f"prior or prior table: train it without one (prior=none, "
+                          f"teacher=none), or pick a task with a teacher: "
+                          f"{', '.join(TEACHER_TASKS)}")
     return TASK_OPTIONS[task]
 
 
