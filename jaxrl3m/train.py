@@ -18,6 +18,15 @@ names a run of this command on another task; `init=source` starts from its polic
 adds it to the prior's skills as one more option, and `learn=false` only evaluates the teacher.
 
     python -m jaxrl3m.train transfer/4-llm task=LavaDoorKey source=runs/source-DoorKey
+
+Devices and hosts: a run uses every local device (`devices=N` for fewer): seeds are split over
+them, and each seed's environments when there are fewer seeds than devices. For several
+processes (hosts), start the same command in each with `--coordinator HOST:PORT
+--num-processes N --process-id I` (or `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES`,
+`JAX_PROCESS_ID`; `--distributed auto` lets JAX detect SLURM and other clusters); process 0
+writes metrics and evaluations, every process its own shards of the checkpoints.
+
+    python -m jaxrl3m.train ppo task=DoorKey seeds=8 --coordinator node0:4000 --num-processes 2 --process-id 0
 """
 
 from __future__ import annotations
@@ -29,8 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.config import ConfigError, parse_overrides, preset_names
-from .core.driver import TrainingDiverged, train_run
-from .core.runs import create_run, load_config, read_run_config, setup
+from .core.parallel import DistributedError, distributed_args, initialize_distributed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,10 +52,29 @@ def main(argv: list[str] | None = None) -> int:
                                                        "checkpoint")
     p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's "
+                   "address (default: $JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=int, help="multi-process run: how many processes "
+                   "(default: $JAX_NUM_PROCESSES, else 1)")
+    p.add_argument("--process-id", type=int, help="multi-process run: this process's id, "
+                   "0..N-1 (default: $JAX_PROCESS_ID, else 0)")
+    p.add_argument("--distributed", choices=("auto",), help="let JAX detect the cluster "
+                   "(SLURM, Open MPI, ...) and its processes")
+    p.add_argument("--init-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="how long processes wait for each other (default 120)")
     args = p.parse_intermixed_args(argv)
     if args.list:
         print("\n".join(preset_names()))
         return 0
+    try:  # before anything touches a device
+        initialize_distributed(*distributed_args(args.coordinator, args.num_processes,
+                                                 args.process_id), timeout=args.init_timeout,
+                               auto=args.distributed == "auto")
+    except DistributedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .core.driver import TrainingDiverged, train_run
+    from .core.runs import create_run, load_config, read_run_config, setup
     try:
         if args.config and "=" in args.config:  # only overrides were given
             args.overrides.insert(0, args.config)
@@ -77,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    report(run_dir, run.seeds, summary)
+    import jax
+    if jax.process_index() == 0:
+        report(run_dir, run.seeds, summary)
     return 0
 
 

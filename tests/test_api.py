@@ -123,7 +123,7 @@ def test_navix_doorkey_through_make(size):
             truncated_at.append(t + 1)
         assert not np.asarray(ts.terminated).any()
     assert truncated_at == [20]
-    assert ts.obs.shape == (n, size, size, 3)
+    assert ts.obs.grid.shape == (n, size, size, 3)  # jaxrl3m's Observation of NAVIX's state
 
 
 def test_navix_doorkey_reward_is_minigrids():

@@ -19,7 +19,8 @@ step that ends an episode already starts the next one, `reward`, `terminated`, `
 describe the transition that ended and `final_obs` is the observation it ended in. The
 collector adds, per step, the return and length of the episode that ended there, so episode
 statistics are computed here once for every user: training metrics, held-out evaluation, the
-teacher acting alone, random rollouts and the throughput benchmark.
+teacher acting alone, random rollouts and the throughput benchmark. On a device mesh
+(`jaxrl3m.core.parallel.using`), the carry's environments are placed on the mesh's `env` axis.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from ..envs.types import Observation
+from .parallel import shard_envs
 
 Policy = Callable[[Any, Observation, jax.Array], tuple[jax.Array, Any]]
 
@@ -116,8 +118,9 @@ def reset(env: Any, key: jax.Array, num_envs: int, policy: Any = None, params: A
     starts from `policy.initial_memory(params, obs)`."""
     ts = jax.vmap(env.reset)(jax.random.split(key, num_envs))
     memory = policy.initial_memory(params, ts.obs) if is_recurrent(policy) else None
-    return Carry(state=ts.state, obs=ts.obs, ep_return=jnp.zeros((num_envs,), jnp.float32),
-                 ep_length=jnp.zeros((num_envs,), jnp.int32), memory=memory)
+    return shard_envs(Carry(state=ts.state, obs=ts.obs,
+                            ep_return=jnp.zeros((num_envs,), jnp.float32),
+                            ep_length=jnp.zeros((num_envs,), jnp.int32), memory=memory))
 
 
 def is_recurrent(policy: Any) -> bool:
@@ -144,7 +147,7 @@ def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
                     episode_length=jnp.where(done, ep_length, 0), extras=extras)
     carry = Carry(state=ts.state, obs=ts.obs, ep_return=jnp.where(done, 0.0, ep_return),
                   ep_length=jnp.where(done, 0, ep_length), memory=memory)
-    return carry, tr
+    return shard_envs(carry), tr
 
 
 def rollout(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array,

@@ -26,7 +26,7 @@ from .checkpoint import Checkpoints
 from .config import ConfigError
 from .evaluation import evaluate, evaluate_algo
 from .io import atomic_write_json
-from .parallel import vmap_seeds
+from . import parallel
 from .runs import RunConfig, Setup, init_states, setup as make_setup
 
 
@@ -37,13 +37,21 @@ class TrainingDiverged(RuntimeError):
 _CHUNKS: dict = {}
 
 
-def chunk_fn(algo: Any, num_updates: int):
-    """`jit(vmap over seeds)` of `num_updates` updates, compiled once per algorithm and size."""
-    sig = (algo, num_updates)
+def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parallel.Placement()):
+    """`jit(vmap over seeds)` of `num_updates` updates, compiled once per algorithm, size and
+    placement. On a mesh the seed axis is the mesh's `seed` axis and the collector puts each
+    seed's environments on its `env` axis; call it within `parallel.using(placement)`."""
+    sig = (algo, num_updates, placement)
     if sig not in _CHUNKS:
-        _CHUNKS[sig] = jax.jit(vmap_seeds(lambda state, teacher: algo.update(
-            state, teacher, num_updates), in_axes=(0, None)))
+        _CHUNKS[sig] = jax.jit(parallel.vmap_placed(lambda state, teacher: algo.update(
+            state, teacher, num_updates), placement, in_axes=(0, None)))
     return _CHUNKS[sig]
+
+
+def placement_of(algo: Any, run: RunConfig) -> parallel.Placement:
+    """Where the run's seeds and environments go (`run.devices`)."""
+    num_envs = None if hasattr(algo, "steps_per_update") else algo.config.num_envs
+    return parallel.place(run.seeds, num_envs, run.devices)
 
 
 def steps_per_update_of(algo: Any) -> int:
@@ -145,21 +153,27 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     algo, c = s.algo, algo_config
     names, steps_per_update = algo.metrics, steps_per_update_of(algo)
     total = c.num_updates
+    placement = placement_of(algo, run)
+    main = parallel.is_main_process()  # writes metrics, summaries, plots, evaluation
+    if placement.devices > 1 and progress and main:
+        print(f"placing {run.seeds} seed(s) on {placement.describe()}", file=sys.stderr)
     ckpt = Checkpoints(run_dir / "checkpoints")
     log = metrics_io.MetricsLog(run_dir / "metrics.csv", columns(algo))
-    state = init_states(algo, run, s.start)
+    state = parallel.put(init_states(algo, run, s.start), placement)
+    inputs = parallel.put(s.inputs, placement, seed_axis=False)
     done, rows = 0, []
     if resume and ckpt.latest() is not None:
         done = ckpt.latest()
         state = ckpt.restore(done, state)
         if hasattr(algo, "check_restored"):
-            algo.check_restored(state, s.frozen)
-        rows = log.truncate(done)
+            algo.check_restored(parallel.to_host(state), s.frozen)
+        rows = (log.truncate(done) if main else
+                [r for r in log.read() if r["update"] <= done])
         print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
-    elif log.path.exists():
+    elif log.path.exists() and main:
         log.path.unlink()  # a fresh start of this folder
-    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard else None
-    bar = Progress(total * steps_per_update * run.seeds, progress,
+    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
+    bar = Progress(total * steps_per_update * run.seeds, progress and main,
                    done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
     wall = rows[-1]["wall_s"] if rows else 0.0
     hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
@@ -169,14 +183,16 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         while done < total:
             n = min(run.log_every, total - done)
             t0 = time.perf_counter()
-            new_state, m = chunk_fn(algo, n)(state, s.inputs)
-            m = jax.device_get(m)
+            with parallel.using(placement):
+                new_state, m = chunk_fn(algo, n, placement)(state, inputs)
+            m = parallel.to_host(m)
             dt = time.perf_counter() - t0
             check_divergence(m, done, run.max_loss, ckpt, hint)
             state, wall = new_state, wall + dt
             sps = n * steps_per_update * run.seeds / dt
             new_rows = rows_from_metrics(m, names, done, sps, wall)
-            log.append(new_rows)
+            if main:
+                log.append(new_rows)
             if tb:
                 tb.write(new_rows, names)
             rows += new_rows
@@ -195,9 +211,12 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         if tb:
             tb.close()
     summary = summarise(rows, c, run, s.info)
+    params = parallel.to_host(state.params)  # a collective: every process takes part
+    if not main:  # process 0 evaluates and writes
+        return summary
     plot_run(rows, run_dir / "learning_curve.png", f"{c.task}, {run.algo}, prior {run.prior}")
     if run.eval_episodes:
-        summary["eval"] = evaluate_algo(algo, state.params, s.inputs, run.seeds,
+        summary["eval"] = evaluate_algo(algo, params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
         if hasattr(algo, "steps_per_update"):  # offline: success is the held-out evaluation's

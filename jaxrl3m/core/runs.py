@@ -41,6 +41,10 @@ class RunConfig:
     """Seeds trained together in one vmap."""
     seed: int = 0
     """Seed of the first key; the seeds' keys are split from it."""
+    devices: int = 0
+    """Devices the run is spread over (0: every device of every process). Seeds are split over
+    gcd(seeds, devices) device groups, each seed's environments over the rest (their gradients
+    averaged across those devices); the result equals one device's (jaxrl3m.core.parallel)."""
     log_every: int = 10
     """Updates per jitted chunk: progress, metrics.csv and the checkpoint update after each."""
     eval_episodes: int = 1000
@@ -167,16 +171,23 @@ def create_run(algo_config: Any, run: RunConfig, path: Path | None = None
                ) -> tuple[Path, RunConfig]:
     """Creates the run folder and writes its `config.yaml`: at `path`, or the first free
     `runs_dir/name`, `name-2`, ... (the run's name is then the folder's)."""
+    main = jax.process_index() == 0
     if path is None:
         base = Path(run.runs_dir) / (run.name or "run")
         path, i = base, 1
-        while path.exists():
+        while main and path.exists():
             i += 1
             path = base.with_name(f"{base.name}-{i}")
+        if jax.process_count() > 1:  # every process takes the folder process 0 chose
+            import numpy as np
+            from jax.experimental import multihost_utils
+            i = int(multihost_utils.broadcast_one_to_all(np.int32(i)))
+            path = base if i == 1 else base.with_name(f"{base.name}-{i}")
         run = dataclasses.replace(run, name=path.name)
     path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / "config.yaml",
-                      yaml.safe_dump(config_values(algo_config, run), sort_keys=False))
+    if main:
+        atomic_write_text(path / "config.yaml",
+                          yaml.safe_dump(config_values(algo_config, run), sort_keys=False))
     return path, run
 
 

@@ -44,6 +44,11 @@ def options(name: str) -> tuple[str, ...]:
 def _spec(name: str):
     if name not in _TASKS and is_navix_id(name):
         return NavixEnv, dict(navix_id=name, size=0)
+    if name.startswith("Navix-"):
+        import navix
+        raise ValueError(f"unknown NAVIX environment {name!r}."
+                         f"{did_you_mean(name, tuple(navix.registry()))} "
+                         f"sorted(navix.registry()) lists NAVIX's ids")
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Valid tasks: "
                          f"{', '.join(TASKS)}, and NAVIX's ids (sorted(navix.registry()))")
