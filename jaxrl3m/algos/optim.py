@@ -7,6 +7,8 @@ from typing import Any, Callable
 import jax
 import optax
 
+from ..core.parallel import shard_envs
+
 
 def minibatch_epochs(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]],
                      tx: optax.GradientTransformation, params: Any, opt_state: Any, batch: Any,
@@ -23,8 +25,12 @@ def minibatch_epochs(loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]],
     def epoch(carry, key):
         perm = jax.random.permutation(key, size)
         mbs = jax.tree.map(lambda x: x[perm].reshape(num_minibatches, -1, *x.shape[1:]), batch)
+        # On a mesh, each device of a seed takes a slice of every minibatch (the gradient is
+        # then summed across them): the same minibatches as on one device, computed in parts.
+        mbs = shard_envs(mbs, axis=1)
 
         def minibatch(carry, mb):
+            mb = shard_envs(mb)
             params, opt_state = carry
             grads, stats = jax.grad(loss_fn, has_aux=True)(params, mb)
             updates, opt_state = tx.update(grads, opt_state, params)

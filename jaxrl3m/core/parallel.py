@@ -130,15 +130,15 @@ def vmap_placed(fn: Callable, placement: Placement, in_axes: Any = 0) -> Callabl
     return jax.vmap(fn, in_axes=in_axes, axis_name=SEED_AXIS, spmd_axis_name=SEED_AXIS)
 
 
-def shard_envs(tree: Any) -> Any:
-    """Constrains every leaf's leading (environment) axis to the active placement's `env` mesh
-    axis (a no-op without one, or when it has a single device)."""
+def shard_envs(tree: Any, axis: int = 0) -> Any:
+    """Constrains every leaf's environment (or sample) axis `axis` to the active placement's
+    `env` mesh axis (a no-op without one, or when it has a single device)."""
     if not _ACTIVE or _ACTIVE[-1].env_devices == 1:
         return tree
-    sharding = jax.sharding.NamedSharding(_ACTIVE[-1].mesh,
-                                          jax.sharding.PartitionSpec(ENV_AXIS))
+    sharding = jax.sharding.NamedSharding(
+        _ACTIVE[-1].mesh, jax.sharding.PartitionSpec(*([None] * axis), ENV_AXIS))
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding)
-                        if getattr(x, "ndim", 0) >= 1 else x, tree)
+                        if getattr(x, "ndim", 0) > axis else x, tree)
 
 
 def seed_sharding(placement: Placement, x: Any):
