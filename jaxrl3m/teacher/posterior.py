@@ -1,0 +1,86 @@
+"""The posterior teacher's pieces: the LLM's table as a prior over options, updated per abstract
+state from the learner's own experience (issue 17; the Bayesian view of the LLM-prior paper
+applied to the teacher's options).
+
+    P(k | s) ∝ P_LLM(k | s) exp(Q(s, k) / tau)
+
+`Q(s, k)` is a running estimate of the advantage of following option `k` in abstract state `s`:
+for a transition `(s, a)` with advantage `A(s, a)` (the learner's GAE) taken by the behaviour
+policy `b`, `pi_k(a | s) / b(a | s) * A(s, a)` is an importance-sampled one-step estimate of
+`E_{a ~ pi_k}[A(s, a)]`, the gain of acting as option `k` once and then as the learner. Samples
+are averaged per abstract state and option in each update and folded into `Q` with a rate
+(`accumulate`); options that do not apply in a state get no samples there. Everything is a pure
+jittable function of arrays, so it lives inside the jitted update, per seed.
+
+With `tau -> infinity` the posterior is the prior; with `tau -> 0` it is the argmax of `Q` over
+the prior's support. A zero in the prior stays zero (the posterior re-weights what the LLM
+allows; an all-zero row stays all-zero, i.e. "no skill applies").
+
+Status: these functions and their tests exist; wiring them into guided PPO (a per-seed
+`OptionValues` in the training state, the teacher's table replaced by `posterior_table` each
+update) and the learning study are still to do.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+class OptionValues(struct.PyTreeNode):
+    """Per abstract state and option: `q` the running advantage estimate, `n` the samples seen."""
+
+    q: jax.Array  # f32[S, K]
+    n: jax.Array  # f32[S, K]
+
+    @classmethod
+    def zeros(cls, num_states: int, num_options: int) -> "OptionValues":
+        z = jnp.zeros((num_states, num_options), jnp.float32)
+        return cls(q=z, n=z)
+
+
+def posterior_table(prior: jax.Array, q: jax.Array, tau: float | jax.Array) -> jax.Array:
+    """`f32[S, K]`: rows `prior * exp(q / tau)`, renormalised (computed in log space). Entries
+    with zero prior stay zero; rows without prior mass stay zero. `tau > 0` (checked by the
+    caller's config)."""
+    support = prior > 0
+    logits = jnp.where(support, jnp.log(jnp.where(support, prior, 1.0)) + q / tau, -jnp.inf)
+    top = jnp.max(jnp.where(support, logits, -jnp.inf), axis=-1, keepdims=True)
+    w = jnp.where(support, jnp.exp(logits - jnp.where(jnp.isfinite(top), top, 0.0)), 0.0)
+    total = w.sum(-1, keepdims=True)
+    return jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def option_advantage_samples(option_probs: jax.Array, applicable: jax.Array, action: jax.Array,
+                             behaviour_logp: jax.Array, advantage: jax.Array,
+                             max_ratio: float = 10.0) -> tuple[jax.Array, jax.Array]:
+    """Per transition and option, `min(pi_k(a|s) / b(a|s), max_ratio) * A(s, a)` and whether
+    option `k` applies there.
+
+    Args:
+      option_probs: `f32[M, K, A]` each option's action distribution in the transition's state.
+      applicable: `bool[M, K]`.
+      action: `i32[M]` the action taken; behaviour_logp: `f32[M]` its log-probability under the
+        behaviour policy; advantage: `f32[M]`.
+    Returns `(f32[M, K], bool[M, K])`."""
+    pk = jnp.take_along_axis(option_probs, action[:, None, None], axis=-1)[..., 0]  # (M, K)
+    ratio = jnp.minimum(pk * jnp.exp(-behaviour_logp)[:, None], max_ratio)
+    return jnp.where(applicable, ratio * advantage[:, None], 0.0), applicable
+
+
+def accumulate(values: OptionValues, states: jax.Array, samples: jax.Array, valid: jax.Array,
+               rate: float | jax.Array) -> OptionValues:
+    """Folds one update's samples into the running estimates: per (state, option) with at least
+    one sample, `q <- (1 - rate) q + rate * mean(samples)`; `n` counts samples.
+
+    Args: states `i32[M]` abstract states, samples/valid `[M, K]` from
+    `option_advantage_samples`."""
+    num_states = values.q.shape[0]
+    valid_f = valid.astype(jnp.float32)
+    sums = jax.ops.segment_sum(samples * valid_f, states, num_states)
+    counts = jax.ops.segment_sum(valid_f, states, num_states)
+    mean = sums / jnp.maximum(counts, 1.0)
+    seen = counts > 0
+    return OptionValues(q=jnp.where(seen, (1.0 - rate) * values.q + rate * mean, values.q),
+                        n=values.n + counts)
