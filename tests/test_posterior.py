@@ -94,3 +94,34 @@ def test_tabular_probe_overturns_a_wrong_prior():
     blocked[np.arange(3), BEST] = 0.0
     post, _ = _probe(blocked)
     assert (post[np.arange(3), BEST] == 0).all()
+
+
+def test_guided_ppo_with_the_posterior_teacher():
+    """Wired into guided PPO: the first update's teacher equals the fixed teacher's (the
+    estimates start at 0), the estimates then change only where the teacher environments went,
+    and the teacher's mixture from precomputed options equals `probs`."""
+    import pytest
+
+    from jaxrl3m.algos.ppo import PPOConfig, make_train
+    from jaxrl3m.core.config import ConfigError
+    from jaxrl3m.teacher.options import oracle_table, uniform_table
+    base = dict(task="DoorKey", num_envs=16, num_steps=16, total_steps=16 * 16 * 3,
+                kl_coef=1.0, hidden=(16,))
+    fixed, post = make_train(PPOConfig(**base)), make_train(PPOConfig(**base, posterior=True))
+    teacher = fixed.teacher(uniform_table("DoorKey"))
+    _, m_fixed = jax.jit(fixed.train)(jax.random.key(0), teacher)
+    state, m_post = jax.jit(post.train)(jax.random.key(0), teacher)
+    np.testing.assert_allclose(m_post["kl_teacher"][0], m_fixed["kl_teacher"][0], rtol=1e-5)
+    n, q = np.asarray(state.options.n), np.asarray(state.options.q)
+    assert n.sum() > 0 and np.abs(q[n.sum(1) > 0]).max() > 0
+    assert (q[n.sum(1) == 0] == 0).all() and (n >= 0).all()
+    assert fixed.init(jax.random.key(0)).options is None  # the fixed teacher keeps no estimates
+    # Teacher.mixture over precomputed options = Teacher.probs
+    oracle = fixed.teacher(oracle_table("DoorKey"))
+    obs = jax.vmap(fixed.env.reset)(jax.random.split(jax.random.key(1), 8)).obs
+    option_probs, applicable = oracle.option_probs(obs)
+    np.testing.assert_allclose(oracle.mixture(obs, option_probs, applicable),
+                               oracle.probs(obs), atol=1e-6)
+    for key, value in (("posterior_tau", 0.0), ("posterior_rate", 0.0)):
+        with pytest.raises(ConfigError, match=key):
+            PPOConfig(**base, posterior=True, **{key: value}).check()

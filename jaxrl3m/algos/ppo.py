@@ -39,8 +39,11 @@ from flax import struct
 from ..core import collector
 from ..core.config import ConfigError
 from ..core.parallel import any_seed
+from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
+from ..teacher.posterior import (OptionValues, accumulate, option_advantage_samples,
+                                 posterior_table)
 from ..teacher.teacher import Teacher, floored_log
 from . import losses
 from .base import TaskSection, config_error, register, static_fields
@@ -80,6 +83,11 @@ class PPOConfig(NetworkSection, TaskSection):
     the teacher's skills cost more than an environment step)."""
     anneal_lr: bool = struct.field(**static, default=True)
     """Decay the learning rate linearly to 0 over the run."""
+    posterior: bool = struct.field(**static, default=False)
+    """The posterior teacher (jaxrl3m.teacher.posterior): the prior table re-weighted per
+    abstract state by the agent's own estimate of each option's advantage,
+    `P(k|s) ∝ P_LLM(k|s) exp(Q(s,k) / posterior_tau)`, updated inside every update from the
+    teacher environments' transitions. False: the table as given (the fixed teacher)."""
     # --- coefficients (pytree leaves) ---
     lr: float = 3e-3
     """Adam learning rate."""
@@ -106,6 +114,10 @@ class PPOConfig(NetworkSection, TaskSection):
     prior_floor: float = 0.01
     """kl_direction=reverse: the prior is (1 - prior_floor) p + prior_floor / A, so that an
     action the prior rules out costs a finite KL (log 0 never appears)."""
+    posterior_tau: float = 0.05
+    """posterior: the temperature of the options' advantages (smaller: trust them sooner)."""
+    posterior_rate: float = 0.05
+    """posterior: the weight of one update's samples in the running advantage estimates."""
 
     # --- derived sizes ---
     @property
@@ -156,6 +168,11 @@ class PPOConfig(NetworkSection, TaskSection):
                                 f"{', '.join(KL_DIRECTIONS)}")
         if not 0 < float(self.prior_floor) <= 1:
             bad("prior_floor", f"must be in (0, 1] (log 0 otherwise), got {self.prior_floor}")
+        if not float(self.posterior_tau) > 0:
+            bad("posterior_tau", f"must be positive (it divides the options' advantages), got "
+                                 f"{self.posterior_tau}")
+        if not 0 < float(self.posterior_rate) <= 1:
+            bad("posterior_rate", f"must be in (0, 1], got {self.posterior_rate}")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
             bad("kl_decay", f"an exponential schedule needs a factor in (0, 1], got "
                             f"{self.kl_decay}")
@@ -176,6 +193,7 @@ class PPOState(struct.PyTreeNode):
     env: collector.Carry  # [N]: the environments, their observations and running returns
     key: jax.Array  # PRNG key
     update: jax.Array  # i32[]: updates done
+    options: Any = None  # posterior teacher: OptionValues [abstract states, options]; else None
 
 
 METRICS = ("env_steps", "episodes", "return", "success", "length", "kl_teacher", "lambda",
@@ -226,6 +244,37 @@ def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_acti
     probs = jax.lax.cond(any_seed(lam > 0), lambda: teacher.probs(flat),
                          lambda: jnp.zeros((t * n, num_actions)))
     return probs.reshape(t, n, num_actions)
+
+
+def posterior_targets(teacher: Teacher, values: OptionValues, c: PPOConfig, tr: Any,
+                      adv: jax.Array, lam: jax.Array, num_actions: int
+                      ) -> tuple[jax.Array, OptionValues]:
+    """The posterior teacher on the transitions `tr` (`[T, n]`, the teacher environments):
+    `pi_L` from the table re-weighted by the options' advantage estimates so far, and those
+    estimates updated with these transitions (`adv`: their GAE advantages). The options' action
+    distributions are computed once for both. Skipped (zeros, estimates unchanged) while
+    `lambda_t = 0` for every seed."""
+    t, n = tr.action.shape
+    flat = lambda x: x.reshape(t * n, *x.shape[2:])  # noqa: E731
+    obs = jax.tree.map(flat, tr.obs)
+    k = teacher.table.shape[1]
+
+    def compute():
+        option_probs, applicable = teacher.option_probs(obs)
+        table = posterior_table(teacher.table, values.q, c.posterior_tau)
+        probs = teacher.replace(table=table).mixture(obs, option_probs, applicable)
+        samples, valid = option_advantage_samples(option_probs, applicable, flat(tr.action),
+                                                  flat(tr.extras["logp"]), flat(adv))
+        return probs, samples, valid
+
+    def skip():
+        return (jnp.zeros((t * n, num_actions)), jnp.zeros((t * n, k)),
+                jnp.zeros((t * n, k), bool))
+
+    probs, samples, valid = jax.lax.cond(any_seed(lam > 0), compute, skip)
+    states = jax.vmap(abstract_state)(obs)
+    values = accumulate(values, states, samples, valid, c.posterior_rate)
+    return probs.reshape(t, n, num_actions), values
 
 
 def ppo_loss(net: Network, c: PPOConfig, guided: bool, lam: jax.Array, params: Any,
@@ -325,9 +374,13 @@ class PPO:
         k_params, k_env, key = jax.random.split(key, 3)
         if params is None:
             params = self.init_params(k_params)
+        options = None
+        if c.posterior and self.guided:
+            options = OptionValues.zeros(NUM_ABSTRACT_STATES,
+                                         len(c.options) + len(self.past_policies))
         return PPOState(params=params, opt_state=self.optimizer(c).init(params),
                         env=collector.reset(self.env, k_env, c.num_envs), key=key,
-                        update=jnp.zeros((), jnp.int32))
+                        update=jnp.zeros((), jnp.int32), options=options)
 
     def update(self, state: PPOState, teacher: Teacher | None = None, num_updates: int = 1,
                config: PPOConfig | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
@@ -353,7 +406,13 @@ class PPO:
 
             # TEACHER: pi_L on the rollout's first n_t environments (skipped while lambda = 0)
             pi_l = jnp.zeros((c.num_steps, c.num_envs, num_actions))
-            if self.guided:
+            options = state.options
+            if self.guided and options is not None:  # the posterior teacher
+                first = jax.tree.map(lambda x: x[:, :n_t], tr)
+                targets, options = posterior_targets(teacher, options, c, first, adv[:, :n_t],
+                                                     lam, num_actions)
+                pi_l = pi_l.at[:, :n_t].set(targets)
+            elif self.guided:
                 pi_l = pi_l.at[:, :n_t].set(teacher_targets(
                     teacher, jax.tree.map(lambda x: x[:, :n_t], tr.obs), lam, num_actions))
             has_teacher = jnp.broadcast_to(jnp.arange(c.num_envs) < n_t,
@@ -375,7 +434,7 @@ class PPO:
             metrics["env_steps"] = ((state.update + 1) * c.batch_size).astype(jnp.float32)
             metrics["lambda"] = lam
             state = PPOState(params=params, opt_state=opt_state, env=carry, key=key,
-                             update=state.update + 1)
+                             update=state.update + 1, options=options)
             return state, {k: metrics[k].astype(jnp.float32) for k in METRICS}
 
         return jax.lax.scan(one_update, state, None, num_updates)

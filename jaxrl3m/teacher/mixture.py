@@ -27,6 +27,25 @@ def mixture_weights(prior_row: jax.Array, applicable: jax.Array) -> jax.Array:
     return jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0)
 
 
+def option_distributions(obs: Observation, options: tuple[str, ...],
+                         extra: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """`(f32[K + P, NUM_ACTIONS], bool[K + P])`: every option's action distribution in `obs`
+    and whether it applies (one observation; vmap over a batch). Arguments as `teacher_probs`."""
+    skills = skill_outputs(obs, options)
+    probs, applicable = skills.probs, skills.applicable
+    if extra is not None:
+        probs = jnp.concatenate([probs, extra], axis=0)
+        applicable = jnp.concatenate([applicable, jnp.ones(extra.shape[:1], bool)])
+    return probs, applicable
+
+
+def mix(prior_row: jax.Array, probs: jax.Array, applicable: jax.Array) -> jax.Array:
+    """`f32[NUM_ACTIONS]`: the options' distributions weighted by the prior row (renormalised
+    over the applicable options); uniform when no option with prior mass applies."""
+    w = mixture_weights(prior_row, applicable)
+    return jnp.where(w.sum() > 0, w @ probs, jnp.full((NUM_ACTIONS,), 1.0 / NUM_ACTIONS))
+
+
 def teacher_probs(table: jax.Array, obs: Observation, options: tuple[str, ...],
                   extra: jax.Array | None = None) -> jax.Array:
     """`f32[NUM_ACTIONS]`: `pi_L(.|obs)` for one observation (vmap over a batch).
@@ -38,11 +57,5 @@ def teacher_probs(table: jax.Array, obs: Observation, options: tuple[str, ...],
       extra: `f32[P, NUM_ACTIONS]` action distributions of P past policies in `obs` (the table's
         last P columns), or None when P = 0.
     """
-    skills = skill_outputs(obs, options)
-    probs, applicable = skills.probs, skills.applicable
-    if extra is not None:
-        probs = jnp.concatenate([probs, extra], axis=0)
-        applicable = jnp.concatenate([applicable, jnp.ones(extra.shape[:1], bool)])
-    w = mixture_weights(table[abstract_state(obs)], applicable)
-    probs = w @ probs
-    return jnp.where(w.sum() > 0, probs, jnp.full((NUM_ACTIONS,), 1.0 / NUM_ACTIONS))
+    probs, applicable = option_distributions(obs, options, extra)
+    return mix(table[abstract_state(obs)], probs, applicable)

@@ -16,9 +16,11 @@ With `tau -> infinity` the posterior is the prior; with `tau -> 0` it is the arg
 the prior's support. A zero in the prior stays zero (the posterior re-weights what the LLM
 allows; an all-zero row stays all-zero, i.e. "no skill applies").
 
-Status: these functions and their tests exist; wiring them into guided PPO (a per-seed
-`OptionValues` in the training state, the teacher's table replaced by `posterior_table` each
-update) and the learning study are still to do.
+Guided PPO uses them with `posterior: true` (`jaxrl3m.algos.ppo.posterior_targets`: a per-seed
+`OptionValues` in the training state; each update, the teacher's table is replaced by
+`posterior_table` and the estimates take in the teacher environments' transitions; the options'
+action distributions are computed once for both). Not yet measured: the learning study of
+issue 17 is still to do.
 """
 
 from __future__ import annotations

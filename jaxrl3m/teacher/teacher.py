@@ -23,9 +23,9 @@ import numpy as np
 from flax import struct
 
 from ..core.config import ConfigError
-from ..envs.abstraction import NUM_ABSTRACT_STATES
+from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
 from ..envs.types import Observation
-from .mixture import teacher_probs
+from .mixture import mix, option_distributions, teacher_probs
 from .options import oracle_table, past_policy_option, task_options, uniform_table
 from .options import with_past_policies
 from .table import TableError, load_table
@@ -137,14 +137,29 @@ class Teacher(Prior):
         """The table's columns: the skills, then "follow the policy that solved <task>"."""
         return self.options + tuple(past_policy_option(t) for t in self.past_policies)
 
+    def _extra(self, obs: Observation) -> jax.Array | None:
+        if not self.past:
+            return None
+        return jnp.stack([jax.nn.softmax(self.past_net.logits(p, obs)) for p in self.past],
+                         axis=1)  # (N, P, A)
+
     def probs(self, obs: Observation) -> jax.Array:
         """`f32[N, A]`: `pi_L(.|s)` for a batch of observations."""
-        extra = None
-        if self.past:
-            extra = jnp.stack([jax.nn.softmax(self.past_net.logits(p, obs)) for p in self.past],
-                              axis=1)  # (N, P, A)
         return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if self.past else None))(
-            self.table, obs, self.options, extra)
+            self.table, obs, self.options, self._extra(obs))
+
+    def option_probs(self, obs: Observation) -> tuple[jax.Array, jax.Array]:
+        """`(f32[N, K + P, A], bool[N, K + P])`: each option's action distribution in each
+        observation of a batch, and whether it applies (the table's columns)."""
+        return jax.vmap(option_distributions, in_axes=(0, None, 0 if self.past else None))(
+            obs, self.options, self._extra(obs))
+
+    def mixture(self, obs: Observation, option_probs: jax.Array, applicable: jax.Array
+                ) -> jax.Array:
+        """`f32[N, A]`: `pi_L` from `option_probs`' outputs (equals `probs(obs)`, without
+        computing the skills again)."""
+        rows = self.table[jax.vmap(abstract_state)(obs)]
+        return jax.vmap(mix)(rows, option_probs, applicable)
 
 
 def teacher_logits(teacher: Teacher, obs: Observation) -> jax.Array:
