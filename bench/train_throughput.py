@@ -3,11 +3,15 @@
     python bench/train_throughput.py                          # ColoredDoorKey and DoorKey
     python bench/train_throughput.py --tasks DoorKey --envs 1024 4096 --seeds 1 4
     python bench/train_throughput.py --family priors --tasks DoorKey --envs 64 256 1024 4096
+    python bench/train_throughput.py --family posterior --envs 256 1024 4096
 
 `--family priors` times the LLM-prior family instead (into `bench/prior_throughput.json`): plain
 DQN, DQN-Prior (k = 5 proposals from the oracle table per state, target over k fresh proposals),
 its exact k -> infinity variant, guided PPO (the LLM teacher) and GFlan-Prior (PPO with the
 reverse KL), each with its preset's hyperparameters and rollouts of 32 steps.
+`--family posterior` times guided PPO with the fixed teacher against the posterior teacher
+(`posterior: true`: the table re-weighted by option-advantage estimates updated every update),
+into `bench/posterior_throughput.json`.
 
 For each task, number of environments and number of vmapped seeds, builds the jitted chunk of
 `--updates` PPO updates (`jaxrl3m.algos.ppo`, presets' hyperparameters, rollouts of 32 steps,
@@ -47,7 +51,8 @@ from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
 
 TEACHERS = {t: Teacher.create(t, oracle_table(t))
             for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
-VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda0": (True, 1.0, 0)}
+VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda0": (True, 1.0, 0),
+            "posterior": (True, 1.0, -1)}
 """name -> (guided, kl_coef, kl_cutoff): plain PPO, guided PPO, guided PPO while lambda_t = 0
 (past the cut-off: a traced zero, as in a run past LLM4Teach's cut-off)."""
 
@@ -69,7 +74,8 @@ def algorithm(task: str, num_envs: int, variant: str):
         return make_train(PPOConfig(**sizes, kl_coef=0.3, kl_direction="reverse"))
     guided, kl_coef, cutoff = VARIANTS[variant]
     return make_train(PPOConfig(**sizes, kl_coef=kl_coef, kl_cutoff=cutoff,
-                                kl_schedule="constant"), guided=guided)
+                                kl_schedule="constant", posterior=variant == "posterior"),
+                      guided=guided)
 
 
 def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
@@ -87,7 +93,7 @@ def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
 
 
 def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int,
-            variants=tuple(VARIANTS)) -> dict:
+            variants=("plain", "guided", "guided_lambda0")) -> dict:
     """The variants timed in alternation (`repeats` chunks each, best kept), so that a slow
     spell of the machine hits all alike."""
     runs = {v: build(task, num_envs, seeds, v, updates) for v in variants}
@@ -187,6 +193,35 @@ def main_priors(args) -> int:
     return 0
 
 
+def main_posterior(args) -> int:
+    """`--family posterior`: the fixed teacher against the posterior teacher, side by side."""
+    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
+    path = Path(args.json if args.json_given else ROOT / "bench" / "posterior_throughput.json")
+    out = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
+    if out.get("hardware") != hardware:
+        out = {"hardware": hardware, "results": []}
+    if not args.markdown:
+        for task in args.tasks:
+            for n in args.envs:
+                m = measure(task, n, 1, args.updates, args.repeats, ("guided", "posterior"))
+                ratio = m["posterior"]["steps_per_s"] / m["guided"]["steps_per_s"]
+                out["results"] = [r for r in out["results"]
+                                  if (r["task"], r["envs"]) != (task, n)] + [
+                    {"task": task, "envs": n, **m, "posterior_over_fixed": ratio}]
+                print(f"{task:15s} {n:5d} fixed {m['guided']['steps_per_s']:10,.0f} posterior "
+                      f"{m['posterior']['steps_per_s']:10,.0f} ratio {ratio:.3f}", flush=True)
+                atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+    lines = ["| task | envs | fixed teacher steps/s | posterior teacher steps/s | posterior / "
+             "fixed | compile s (fixed / posterior) |", "|---|---|---|---|---|---|"]
+    for r in sorted(out["results"], key=lambda r: (r["task"], r["envs"])):
+        lines.append(f"| {r['task']} | {r['envs']} | {r['guided']['steps_per_s']:,.0f} | "
+                     f"{r['posterior']['steps_per_s']:,.0f} | {r['posterior_over_fixed']:.3f} | "
+                     f"{r['guided']['compile_s']:.0f} / {r['posterior']['compile_s']:.0f} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,7 +234,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None,
                    help="default: bench/train_throughput.json (bench/prior_throughput.json "
                         "with --family priors)")
-    p.add_argument("--family", choices=("ppo", "priors"), default="ppo",
+    p.add_argument("--family", choices=("ppo", "priors", "posterior"), default="ppo",
                    help="ppo: plain / guided PPO (default); priors: the LLM-prior family")
     p.add_argument("--fresh", action="store_true",
                    help="start a new JSON instead of merging rows into the existing one")
@@ -209,6 +244,8 @@ def main(argv=None) -> int:
     args.json_given = args.json is not None
     if args.family == "priors":
         return main_priors(args)
+    if args.family == "posterior":
+        return main_posterior(args)
     args.json = args.json or str(ROOT / "bench" / "train_throughput.json")
     if args.markdown:
         print(markdown_table(json.loads(Path(args.json).read_text())))

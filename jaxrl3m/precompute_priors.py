@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, choices=TEACHER_TASKS)
     p.add_argument("--backend", default="jax", choices=BACKENDS)
     p.add_argument("--model", default="smollm2",
-                   help="jax: alias (smollm2), .gguf file or Hugging Face folder; openai: the "
+                   help="jax: alias (smollm2, gemma3-270m), .gguf file or Hugging Face folder; openai: the "
                         "served model's name")
     p.add_argument("--prompt", default=None, help="YAML file overriding prompt fields")
     p.add_argument("--out", required=True, help="where to write the table (JSON)")

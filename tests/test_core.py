@@ -244,7 +244,7 @@ def test_presets_and_tables_from_a_non_editable_install(tmp_path):
                    check=True, capture_output=True, timeout=300)
     assert (target / "jaxrl3m" / "configs" / "DoorKey-oracle.yaml").is_file()
     code = ("import jaxrl3m; from jaxrl3m.core.runs import load_config, setup; "
-            "c, r = load_config('ColoredDoorKey-llm', {}); s = setup(c, r); "
+            "c, r = load_config('ColoredDoorKey-vicuna33b-posterior', {}); s = setup(c, r); "
             "print(jaxrl3m.__file__); print(r.prior, s.info['prior_model'], s.teacher.table.shape)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300,
@@ -252,7 +252,7 @@ def test_presets_and_tables_from_a_non_editable_install(tmp_path):
     assert out.returncode == 0, out.stderr
     where, prior = out.stdout.strip().splitlines()
     assert where.startswith(str(target))  # the installed copy, not the checkout
-    assert "ColoredDoorKey-smollm2.json" in prior and "(60, 8)" in prior
+    assert "ColoredDoorKey-vicuna33b-llm4teach.json vicuna-33b (60, 8)" in prior
 
 
 # ---------------------------------------------------------------------------------------------

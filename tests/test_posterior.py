@@ -23,6 +23,12 @@ def test_posterior_table_by_hand():
     np.testing.assert_allclose(posterior_table(prior, q, 1e6)[0], prior[0], rtol=1e-4)
     np.testing.assert_allclose(posterior_table(prior, q, 1e-3)[0], [0.0, 1.0, 0.0], atol=1e-6)
     assert np.isfinite(np.asarray(posterior_table(prior, 1e4 * q, 1e-3))).all()
+    # Floored: a one-hot row can lose to an option it ruled out; empty rows stay empty.
+    post = np.asarray(posterior_table(prior, q, 0.5, floor=0.3))
+    w = np.array([0.1, 0.7 + 0.1, 0.1]) * np.exp(np.array([5.0, -3.0, 5.0]) / 0.5)
+    np.testing.assert_allclose(post[1], w / w.sum(), rtol=1e-5)
+    assert post[1].argmax() != 1
+    np.testing.assert_allclose(post[2], 0.0)
 
 
 def test_samples_and_accumulate_by_hand():
@@ -122,6 +128,6 @@ def test_guided_ppo_with_the_posterior_teacher():
     option_probs, applicable = oracle.option_probs(obs)
     np.testing.assert_allclose(oracle.mixture(obs, option_probs, applicable),
                                oracle.probs(obs), atol=1e-6)
-    for key, value in (("posterior_tau", 0.0), ("posterior_rate", 0.0)):
+    for key, value in (("posterior_tau", 0.0), ("posterior_rate", 0.0), ("posterior_floor", 1.0)):
         with pytest.raises(ConfigError, match=key):
             PPOConfig(**base, posterior=True, **{key: value}).check()

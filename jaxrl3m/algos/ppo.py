@@ -114,8 +114,11 @@ class PPOConfig(NetworkSection, TaskSection):
     prior_floor: float = 0.01
     """kl_direction=reverse: the prior is (1 - prior_floor) p + prior_floor / A, so that an
     action the prior rules out costs a finite KL (log 0 never appears)."""
-    posterior_tau: float = 0.05
+    posterior_tau: float = 0.01
     """posterior: the temperature of the options' advantages (smaller: trust them sooner)."""
+    posterior_floor: float = 0.05
+    """posterior: the prior is floored to `(1 - floor) p + floor / K` before the update, so that
+    an option the table rules out (a one-hot wrong row) can still win."""
     posterior_rate: float = 0.05
     """posterior: the weight of one update's samples in the running advantage estimates."""
 
@@ -171,6 +174,8 @@ class PPOConfig(NetworkSection, TaskSection):
         if not float(self.posterior_tau) > 0:
             bad("posterior_tau", f"must be positive (it divides the options' advantages), got "
                                  f"{self.posterior_tau}")
+        if not 0 <= float(self.posterior_floor) < 1:
+            bad("posterior_floor", f"must be in [0, 1), got {self.posterior_floor}")
         if not 0 < float(self.posterior_rate) <= 1:
             bad("posterior_rate", f"must be in (0, 1], got {self.posterior_rate}")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
@@ -261,7 +266,7 @@ def posterior_targets(teacher: Teacher, values: OptionValues, c: PPOConfig, tr: 
 
     def compute():
         option_probs, applicable = teacher.option_probs(obs)
-        table = posterior_table(teacher.table, values.q, c.posterior_tau)
+        table = posterior_table(teacher.table, values.q, c.posterior_tau, c.posterior_floor)
         probs = teacher.replace(table=table).mixture(obs, option_probs, applicable)
         samples, valid = option_advantage_samples(option_probs, applicable, flat(tr.action),
                                                   flat(tr.extras["logp"]), flat(adv))

@@ -1,11 +1,20 @@
-"""A Llama-family decoder (Llama, SmolLM2, Qwen2) in flax, built for batched scoring.
+"""A decoder for Llama-family models (Llama, SmolLM2, Qwen2) and Gemma 3, in flax, built for
+batched scoring.
+
+Gemma 3 is the same module with options of `DecoderConfig` (`gemma3(...)` sets them all): QK-norm
+(`qk_norm`), a second norm after attention and after the MLP (`post_norms`), GeGLU
+(`activation="gelu_tanh"`), scaled token embeddings (`embed_scale`), a query scale of its own
+(`query_scale`), and interleaved local and global layers (`layer_types`): local layers attend to
+the last `sliding_window` positions only and rotate with `rope_local_theta`, global layers attend
+to everything and rotate with `rope_theta` (positions divided by `rope_scale`, linear scaling).
 
 `Decoder(config)` maps token ids to hidden states. Beyond the usual causal call it takes:
 - explicit `positions` (RoPE), so right-padded rows and continuations of a cached context work;
 - a `self_mask [B, T, T]`, so one row can hold several independent continuations (block-diagonal);
-- `context`: cached key/value segments to attend to, each `(k, v, mask)` with `k, v
-  [layers, b, S, kv_heads, head_dim]` and `mask [b, S]`, where `b` is the batch or 1 (one context
-  shared by every row without copying it).
+- `context`: cached key/value segments to attend to, each `(k, v, mask)` or
+  `(k, v, mask, positions)` with `k, v [layers, b, S, kv_heads, head_dim]` and `mask, positions
+  [b, S]`, where `b` is the batch or 1 (one context shared by every row without copying it); a
+  model with local layers needs the positions (the window is measured in positions).
 It returns the hidden states and the new tokens' keys and values (to cache them). `logits(params,
 hidden)` applies the output head. Layers run under `nn.scan`, so compile time does not grow with
 depth.
@@ -48,10 +57,44 @@ class DecoderConfig:
     lora_alpha: float = 32.0
     lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("q", "k", "v")
+    # --- Gemma 3 (defaults: off, i.e. Llama) ---
+    qk_norm: bool = False  # RMSNorm of each head's queries and keys before RoPE
+    post_norms: bool = False  # a norm on the attention's and the MLP's outputs too
+    activation: str = "silu"  # the gated MLP's: "silu" (SwiGLU) or "gelu_tanh" (GeGLU)
+    embed_scale: float = 1.0  # token embeddings times this (Gemma: sqrt(dim))
+    query_scale: float | None = None  # scores = q k / this**0.5 (None: head_dim)
+    sliding_window: int = 0  # local layers attend to positions q - k < sliding_window
+    layer_types: tuple[str, ...] = ()  # per layer "local" or "global"; () = all global
+    rope_local_theta: float = 10000.0  # local layers' RoPE base
+    rope_scale: float = 1.0  # global layers' linear RoPE scaling factor
 
     @property
     def hd(self) -> int:
         return self.head_dim or self.dim // self.n_heads
+
+    def local_layers(self) -> tuple[bool, ...]:
+        """Per layer, whether it is local (sliding-window attention)."""
+        if not self.layer_types:
+            return (False,) * self.n_layers
+        return tuple(t == "local" for t in self.layer_types)
+
+
+def gemma3_layer_types(n_layers: int, every: int = 6) -> tuple[str, ...]:
+    """Gemma 3's interleaving: five local layers, then a global one."""
+    return tuple("global" if (i + 1) % every == 0 else "local" for i in range(n_layers))
+
+
+def validate(c: DecoderConfig) -> None:
+    """A config the decoder can run, or a ValueError naming the field."""
+    if c.activation not in ("silu", "gelu_tanh"):
+        raise ValueError(f"activation must be 'silu' or 'gelu_tanh', got {c.activation!r}")
+    if c.layer_types and (len(c.layer_types) != c.n_layers
+                          or set(c.layer_types) - {"local", "global"}):
+        raise ValueError(f"layer_types must give 'local' or 'global' for each of the "
+                         f"{c.n_layers} layers, got {c.layer_types}")
+    if c.n_heads % c.n_kv_heads:
+        raise ValueError(f"n_heads ({c.n_heads}) must be a multiple of n_kv_heads "
+                         f"({c.n_kv_heads})")
 
 
 class RMSNorm(nn.Module):
@@ -129,24 +172,45 @@ class Attention(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x, positions, self_mask, context, context_masks):
+    def __call__(self, x, positions, self_mask, context, context_masks, context_positions,
+                 local):
+        """`local`: a traced bool (this layer's kind; layers run under `nn.scan`)."""
         c = self.config
         dense = _dense(c, self.deterministic)
         B, T, _ = x.shape
         q = dense(c.n_heads * c.hd, c.attention_bias, "q")(x).reshape(B, T, c.n_heads, c.hd)
         k = dense(c.n_kv_heads * c.hd, c.attention_bias, "k")(x).reshape(B, T, c.n_kv_heads, c.hd)
         v = dense(c.n_kv_heads * c.hd, c.attention_bias, "v")(x).reshape(B, T, c.n_kv_heads, c.hd)
-        q, k = rope(q, positions, c.rope_theta), rope(k, positions, c.rope_theta)
+        if c.qk_norm:
+            q = RMSNorm(c.rms_eps, name="q_norm")(q)
+            k = RMSNorm(c.rms_eps, name="k_norm")(k)
+        if c.sliding_window > 0 or c.rope_scale != 1.0:
+            theta = jnp.where(local, c.rope_local_theta, c.rope_theta)
+            scale = jnp.where(local, 1.0, 1.0 / c.rope_scale)
+            rotary = lambda a: rope(a, positions * scale, theta)  # noqa: E731
+        else:
+            rotary = lambda a: rope(a, positions, c.rope_theta)  # noqa: E731
+        q, k = rotary(q), rotary(k)
         rep = c.n_heads // c.n_kv_heads
         expand = lambda a: jnp.repeat(a, rep, axis=2)  # noqa: E731  (grouped-query attention)
-        q = q / jnp.sqrt(jnp.float32(c.hd))
+        q = q / jnp.sqrt(jnp.float32(c.query_scale or c.hd))
         neg = jnp.float32(-1e30)
+
+        def window(mask, key_positions):  # local layers: only the last `sliding_window` keys
+            if c.sliding_window <= 0:
+                return mask
+            near = positions[:, :, None] - key_positions[:, None, :] < c.sliding_window
+            return mask & (near | ~local)
+
         parts, values = [], []
-        for (ck, cv), cmask in zip(context, context_masks):
+        for (ck, cv), cmask, cpos in zip(context, context_masks, context_positions):
             s = _scores(q, expand(ck))
-            parts.append(jnp.where(cmask[:, None, None, :], s, neg))
+            m = jnp.broadcast_to(cmask[:, None, :], (B, T, cmask.shape[-1]))
+            if c.sliding_window > 0:
+                m = window(m, jnp.broadcast_to(cpos, (B, cpos.shape[-1])))
+            parts.append(jnp.where(m[:, None], s, neg))
             values.append(expand(cv))
-        parts.append(jnp.where(self_mask[:, None], _scores(q, expand(k)), neg))
+        parts.append(jnp.where(window(self_mask, positions)[:, None], _scores(q, expand(k)), neg))
         values.append(expand(v))
         probs = jax.nn.softmax(jnp.concatenate(parts, axis=-1), axis=-1)
         out, start = 0.0, 0
@@ -163,19 +227,26 @@ class Block(nn.Module):
     deterministic: bool = True
 
     @nn.compact
-    def __call__(self, carry, context):
-        x, positions, self_mask, context_masks = carry
+    def __call__(self, carry, xs):
+        x, positions, self_mask, context_masks, context_positions = carry
+        context, local = xs
         c = self.config
         dense = _dense(c, self.deterministic)
         h, kv = Attention(c, self.deterministic, name="attn")(
             RMSNorm(c.rms_eps, name="attn_norm")(x), positions, self_mask, context,
-            context_masks)
+            context_masks, context_positions, local)
+        if c.post_norms:
+            h = RMSNorm(c.rms_eps, name="post_attn_norm")(h)
         x = x + h
         y = RMSNorm(c.rms_eps, name="ffn_norm")(x)
         gate = dense(c.ffn_dim, False, "gate")(y)
         up = dense(c.ffn_dim, False, "up")(y)
-        x = x + dense(c.dim, False, "down")(nn.silu(gate) * up)
-        return (x, positions, self_mask, context_masks), kv
+        act = nn.silu if c.activation == "silu" else lambda g: jax.nn.gelu(g, approximate=True)
+        h = dense(c.dim, False, "down")(act(gate) * up)
+        if c.post_norms:
+            h = RMSNorm(c.rms_eps, name="post_ffn_norm")(h)
+        x = x + h
+        return (x, positions, self_mask, context_masks, context_positions), kv
 
 
 class Decoder(nn.Module):
@@ -184,6 +255,7 @@ class Decoder(nn.Module):
 
     def setup(self):
         c = self.config
+        validate(c)
         self.embed = nn.Embed(c.vocab_size, c.dim, name="embed")
         self.layers = nn.scan(Block, variable_axes={"params": 0},
                               split_rngs={"params": True, "dropout": True},
@@ -203,10 +275,21 @@ class Decoder(nn.Module):
             positions = jnp.broadcast_to(jnp.arange(T), (B, T))
         if self_mask is None:
             self_mask = jnp.broadcast_to(jnp.tril(jnp.ones((T, T), bool)), (B, T, T))
-        x = self.embed(tokens) if embeddings is None else embeddings
-        kvs = tuple((k, v) for k, v, _ in context)  # scanned over layers
-        masks = tuple(m for _, _, m in context)  # the same for every layer
-        (x, *_), kv = self.layers((x, positions, self_mask, masks), kvs)
+        c = self.config
+        if embeddings is None:
+            x = self.embed(tokens)
+            if c.embed_scale != 1.0:
+                x = x * jnp.asarray(c.embed_scale, x.dtype)
+        else:
+            x = embeddings
+        kvs = tuple((seg[0], seg[1]) for seg in context)  # scanned over layers
+        masks = tuple(seg[2] for seg in context)  # the same for every layer
+        if c.sliding_window > 0 and any(len(seg) < 4 for seg in context):
+            raise ValueError("this model has sliding-window layers: give each context segment "
+                             "as (k, v, mask, positions)")
+        cpos = tuple(seg[3] if len(seg) > 3 else seg[2] for seg in context)
+        local = jnp.asarray(c.local_layers(), bool)
+        (x, *_), kv = self.layers((x, positions, self_mask, masks, cpos), (kvs, local))
         return self.final_norm(x), kv
 
     def logits(self, hidden):

@@ -43,21 +43,23 @@ def _fns(config):
         _, kv = dec.apply(params, tokens)
         return kv
 
+    def prefix_context(prefix_kv):
+        n = prefix_kv[0].shape[2]
+        return (prefix_kv[0], prefix_kv[1], jnp.ones((1, n), bool), jnp.arange(n)[None])
+
     @jax.jit
     def suffix_fn(params, prefix_kv, tokens, positions, self_mask, last):
-        ones = jnp.ones((1, prefix_kv[0].shape[2]), bool)
         h, kv = dec.apply(params, tokens, positions, self_mask,
-                          context=((prefix_kv[0], prefix_kv[1], ones),))
+                          context=(prefix_context(prefix_kv),))
         h_last = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0]  # [N, D]
         return kv, jax.nn.log_softmax(dec.apply(params, h_last, method=dec.logits), -1)
 
     @jax.jit
-    def option_fn(params, prefix_kv, suffix_kv, suffix_mask, tokens, positions, self_mask,
-                  pred_pos, targets):
-        ones = jnp.ones((1, prefix_kv[0].shape[2]), bool)
+    def option_fn(params, prefix_kv, suffix_kv, suffix_mask, suffix_pos, tokens, positions,
+                  self_mask, pred_pos, targets):
         h, _ = dec.apply(params, tokens, positions, self_mask,
-                         context=((prefix_kv[0], prefix_kv[1], ones),
-                                  (suffix_kv[0], suffix_kv[1], suffix_mask)))
+                         context=(prefix_context(prefix_kv),
+                                  (suffix_kv[0], suffix_kv[1], suffix_mask, suffix_pos)))
         logp = jax.nn.log_softmax(dec.apply(params, h[:, pred_pos], method=dec.logits), -1)
         return jnp.take_along_axis(logp, targets[None, :, None], axis=-1)[..., 0]  # [N, M]
 
@@ -131,7 +133,7 @@ def score_options(model: Model, prompts: list[str], options: list[str], bucket: 
     if pred_pos:
         positions = n_prefix + lens[:, None] + offset[None, :]
         token_logp = option_fn(
-            model.params, prefix_kv, suffix_kv, jnp.asarray(valid),
+            model.params, prefix_kv, suffix_kv, jnp.asarray(valid), jnp.asarray(pos),
             jnp.asarray(np.broadcast_to(row, (n, s2))), jnp.asarray(positions),
             jnp.asarray(np.broadcast_to(self_mask, (n, s2, s2))),
             jnp.asarray(pred_pos, jnp.int32), jnp.asarray(targets, jnp.int32))

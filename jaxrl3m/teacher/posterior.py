@@ -13,14 +13,14 @@ are averaged per abstract state and option in each update and folded into `Q` wi
 jittable function of arrays, so it lives inside the jitted update, per seed.
 
 With `tau -> infinity` the posterior is the prior; with `tau -> 0` it is the argmax of `Q` over
-the prior's support. A zero in the prior stays zero (the posterior re-weights what the LLM
-allows; an all-zero row stays all-zero, i.e. "no skill applies").
+the prior's support. A zero in the prior stays zero, so guided PPO floors the prior first
+(`floored`, `posterior_floor`): a one-hot wrong row (an oracle's rows shuffled between states)
+must be able to lose. An all-zero row stays all-zero ("no skill applies").
 
 Guided PPO uses them with `posterior: true` (`jaxrl3m.algos.ppo.posterior_targets`: a per-seed
 `OptionValues` in the training state; each update, the teacher's table is replaced by
 `posterior_table` and the estimates take in the teacher environments' transitions; the options'
-action distributions are computed once for both). Not yet measured: the learning study of
-issue 17 is still to do.
+action distributions are computed once for both). Measured in README "The posterior teacher".
 """
 
 from __future__ import annotations
@@ -42,10 +42,20 @@ class OptionValues(struct.PyTreeNode):
         return cls(q=z, n=z)
 
 
-def posterior_table(prior: jax.Array, q: jax.Array, tau: float | jax.Array) -> jax.Array:
-    """`f32[S, K]`: rows `prior * exp(q / tau)`, renormalised (computed in log space). Entries
-    with zero prior stay zero; rows without prior mass stay zero. `tau > 0` (checked by the
-    caller's config)."""
+def floored(prior: jax.Array, floor: float | jax.Array) -> jax.Array:
+    """`(1 - floor) * prior + floor / K` in rows with prior mass (rows without stay zero): a prior
+    that rules an option out exactly can never be talked out of it, so the posterior teacher
+    starts from a floored one (a one-hot wrong row keeps `floor / K` on the right option)."""
+    mass = prior.sum(-1, keepdims=True) > 0
+    return jnp.where(mass, (1.0 - floor) * prior + floor / prior.shape[-1], 0.0)
+
+
+def posterior_table(prior: jax.Array, q: jax.Array, tau: float | jax.Array,
+                    floor: float | jax.Array = 0.0) -> jax.Array:
+    """`f32[S, K]`: rows `floored(prior, floor) * exp(q / tau)`, renormalised (computed in log
+    space). Entries with zero (floored) prior stay zero; rows without prior mass stay zero.
+    `tau > 0` (checked by the caller's config)."""
+    prior = floored(prior, floor)
     support = prior > 0
     logits = jnp.where(support, jnp.log(jnp.where(support, prior, 1.0)) + q / tau, -jnp.inf)
     top = jnp.max(jnp.where(support, logits, -jnp.inf), axis=-1, keepdims=True)
