@@ -667,3 +667,15 @@ def test_gemma3_270m_matches_transformers_to_1e4():
                                                          ids[i + 1: i + 257]]
             for i in range(0, len(h), 256)])
         np.testing.assert_allclose(ours, case["token_logprobs"], atol=1e-4)
+
+
+@needs_gemma3
+def test_shipped_gemma3_tables_record_their_model():
+    root = Path(__file__).resolve().parents[1] / "llm_cache"
+    golden = json.loads(GEMMA_GOLDEN.read_text())
+    tables = sorted(root.glob("*-gemma3.json"))
+    assert {load_table(p).task for p in tables} == {"DoorKey", "LavaDoorKey", "ColoredDoorKey"}
+    for p in tables:
+        t = load_table(p)
+        assert t.metadata["model_sha256"] == golden["model_sha256"]
+        np.testing.assert_allclose(t.probs[t.probs.sum(1) > 0].sum(1), 1.0, atol=1e-5)
