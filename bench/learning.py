@@ -140,6 +140,29 @@ def comparison_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
+def pair_table(results: dict, setting: str) -> str:
+    """Rows side by side without and with `setting` (e.g. `posterior=true`): mean steps to 0.9
+    (seeds that reached it) and held-out success, for every row that has its twin."""
+    def steps(r):
+        hit = [x for x in r["steps_to_0.9"] if x is not None]
+        return (f"{_k(float(np.mean(hit)))} ({len(hit)}/{r['seeds']})" if hit else
+                f"not reached (0/{r['seeds']})")
+    lines = [f"| task | table | steps to 0.9, without {setting} | held-out | "
+             f"steps to 0.9, with {setting} | held-out |", "|---|---|---|---|---|---|"]
+    for task in TASKS:
+        rows = results.get(task, {})
+        for name in sorted(rows, key=_order):
+            twin = f"{name} {setting}"
+            if setting in name.split() or twin not in rows:
+                continue
+            a, b = rows[name], rows[twin]
+            label = PRIOR_LABELS.get(name.split()[0], name.split()[0])
+            lines.append(f"| {task} | {label} | {steps(a)} | {a['eval_success_mean']:.3f} ± "
+                         f"{a['eval_success_std']:.3f} | {steps(b)} | "
+                         f"{b['eval_success_mean']:.3f} ± {b['eval_success_std']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,14 +182,19 @@ def main(argv=None) -> int:
                         "over the proposals) with sampled actions too; runs nothing else")
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (runs nothing)")
+    p.add_argument("--pair", metavar="KEY=VALUE",
+                   help="with --markdown: each row beside its twin with this setting added")
     p.add_argument("--against", metavar="OLD_JSON",
                    help="with --markdown: a before/after table against an older JSON")
     args = p.parse_args(argv)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     if args.markdown:
-        print(comparison_table(json.loads(Path(args.against).read_text()), results)
-              if args.against else markdown_table(results))
+        if args.pair:
+            print(pair_table(results, args.pair))
+        else:
+            print(comparison_table(json.loads(Path(args.against).read_text()), results)
+                  if args.against else markdown_table(results))
         return 0
     if args.plot:
         for task in args.tasks:
@@ -243,11 +271,14 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
             steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] / "metrics.csv"))
             label = _label(name)
             if every_row:
+                extra = [x for x in name.split()[1:] if not x.startswith(("total_steps=",
+                                                                        "posterior=true"))]
                 label = (PRIOR_LABELS.get(name.split()[0], name.split()[0])
-                         + (", posterior teacher" if "posterior=true" in name else ", fixed"))
+                         + (", posterior teacher" if "posterior=true" in name else ", fixed")
+                         + "".join(f", {x}" for x in extra))
             curves_by_method[label] = (steps, succ)
     if every_row:
-        styles = {label: "-" if label.endswith("posterior teacher") else ":"
+        styles = {label: "-" if "posterior teacher" in label else ":"
                   for label in curves_by_method}
     else:
         styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")

@@ -343,3 +343,27 @@ def test_heads_share_one_encoder():
     # PPO's trained encoder can be carried into a Q network as it is.
     q_values = q.apply({"params": {**p_q["params"], "encoder": p_ac["params"]["encoder"]}}, obs)
     assert q_values.shape == (4, 7)
+
+
+class _Before(struct.PyTreeNode):
+    x: jax.Array
+    key: jax.Array
+
+
+class _After(struct.PyTreeNode):
+    x: jax.Array
+    key: jax.Array
+    extra: object = None  # a field added later, None unless used (like PPOState.options)
+
+
+def test_checkpoints_restore_a_state_written_before_a_none_field_existed(tmp_path):
+    ckpt = Checkpoints(tmp_path / "c")
+    ckpt.save(3, _Before(x=jnp.arange(4.0), key=jax.random.key(7)))
+    out = ckpt.restore(3, _After(x=jnp.zeros(4), key=jax.random.key(0)))
+    np.testing.assert_array_equal(out.x, np.arange(4.0))
+    assert out.extra is None
+    np.testing.assert_array_equal(jax.random.key_data(out.key),
+                                  jax.random.key_data(jax.random.key(7)))
+    with pytest.raises(ConfigError, match="does not fit"):  # a real mismatch is still refused
+        ckpt.restore(3, _After(x=jnp.zeros(5), key=jax.random.key(0)))
+    ckpt.close()

@@ -45,10 +45,16 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def restore(self, step: int, template: Any) -> Any:
-        """The tree saved at `step`, shaped like `template` (typed keys restored)."""
+        """The tree saved at `step`, shaped like `template` (typed keys restored). A state field
+        that is None in `template` may be missing from the checkpoint: checkpoints written
+        before the field existed (e.g. `PPOState.options`, the posterior teacher's estimates)
+        still restore."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unkey(template))
         try:
-            data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            try:
+                data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+            except Exception:
+                data = self._restore_without_none_fields(step, abstract)
         except Exception as e:  # orbax raises many kinds: tree, shape, dtype, missing files
             from .config import ConfigError
             raise ConfigError(
@@ -58,6 +64,21 @@ class Checkpoints:
                 "the run again (run folders written before the core refactor of 2026-11-22 "
                 "cannot be resumed)") from None
         return _rekey(data, template)
+
+    def _restore_without_none_fields(self, step: int, abstract: Any) -> Any:
+        from flax import serialization
+
+        def prune(d):
+            return {k: prune(v) if isinstance(v, dict) else v for k, v in d.items()
+                    if v is not None}
+
+        def fill(t, d):  # the template's None fields put back
+            return {k: (None if v is None else fill(v, d[k]) if isinstance(v, dict) else d[k])
+                    for k, v in t.items()}
+
+        full = serialization.to_state_dict(abstract)
+        data = self.manager.restore(step, args=ocp.args.StandardRestore(prune(full)))
+        return serialization.from_state_dict(abstract, fill(full, data))
 
     def close(self) -> None:
         self.manager.close()
