@@ -264,7 +264,7 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
     `bench/posterior.json`) every row is drawn, dotted without `posterior=true`, solid with it."""
     out_path = Path(out_path or ROOT / "bench" / "learning.json")
     every_row = out_path.name != "learning.json"
-    curves_by_method = {}
+    curves_by_method, colors = {}, {}
     for name in sorted(results.get(task, {}), key=_order):
         r = results[task][name]
         if (every_row or " " not in name) and (ROOT / r["run_dir"] / "metrics.csv").exists():
@@ -276,6 +276,10 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
                 label = (PRIOR_LABELS.get(name.split()[0], name.split()[0])
                          + (", posterior teacher" if "posterior=true" in name else ", fixed")
                          + "".join(f", {x}" for x in extra))
+                table = name.split()[0]  # one colour per table: fixed dotted, posterior solid
+                colors[label] = f"C{(PRIORS.index(table) if table in PRIORS else 9) % 10}"
+                if extra:
+                    colors[label] = f"C{6 + len(colors) % 4}"
             curves_by_method[label] = (steps, succ)
     if every_row:
         styles = {label: "-" if "posterior teacher" in label else ":"
@@ -285,7 +289,7 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
                   else "-" for label in curves_by_method}
     curves.plot_learning_curves(curves_by_method, out_path.parent / f"{out_path.stem}_{task}.png",
                                 f"{task}: success of training episodes, mean of seeds",
-                                styles=styles)
+                                styles=styles, colors=colors or None)
 
 
 if __name__ == "__main__":

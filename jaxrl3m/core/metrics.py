@@ -122,10 +122,10 @@ def steps_to(env_steps: np.ndarray, curve: np.ndarray, threshold: float = 0.9) -
 
 def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
                          title: str = "", ylabel: str = "success rate (last 5 updates)",
-                         threshold: float | None = 0.9, styles: dict[str, str] | None = None
-                         ) -> Path | None:
+                         threshold: float | None = 0.9, styles: dict[str, str] | None = None,
+                         colors: dict[str, str] | None = None) -> Path | None:
     """One line per label (mean over seeds) with the min-max band; `curves[label] = (steps
-    f[U], values f[S, U])`; `styles[label]` a line style. Beyond 6 curves the bands are left out
+    f[U], values f[S, U])`; `styles[label]` a line style, `colors[label]` a colour. Beyond 6 curves the bands are left out
     and the legend goes beside the axes. Written atomically; returns None when matplotlib is
     missing."""
     try:
@@ -143,7 +143,7 @@ def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path:
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, lo, hi = (np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0))
         ax.plot(steps, mean, (styles or {}).get(label, "-"),
-                label=f"{label} ({values.shape[0]} seeds)")
+                label=f"{label} ({values.shape[0]} seeds)", color=(colors or {}).get(label))
         if values.shape[0] > 1 and not many:
             ax.fill_between(steps, lo, hi, alpha=0.2)
     if threshold is not None:
