@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except DistributedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    from .core import compile_cache
+    compile_cache.enable()
     from .core.driver import TrainingDiverged, train_run
     from .core.runs import create_run, load_config, read_run_config, setup
     try:
@@ -110,6 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def final_success_text(final: list[float]) -> str:
+    """The training episodes' final success rate in words; never a bare NaN: a seed whose last
+    5 updates ended fewer than 50 episodes (long episodes, a short run) has no rate, and the
+    text says so."""
+    from .core.metrics import MIN_EPISODES, WINDOW
+    final = np.asarray(final, dtype=float)
+    known = final[np.isfinite(final)]
+    why = (f"fewer than {MIN_EPISODES} episodes ended in the last {WINDOW} updates")
+    if not len(known):
+        return (f"final success of training episodes: not measured ({why} of every seed; the "
+                f"held-out evaluation below measures it)")
+    text = f"final success {known.mean():.3f} +- {known.std():.3f} over {len(known)} seed(s)"
+    if len(known) < len(final):
+        text += f" ({len(final) - len(known)} seed(s) without a rate: {why})"
+    return text
+
+
 def report(run_dir: Path, seeds: int, summary: dict) -> None:
     """The run's outcome in a few lines (stdout)."""
     if not summary.get("learn", True):
@@ -131,11 +150,11 @@ def report(run_dir: Path, seeds: int, summary: dict) -> None:
         return
     to_09 = np.array(summary["steps_to_0.9"], dtype=float)
     reached = to_09[np.isfinite(to_09)]
-    print(f"{run_dir}: final success {summary['final_success_mean']:.3f} +- "
-          f"{summary['final_success_std']:.3f} over {seeds} seed(s); steps to 0.9: "
+    print(f"{run_dir}: {final_success_text(summary['final_success'])}; steps to 0.9: "
           + (f"{reached.mean():,.0f} (mean of {len(reached)}/{len(to_09)} seeds that reached it)"
              if len(reached) else "not reached")
-          + f"; {summary['steps_per_second']:,.0f} steps/s")
+          + f"; {summary['steps_per_second']:,.0f} steps/s"
+          + (f" (compile {summary['compile_s']:.1f} s apart)" if "compile_s" in summary else ""))
     if "eval" in summary:
         e = summary["eval"]
         print(f"held-out layouts ({e['episodes']} episodes per seed, "

@@ -1,11 +1,17 @@
 """The training driver behind `python -m jaxrl3m.train`, for every algorithm.
 
 `train_run(algo_config, run, run_dir)` trains all seeds of a run in one `vmap`, in jitted chunks
-of `log_every` updates. After each chunk: the divergence guard (a non-finite loss, or one whose
-magnitude exceeds `max_loss`, stops the run with a message naming the update, the seed and the
-last good checkpoint, which is left as it was), rows appended to `metrics.csv` (and TensorBoard),
-an orbax checkpoint, and the progress bar (tqdm). A resumed run (`resume=True`) cuts
-`metrics.csv` back to its last checkpoint and ends bit for bit where an uninterrupted run would.
+of `log_every` updates: one compiled program per run (the last, shorter chunk runs the same
+program with its surplus updates skipped), compiled ahead of time so that compilation is
+measured apart (`compile_s` in `summary.json`; steps/s exclude it). Chunks are pipelined: the
+next chunk is dispatched before the host reads the last one's metrics, so metrics, CSV rows,
+checkpoints and progress overlap the device's work. After each chunk: the divergence guard (a
+non-finite loss, or one whose magnitude exceeds `max_loss`, stops the run with a message naming
+the update, the seed and the last good checkpoint, which is left as it was), rows appended to
+`metrics.csv` (and TensorBoard), the progress bar (tqdm), and an orbax checkpoint when
+`checkpoint_every` seconds have passed since the last one (and always at the end, or where the
+run is stopped or interrupted with Ctrl-C). A resumed run (`resume=True`) cuts `metrics.csv`
+back to its last checkpoint and ends bit for bit where an uninterrupted run would.
 At the end: `summary.json`, `learning_curve.png` and the held-out evaluation (`eval.json`).
 """
 
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import metrics as metrics_io
@@ -38,13 +45,43 @@ _CHUNKS: dict = {}
 
 
 def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parallel.Placement()):
-    """`jit(vmap over seeds)` of `num_updates` updates, compiled once per algorithm, size and
-    placement. On a mesh the seed axis is the mesh's `seed` axis and the collector puts each
-    seed's environments on its `env` axis; call it within `parallel.using(placement)`."""
+    """`jit(vmap over seeds)` of up to `num_updates` updates, compiled once per algorithm, size
+    and placement: `fn(state, inputs, count=num_updates) -> (state, metrics)` runs the first
+    `count` updates and skips the rest (a real `cond`: `count` is shared by every seed), so a
+    run's last, shorter chunk needs no program of its own; the metrics of skipped updates are
+    zeros (keep the first `count`). On a mesh the seed axis is the mesh's `seed` axis and the
+    collector puts each seed's environments on its `env` axis; call it within
+    `parallel.using(placement)`."""
     sig = (algo, num_updates, placement)
     if sig not in _CHUNKS:
-        _CHUNKS[sig] = jax.jit(parallel.vmap_placed(lambda state, teacher: algo.update(
-            state, teacher, num_updates), placement, in_axes=(0, None)))
+        # One update, jitted so that it is traced once for both uses below.
+        update = jax.jit(lambda s, inputs: algo.update(s, inputs, 1))
+
+        def chunk(state, inputs, count):
+            if num_updates == 1:  # nothing to skip: the update as it is
+                return update(state, inputs)
+            shapes = jax.eval_shape(update, state, inputs)[1]
+
+            def body(state, i):
+                def run(s):
+                    s, m = update(s, inputs)
+                    return s, jax.tree.map(lambda x: x[0], m)
+
+                def skip(s):
+                    return s, jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), shapes)
+
+                return jax.lax.cond(i < count, run, skip, state)
+
+            return jax.lax.scan(body, state, jnp.arange(num_updates))
+
+        jitted = jax.jit(parallel.vmap_placed(chunk, placement, in_axes=(0, None, None)))
+
+        def fn(state, inputs, count=num_updates):
+            return jitted(state, inputs, np.int32(count))
+
+        fn.lower = lambda state, inputs, count=num_updates: jitted.lower(state, inputs,
+                                                                         np.int32(count))
+        _CHUNKS[sig] = fn
     return _CHUNKS[sig]
 
 
@@ -172,21 +209,44 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
     elif log.path.exists() and main:
         log.path.unlink()  # a fresh start of this folder
-    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
-    bar = Progress(total * steps_per_update * run.seeds, progress and main,
-                   done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
     wall = rows[-1]["wall_s"] if rows else 0.0
     hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
                                                  if hasattr(c, "kl_coef") else "")
             + ", or clip gradients harder (max_grad_norm).")
+    size = min(run.log_every, total)
+    fn = chunk_fn(algo, size, placement)
+    compile_s = 0.0
+    if done < total:  # ahead of time, so that it is measured apart from training
+        t0 = time.perf_counter()
+        with parallel.using(placement):
+            fn.lower(state, inputs).compile()
+        compile_s = time.perf_counter() - t0
+        if progress and main:
+            print(f"compiled the training program in {compile_s:.1f} s", file=sys.stderr)
+    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
+    bar = Progress(total * steps_per_update * run.seeds, progress and main,
+                   done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
+
+    def launch(state, first):
+        n = min(size, total - first)
+        with parallel.using(placement):
+            return n, fn(state, inputs, n)
+
+    def stops_at(update):
+        return stop_after is not None and stop_after <= update < total
+
+    saved, last_save = done, time.monotonic()
+    pending = launch(state, done) if done < total else None
+    t_prev = time.perf_counter()
     try:
-        while done < total:
-            n = min(run.log_every, total - done)
-            t0 = time.perf_counter()
-            with parallel.using(placement):
-                new_state, m = chunk_fn(algo, n, placement)(state, inputs)
-            m = parallel.to_host(m)
-            dt = time.perf_counter() - t0
+        while pending is not None:
+            n, (new_state, m) = pending
+            # Dispatch the next chunk before reading this one: the host's work below overlaps it.
+            pending = (launch(new_state, done + n) if done + n < total and not stops_at(done + n)
+                       else None)
+            m = {k: v[:, :n] for k, v in parallel.to_host(m).items()}
+            t_now = time.perf_counter()
+            dt, t_prev = t_now - t_prev, t_now
             check_divergence(m, done, run.max_loss, ckpt, hint)
             state, wall = new_state, wall + dt
             sps = n * steps_per_update * run.seeds / dt
@@ -197,20 +257,30 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
                 tb.write(new_rows, names)
             rows += new_rows
             done += n
-            ckpt.save(done, state)
+            if done == total or stops_at(done) or _shared_flag(
+                    time.monotonic() - last_save >= run.checkpoint_every):
+                ckpt.save(done, state)
+                saved, last_save = done, time.monotonic()
             recent = [r for r in rows if r["update"] > done - 5]
             returns = [r["return"] for r in recent if np.isfinite(r["return"])]
             bar.update(done * steps_per_update * run.seeds, float(np.mean(returns)) if returns
                        else math.nan, pooled_success(recent),
                        float(np.mean([r["loss"] for r in recent])))
-            if stop_after is not None and stop_after <= done < total:
+            if stops_at(done):
                 return None
+    except KeyboardInterrupt:
+        if saved < done:  # every chunk up to `done` passed the divergence guard: keep it
+            ckpt.save(done, state)
+            print(f"interrupted: checkpoint {done} saved; --resume {run_dir} continues",
+                  file=sys.stderr)
+        raise
     finally:
         bar.close()
         ckpt.close()
         if tb:
             tb.close()
     summary = summarise(rows, c, run, s.info)
+    summary["compile_s"] = compile_s
     params = parallel.to_host(state.params)  # a collective: every process takes part
     if not main:  # process 0 evaluates and writes
         return summary
@@ -225,6 +295,15 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
                            final_success_std=e["success_std"])
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def _shared_flag(flag: bool) -> bool:
+    """`flag` as process 0 sees it, on every process (a multi-process run checkpoints together:
+    every process writes its shards of the same step)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def evaluate_teacher_run(s: Setup, run: RunConfig, run_dir: Path) -> dict[str, Any]:

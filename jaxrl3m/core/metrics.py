@@ -93,8 +93,14 @@ def by_seed(rows: list[dict], key: str) -> np.ndarray:
     return np.array([[r[key] for r in rows if r["seed"] == s] for s in seeds], dtype=float)
 
 
-def windowed_success(success: np.ndarray, episodes: np.ndarray, window: int = 5,
-                     min_episodes: int = 50) -> np.ndarray:
+WINDOW = 5
+"""Updates pooled by `windowed_success`."""
+MIN_EPISODES = 50
+"""Fewest ended episodes in the window for a success rate (NaN below)."""
+
+
+def windowed_success(success: np.ndarray, episodes: np.ndarray, window: int = WINDOW,
+                     min_episodes: int = MIN_EPISODES) -> np.ndarray:
     """Success rate over the episodes ended in the last `window` updates; NaN while fewer than
     `min_episodes` ended there (a rate from a handful of episodes says little)."""
     s = np.nan_to_num(success) * episodes
@@ -105,7 +111,7 @@ def windowed_success(success: np.ndarray, episodes: np.ndarray, window: int = 5,
         return np.where(den >= min_episodes, num / np.maximum(den, 1), np.nan)
 
 
-def curves(rows: list[dict], window: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def curves(rows: list[dict], window: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`(env_steps f[U], success f[S, U], return f[S, U])` of a run's metrics rows, success and
     return pooled over the episodes of the last `window` updates (`windowed_success`)."""
     steps = by_seed(rows, "env_steps")[0]

@@ -46,7 +46,10 @@ class RunConfig:
     gcd(seeds, devices) device groups, each seed's environments over the rest (their gradients
     averaged across those devices); the result equals one device's (jaxrl3m.core.parallel)."""
     log_every: int = 10
-    """Updates per jitted chunk: progress, metrics.csv and the checkpoint update after each."""
+    """Updates per jitted chunk: progress and metrics.csv update after each."""
+    checkpoint_every: float = 60.0
+    """Seconds between checkpoints (taken after a chunk; always at the end, and where a run is
+    stopped or interrupted). 0: after every chunk."""
     eval_episodes: int = 1000
     """Episodes per seed on held-out layouts at the end (0: skip)."""
     eval_greedy: bool = False
@@ -96,6 +99,9 @@ class RunConfig:
         if self.eval_episodes < 0:
             raise ConfigError(f"config key 'eval_episodes' must be >= 0, got "
                               f"{self.eval_episodes}")
+        if not self.checkpoint_every >= 0:
+            raise ConfigError(f"config key 'checkpoint_every' must be >= 0 seconds, got "
+                              f"{self.checkpoint_every}")
         if not self.max_loss > 0:
             raise ConfigError(f"config key 'max_loss' must be positive, got {self.max_loss}")
         if self.init not in INITS:

@@ -93,8 +93,11 @@ class Network:
                                num_actions=self.num_actions)
 
     def encode(self, obs: Observation) -> tuple[jax.Array, jax.Array]:
-        """The network's input codes for a batch of observations."""
-        return cell_codes(obs, self.view, self.window, self.relative_colours)
+        """The network's input codes for a batch of observations. They are materialised once
+        (an optimisation barrier): a rollout both embeds and keeps them, and XLA would otherwise
+        fuse the window's gather into each consumer and compute it twice."""
+        return jax.lax.optimization_barrier(
+            cell_codes(obs, self.view, self.window, self.relative_colours))
 
     def init(self, key: jax.Array, obs: Observation) -> Any:
         """Fresh parameters (`obs`: a batch, one observation is enough)."""

@@ -37,6 +37,11 @@ NETWORKS = ("mlp", "cnn")
 VIEWS = ("egocentric", "allocentric")
 NUM_TAGS = 11  # MiniGrid object codes 0..10
 NUM_STATES = 3  # door states 0..2
+NUM_CELL_CODES = NUM_TAGS * NUM_COLOURS * NUM_STATES * 5  # 990 joint cell codes
+NUM_CARRIED_CODES = NUM_TAGS * NUM_COLOURS  # 66 carried-object codes
+CODE_DTYPE = jnp.int16
+"""The codes' dtype: every code fits (< 990), and the rollouts and datasets that keep them per
+step move half the bytes of `int32`."""
 
 
 def agent_layer(obs: Observation, height: int, width: int) -> jax.Array:
@@ -80,8 +85,8 @@ def window_cells(grid: jax.Array, agent_pos: jax.Array, agent_dir: jax.Array,
 
 def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
                relative_colours: bool = True) -> tuple[jax.Array, jax.Array]:
-    """The network's input: `i32[..., C]` joint codes of the map's cells and `i32[...]` the
-    carried object's code. Jittable; works on one observation or a batch.
+    """The network's input: `i16[..., C]` joint codes of the map's cells and `i16[...]` the
+    carried object's code (`CODE_DTYPE`). Jittable; works on one observation or a batch.
 
     Cell code `((tag * 6 + colour) * 3 + state) * 5 + agent`; carried code `tag * 6 + colour`.
     `view="allocentric"`: the whole `H x W` map with the agent marked (`agent = 1 + direction`
@@ -111,8 +116,32 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
         colour = (colour - ref[:, None, None]) % NUM_COLOURS
         carry_colour = (carry_colour - ref) % NUM_COLOURS
     cells = ((tag * NUM_COLOURS + colour) * NUM_STATES + state) * 5 + agent
-    cells = cells.reshape(*batch, -1)
-    return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch)
+    cells = cells.reshape(*batch, -1).astype(CODE_DTYPE)
+    return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch).astype(CODE_DTYPE)
+
+
+class Table(nn.Module):
+    """A learned table of `num` rows of `dim` (named like `flax.linen.Embed`'s, `embedding`, so
+    parameters and checkpoints are those of an `Embed`)."""
+
+    num: int
+    dim: int
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("embedding", nn.initializers.normal(1.0), (self.num, self.dim))
+
+
+def embed(cell_table: jax.Array, carried_table: jax.Array, cells: jax.Array,
+          carried: jax.Array) -> jax.Array:
+    """`f32[..., C + 1, e]`: the embeddings of the cells and, last, of the carried object, in
+    one gather from the two tables stacked (no concatenation of embedded values: the row
+    `C + 1` is a code offset by `NUM_CELL_CODES`). Codes are valid by construction
+    (`cell_codes`), so the gather skips the bounds check."""
+    table = jnp.concatenate([cell_table, carried_table], axis=0)
+    codes = jnp.concatenate([cells.astype(jnp.int32),
+                             carried.astype(jnp.int32)[..., None] + NUM_CELL_CODES], axis=-1)
+    return table.at[codes].get(mode="promise_in_bounds")
 
 
 class CellEncoder(nn.Module):
@@ -126,19 +155,20 @@ class CellEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, cells: jax.Array, carried: jax.Array) -> jax.Array:
-        init = nn.initializers.normal(1.0)
-        x = nn.Embed(NUM_TAGS * NUM_COLOURS * NUM_STATES * 5, self.embed_dim, name="cell",
-                     embedding_init=init)(cells)  # (..., C, e)
-        carry = nn.Embed(NUM_TAGS * NUM_COLOURS, self.embed_dim, name="carried",
-                         embedding_init=init)(carried)  # (..., e)
+        if self.network not in NETWORKS:
+            raise ValueError(f"unknown network {self.network!r}; valid: {', '.join(NETWORKS)}")
+        x = embed(Table(NUM_CELL_CODES, self.embed_dim, name="cell")(),
+                  Table(NUM_CARRIED_CODES, self.embed_dim, name="carried")(),
+                  cells, carried)  # (..., C + 1, e)
+        lead = x.shape[:-2]
         if self.network == "cnn":
             side = int(round(cells.shape[-1] ** 0.5))
-            x = x.reshape(*x.shape[:-2], side, side, self.embed_dim)
-            x = nn.relu(nn.Conv(self.channels, (3, 3), name="conv1")(x))
-            x = nn.relu(nn.Conv(self.channels, (3, 3), name="conv2")(x))
-        elif self.network != "mlp":
-            raise ValueError(f"unknown network {self.network!r}; valid: {', '.join(NETWORKS)}")
-        x = jnp.concatenate([x.reshape(*carry.shape[:-1], -1), carry], axis=-1)
+            grid = x[..., :-1, :].reshape(*lead, side, side, self.embed_dim)
+            grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv1")(grid))
+            grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv2")(grid))
+            x = jnp.concatenate([grid.reshape(*lead, -1), x[..., -1, :]], axis=-1)
+        else:  # the flattened cells, then the carried object: one reshape, no copy
+            x = x.reshape(*lead, -1)
         for i, width in enumerate(self.hidden):
             x = nn.tanh(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2)),
                                  name=f"dense{i}")(x))
