@@ -123,6 +123,9 @@ def main():
                    help="steps per timed run (default: about 400k env steps per run)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default="bench/env_throughput.json")
+    p.add_argument("--tasks", nargs="+", help="which rows to measure (default: all, the "
+                   "gymnasium Python loop included); NAVIX DoorKey-8x8 is always measured, "
+                   "the ratios need it")
     args = p.parse_args()
 
     candidates = {
@@ -131,6 +134,13 @@ def main():
         "ColoredDoorKey": lambda: ours("ColoredDoorKey"),
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
     }
+    if args.tasks:
+        unknown = set(args.tasks) - set(candidates) - {"gymnasium"}
+        if unknown:
+            raise SystemExit(f"unknown --tasks {sorted(unknown)}; valid: {list(candidates)}, "
+                             "gymnasium")
+        candidates = {k: v for k, v in candidates.items()
+                      if k in args.tasks or k.startswith("NAVIX")}
     results = {"hardware": hardware(), "results": {}}
     print(results["hardware"], flush=True)
     for name, make in candidates.items():
@@ -141,10 +151,11 @@ def main():
             results["results"].setdefault(name, {})[str(n)] = r
             print(f"{name:>18} {n:>5} envs: {r['steps_per_s']:>12,.0f} steps/s "
                   f"(compile {r['compile_s']:.1f}s)", flush=True)
-    results["results"]["gymnasium MiniGrid DoorKey-8x8"] = {"1": minigrid_python()}
-    print(f"gymnasium MiniGrid DoorKey-8x8, 1 env (Python loop): "
-          f"{results['results']['gymnasium MiniGrid DoorKey-8x8']['1']['steps_per_s']:,.0f} "
-          "steps/s", flush=True)
+    if not args.tasks or "gymnasium" in args.tasks:
+        results["results"]["gymnasium MiniGrid DoorKey-8x8"] = {"1": minigrid_python()}
+        print(f"gymnasium MiniGrid DoorKey-8x8, 1 env (Python loop): "
+              f"{results['results']['gymnasium MiniGrid DoorKey-8x8']['1']['steps_per_s']:,.0f} "
+              "steps/s", flush=True)
 
     # Markdown table, with the ratio to NAVIX at each size.
     navix = results["results"]["NAVIX DoorKey-8x8"]

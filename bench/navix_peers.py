@@ -131,7 +131,7 @@ def run_ours(agent: str, task: str, budget: int, seeds: int) -> dict:
     compiled = chunk.lower(state, s.inputs).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    _, m = jax.block_until_ready(compiled(state, s.inputs))
+    _, m = jax.block_until_ready(compiled(state, s.inputs, np.int32(c.num_updates)))
     run_s = time.perf_counter() - t0
     m = jax.device_get(m)
     return result(agent, task, m["env_steps"][0], m["success"], m["episodes"], seeds,

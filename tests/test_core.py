@@ -367,3 +367,102 @@ def test_checkpoints_restore_a_state_written_before_a_none_field_existed(tmp_pat
     with pytest.raises(ConfigError, match="does not fit"):  # a real mismatch is still refused
         ckpt.restore(3, _After(x=jnp.zeros(5), key=jax.random.key(0)))
     ckpt.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast input path and the driver's chunks
+# ---------------------------------------------------------------------------------------------
+def _reference_apply(net, params, cells, carried):
+    """The encoder as it was before the fast input path: two `jnp.take` lookups (with bounds
+    checks), the embeddings concatenated, then the layers; written out by hand."""
+    p = params["params"]["encoder"]
+    x = jnp.take(p["cell"]["embedding"], cells.astype(jnp.int32), axis=0)
+    c = jnp.take(p["carried"]["embedding"], carried.astype(jnp.int32), axis=0)
+    if net.network == "cnn":
+        side = int(round(cells.shape[-1] ** 0.5))
+        x = x.reshape(*x.shape[:-2], side, side, net.embed_dim)
+        for name in ("conv1", "conv2"):
+            x = jax.nn.relu(jax.lax.conv_general_dilated(
+                x, p[name]["kernel"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                + p[name]["bias"])
+    x = jnp.concatenate([x.reshape(*c.shape[:-1], -1), c], -1)
+    for i in range(len(net.hidden)):
+        x = jnp.tanh(x @ p[f"dense{i}"]["kernel"] + p[f"dense{i}"]["bias"])
+    top = params["params"]
+    return (x @ top["policy"]["kernel"] + top["policy"]["bias"],
+            (x @ top["value"]["kernel"] + top["value"]["bias"])[..., 0])
+
+
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_fast_input_path_gives_the_reference_outputs_and_gradients(network):
+    from jaxrl3m.envs import make
+    from jaxrl3m.nets import Network
+    env = make("ColoredDoorKey")
+    # States mid-episode (keys and doors of several colours seen, something carried).
+    carry = collector.reset(env, jax.random.key(1), 32)
+    carry, tr = jax.jit(lambda c: collector.rollout(env, collector.Random(7), None, c,
+                                                    jax.random.key(2), 40))(carry)
+    obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
+    net = Network(network=network)
+    params = net.init(jax.random.key(0), obs)
+    cells, carried = net.encode(obs)
+    assert cells.dtype == jnp.int16 and carried.dtype == jnp.int16
+    assert int(cells.max()) < 990 and int(carried.max()) < 66 and len(np.unique(cells)) > 5
+    fast = jax.jit(net.apply_codes)(params, cells, carried)
+    ref = jax.jit(lambda p, a, b: _reference_apply(net, p, a, b))(params, cells, carried)
+    for a, b in zip(fast, ref):
+        np.testing.assert_array_equal(a, b)
+
+    def loss(apply):
+        return lambda p: sum(jnp.sum(jnp.sin(x)) for x in apply(p, cells, carried))
+
+    g_fast = jax.jit(jax.grad(loss(net.apply_codes)))(params)
+    g_ref = jax.jit(jax.grad(loss(lambda p, a, b: _reference_apply(net, p, a, b))))(params)
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(g_fast["params"]["encoder"]["carried"]["embedding"]).sum()) > 0
+
+
+def test_a_chunk_skips_its_surplus_updates():
+    """The driver's one program per run: `count` < chunk size runs exactly `count` updates
+    (state and metrics as `update(state, count)` gives them) and leaves zeros after them."""
+    from jaxrl3m.core import driver
+    algo = make_train(PPOConfig(task="DoorKey", num_envs=8, num_steps=8, num_minibatches=2,
+                                update_epochs=2, hidden=(16,), window=5, total_steps=640),
+                      guided=False)
+    state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), 2))
+    fn = driver.chunk_fn(algo, 3)
+    short, m = fn(state, None, 2)
+    ref, m_ref = jax.jit(vmap_seeds(lambda s: algo.update(s, None, 2)))(state)
+    assert m["loss"].shape == (2, 3)
+    np.testing.assert_allclose(m["loss"][:, :2], m_ref["loss"], rtol=1e-6)
+    assert (np.asarray(m["env_steps"][:, 2]) == 0).all()
+    assert int(short.update[0]) == 2
+    for a, b in zip(jax.tree.leaves(short.params), jax.tree.leaves(ref.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    full, m3 = fn(state, None)
+    assert int(full.update[0]) == 3 and (np.asarray(m3["env_steps"][:, 2]) > 0).all()
+
+
+def test_final_success_is_never_a_bare_nan():
+    text = train_cli.final_success_text([float("nan"), float("nan")])
+    assert "nan" not in text.lower() and "fewer than 50 episodes ended in the last 5 updates" in text
+    text = train_cli.final_success_text([0.5, float("nan")])
+    assert "0.500" in text and "1 seed(s) without a rate" in text and "nan" not in text.lower()
+    assert train_cli.final_success_text([0.25, 0.75]).startswith("final success 0.500 +- 0.250")
+
+
+def test_compile_cache_folder_and_switch(tmp_path, monkeypatch):
+    from jaxrl3m.core import compile_cache
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv(compile_cache.ENV, "off")
+        assert compile_cache.enable() is None
+        monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "xla"))
+        assert compile_cache.enable() == tmp_path / "xla" and (tmp_path / "xla").is_dir()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+        monkeypatch.delenv(compile_cache.ENV)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home"))
+        assert compile_cache.default_dir() == tmp_path / "home" / "jaxrl3m" / "xla"
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

@@ -77,6 +77,10 @@ def navix_observation(state) -> Observation:
                        carrying=carried_cell(state))
 
 
+def _no_observation(state) -> jax.Array:
+    return jnp.zeros((), jnp.uint8)
+
+
 @dataclasses.dataclass(frozen=True)
 class NavixEnv:
     """A NAVIX environment (`navix_id`) behind jaxrl3m's interface (see the module docstring)."""
@@ -121,7 +125,10 @@ class NavixEnv:
             kwargs["max_steps"] = max_steps
         if penalty is not None:
             kwargs["penalty_coeff"] = penalty
-        return nx.make(self.navix_id, disable_autoreset=True, **kwargs)
+        # NAVIX's own observation is never read (ours is `navix_observation` of the state): a
+        # constant, so that NAVIX does not render one per step and per reset.
+        return nx.make(self.navix_id, disable_autoreset=True, observation_fn=_no_observation,
+                       observation_space=nx.spaces.Discrete.create(1, (), jnp.uint8), **kwargs)
 
     def _timestep(self, ts, obs, reward, terminated, truncated, final_obs) -> TimeStep:
         return TimeStep(state=ts, obs=obs, reward=reward, terminated=terminated,
@@ -140,6 +147,9 @@ class NavixEnv:
         truncated = nxt.is_truncation()
         fresh = env.reset(state.state.key)
         done = terminated | truncated
+        # The rendering cache (NAVIX's sprites, ~10 kB per environment) is the same before and
+        # after a reset: kept, not selected per step.
+        fresh = fresh.replace(state=fresh.state.replace(cache=nxt.state.cache))
         new = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
         return self._timestep(new, navix_observation(new.state), nxt.reward.astype(jnp.float32),
                               terminated, truncated, navix_observation(nxt.state))
