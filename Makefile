@@ -10,7 +10,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # 48 s where one process took 13 min 55 s (measured side by side, 201 tests, 2026-11-22).
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: venv model priors train transfer datasets test bench bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
+.PHONY: venv model priors train transfer datasets test bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -73,6 +73,17 @@ bench: $(VENV)/.model
 	$(PY) bench/env_throughput.py
 	$(PY) bench/priors_throughput.py
 	$(PY) bench/train_throughput.py
+
+# Our plain PPO against rejax's PPO and NAVIX's PPO, end to end and training steps/s, side by side
+# (installs the [peers] extra; ~15 min on 2 cores): bench/peers.json, bench/peers.md.
+bench-peers: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[peers]'
+	$(PY) bench/peers.py
+
+# On a machine with an accelerator: raw stepping, training steps/s and the main job, into
+# bench/gpu/ and the GPU section of bench/RESULTS.md (under 8 min on one H100/H200).
+bench-gpu: $(VENV)/.installed
+	bash bench/gpu.sh
 
 # Steps to 0.9 success, guided vs plain PPO, 3 tasks x 4 priors x 4 seeds (~35 min on 2 cores).
 bench-learning: $(VENV)/.installed

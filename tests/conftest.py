@@ -11,3 +11,15 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_backend_optimization_level=0").strip()
 sys.path.insert(0, os.path.dirname(__file__))
+
+# XLA's persistent compilation cache, fresh for each run of the suite and shared by its pytest
+# workers and the commands the tests start (never the user's ~/.cache/jaxrl3m): programs that
+# several test files compile alike are compiled once per run.
+import tempfile  # noqa: E402
+
+_run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+os.environ.setdefault("JAXRL3M_COMPILE_CACHE",
+                      os.path.join(tempfile.gettempdir(), f"jaxrl3m-tests-xla-{_run}"))
+from jaxrl3m.core import compile_cache  # noqa: E402
+
+compile_cache.enable()

@@ -466,3 +466,26 @@ def test_compile_cache_folder_and_switch(tmp_path, monkeypatch):
         assert compile_cache.default_dir() == tmp_path / "home" / "jaxrl3m" / "xla"
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_navix_is_imported_only_when_needed_and_registration_still_happens():
+    """jaxrl3m writes NAVIX's codes out (importing NAVIX takes seconds); they must be NAVIX's,
+    and `navix.make("JaxRL3M-DoorKey-v0")` must work after `import jaxrl3m.envs` alone."""
+    code = ("import sys, jaxrl3m.envs, jaxrl3m.core.driver\n"
+            "from jaxrl3m.core.runs import load_config, setup\n"
+            "setup(*load_config('DoorKey-oracle', {}))\n"
+            "assert 'navix' not in sys.modules\n"
+            "import navix\n"
+            "assert 'JaxRL3M-DoorKey-v0' in navix.registry()\n"
+            "from navix.entities import EntityIds as E\n"
+            "from navix.rendering.registry import PALETTE as P\n"
+            "from jaxrl3m.envs import types as t\n"
+            "assert (t.UNSEEN, t.EMPTY, t.WALL, t.DOOR, t.KEY, t.BALL, t.BOX, t.GOAL, t.LAVA, "
+            "t.AGENT) == tuple(int(x) for x in (E.UNKNOWN, E.FLOOR, E.WALL, E.DOOR, E.KEY, "
+            "E.BALL, E.BOX, E.GOAL, E.LAVA, E.PLAYER))\n"
+            "assert (t.RED, t.GREEN, t.BLUE, t.PURPLE, t.YELLOW, t.GREY) == tuple(int(x) for x "
+            "in (P.RED, P.GREEN, P.BLUE, P.PURPLE, P.YELLOW, P.GREY))\n"
+            "print('ok')\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0 and "ok" in p.stdout, p.stderr[-2000:]

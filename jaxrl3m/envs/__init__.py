@@ -10,13 +10,16 @@
 from __future__ import annotations
 
 import dataclasses
-from ..core.config import did_you_mean
+import importlib.abc
+import importlib.util
+import sys
 from typing import Any
+
+from ..core.config import did_you_mean
 
 from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
                           abstract_state, decode, describe, describe_all, factors)
 from .doorkey import DoorKeyEnv, check_options
-from .navix_env import NavixEnv, NavixTask, is_navix_id, register as _register_in_navix
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
@@ -26,13 +29,56 @@ _TASKS: dict[str, tuple[type, dict[str, Any]]] = {
     "DoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=0)),
     "LavaDoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=1)),
     "ColoredDoorKey": (DoorKeyEnv, dict(n_keys=2, n_lava=0)),
-    **{f"DoorKey-{n}x{n}": (NavixEnv, dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
+    **{f"DoorKey-{n}x{n}": ("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
+"""The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
+import) is imported only when one is built."""
 
 TASKS = tuple(_TASKS)
 """Every jaxrl3m name `make` accepts (it also accepts every id of `navix.registry()`)."""
 
-_register_in_navix()
+class _RegisterWhenNavixLoads(importlib.abc.MetaPathFinder):
+    """Registers jaxrl3m's tasks in NAVIX's registry as soon as NAVIX is imported (by anyone:
+    `navix.make("JaxRL3M-DoorKey-v0")` works after `import jaxrl3m.envs`), without importing
+    NAVIX before it is needed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "navix":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("navix")
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_register(module):
+            exec_module(module)
+            from .navix_env import register
+            register()
+
+        spec.loader.exec_module = exec_and_register
+        return spec
+
+
+if "navix" in sys.modules:
+    from .navix_env import register as _register
+    _register()
+elif not any(isinstance(f, _RegisterWhenNavixLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenNavixLoads())
+
+
+def __getattr__(name: str):
+    if name in ("NavixEnv", "NavixTask"):
+        from . import navix_env
+        return getattr(navix_env, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _class(cls):
+    if cls == "navix":
+        from .navix_env import NavixEnv
+        return NavixEnv
+    return cls
 
 
 def options(name: str) -> tuple[str, ...]:
@@ -42,9 +88,10 @@ def options(name: str) -> tuple[str, ...]:
 
 
 def _spec(name: str):
-    if name not in _TASKS and is_navix_id(name):
-        return NavixEnv, dict(navix_id=name, size=0)
-    if name.startswith("Navix-"):
+    if name not in _TASKS and name.startswith("Navix-"):
+        from .navix_env import NavixEnv, is_navix_id
+        if is_navix_id(name):
+            return NavixEnv, dict(navix_id=name, size=0)
         import navix
         raise ValueError(f"unknown NAVIX environment {name!r}."
                          f"{did_you_mean(name, tuple(navix.registry()))} "
@@ -52,7 +99,8 @@ def _spec(name: str):
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Valid tasks: "
                          f"{', '.join(TASKS)}, and NAVIX's ids (sorted(navix.registry()))")
-    return _TASKS[name]
+    cls, fixed = _TASKS[name]
+    return _class(cls), fixed
 
 
 def make(name: str, **overrides: Any):

@@ -2,7 +2,9 @@
 
 Cells are encoded as MiniGrid does, `(tag, colour, state)` in `uint8`, with NAVIX's names for the
 codes: tags are `navix.entities.EntityIds` (which equal MiniGrid's `OBJECT_TO_IDX`), colours are
-`navix.rendering.registry.PALETTE` (MiniGrid's `COLOR_TO_IDX`), door states are MiniGrid's
+`navix.rendering.registry.PALETTE` (MiniGrid's `COLOR_TO_IDX`), written out here so that importing
+jaxrl3m does not import NAVIX (seconds per command; a test checks them against NAVIX's), door
+states are MiniGrid's
 (`0` open, `1` closed, `2` locked). Positions are `(row, col)` and directions are NAVIX's and
 MiniGrid's (`0` east, `1` south, `2` west, `3` north).
 """
@@ -13,28 +15,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from navix.entities import EntityIds
-from navix.rendering.registry import PALETTE
 
 # ---------------------------------------------------------------------------------------------
 # Cell codes (plain Python ints, so they are static under jit).
 # ---------------------------------------------------------------------------------------------
-UNSEEN = int(EntityIds.UNKNOWN)  # 0: a cell the agent has never seen
-EMPTY = int(EntityIds.FLOOR)  # 1
-WALL = int(EntityIds.WALL)  # 2
-DOOR = int(EntityIds.DOOR)  # 4
-KEY = int(EntityIds.KEY)  # 5
-BALL = int(EntityIds.BALL)  # 6
-BOX = int(EntityIds.BOX)  # 7
-GOAL = int(EntityIds.GOAL)  # 8
-LAVA = int(EntityIds.LAVA)  # 9
-AGENT = int(EntityIds.PLAYER)  # 10
+UNSEEN = 0  # a cell the agent has never seen (EntityIds.UNKNOWN)
+EMPTY = 1  # EntityIds.FLOOR
+WALL = 2
+DOOR = 4
+KEY = 5
+BALL = 6
+BOX = 7
+GOAL = 8
+LAVA = 9
+AGENT = 10  # EntityIds.PLAYER
 
 TAG_NAMES = {UNSEEN: "unseen", EMPTY: "empty", WALL: "wall", DOOR: "door", KEY: "key",
              BALL: "ball", BOX: "box", GOAL: "goal", LAVA: "lava", AGENT: "agent"}
 
-RED, GREEN, BLUE, PURPLE, YELLOW, GREY = (int(c) for c in (
-    PALETTE.RED, PALETTE.GREEN, PALETTE.BLUE, PALETTE.PURPLE, PALETTE.YELLOW, PALETTE.GREY))
+RED, GREEN, BLUE, PURPLE, YELLOW, GREY = range(6)  # navix PALETTE, MiniGrid COLOR_TO_IDX
 COLOUR_NAMES = ("red", "green", "blue", "purple", "yellow", "grey")
 NUM_COLOURS = len(COLOUR_NAMES)
 
