@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -53,16 +54,15 @@ class _RegisterWhenNavixLoads(importlib.abc.MetaPathFinder):
 
         def exec_and_register(module):
             exec_module(module)
-            from .navix_env import register
-            register()
+            if f"{__name__}.navix_env" not in sys.modules:  # else it registers as it loads
+                importlib.import_module(f"{__name__}.navix_env")
 
         spec.loader.exec_module = exec_and_register
         return spec
 
 
 if "navix" in sys.modules:
-    from .navix_env import register as _register
-    _register()
+    from . import navix_env  # noqa: F401  (registers as it loads)
 elif not any(isinstance(f, _RegisterWhenNavixLoads) for f in sys.meta_path):
     sys.meta_path.insert(0, _RegisterWhenNavixLoads())
 

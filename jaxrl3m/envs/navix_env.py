@@ -249,5 +249,7 @@ def is_navix_id(name: str) -> bool:
     return name.startswith(NAVIX_PREFIX) and name in nx.registry()
 
 
+register()  # whoever imports this module first (jaxrl3m.envs defers it until NAVIX loads)
+
 __all__ = ["NavixEnv", "NavixTask", "OBSERVATIONS", "REGISTERED", "navix_observation",
            "observation_array", "register", "is_navix_id"]
