@@ -23,3 +23,14 @@ os.environ.setdefault("JAXRL3M_COMPILE_CACHE",
 from jaxrl3m.core import compile_cache  # noqa: E402
 
 compile_cache.enable()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The run's compilation cache goes with the run (the controller removes it; workers, which
+    have `workerinput`, leave it to the controller)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    import shutil
+    folder = os.environ.get("JAXRL3M_COMPILE_CACHE", "")
+    if os.path.basename(folder).startswith("jaxrl3m-tests-xla-"):
+        shutil.rmtree(folder, ignore_errors=True)
