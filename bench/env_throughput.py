@@ -1,7 +1,9 @@
 """Environment throughput: random-action stepping under jit(scan(vmap(step))).
 
 Measures jaxrl3m's DoorKey, LavaDoorKey and ColoredDoorKey against NAVIX's own DoorKey-8x8
-(`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), all through the library's
+(`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
+`MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
+is installed), all through the library's
 collector (`jaxrl3m.core.collector`, random actions) and gymnasium MiniGrid's
 `MiniGrid-DoorKey-8x8-v0` (a Python loop, one environment), all in the same run. Compile time is
 reported apart; each figure is the best of `--repeats` timed runs.
@@ -71,6 +73,39 @@ class NavixAdapter:
         return id(self.env)
 
 
+@dataclasses.dataclass(frozen=True)
+class XMinigridAdapter:
+    """XLand-MiniGrid's environment (its own `reset(params, key)`, `step(params, timestep,
+    action)` and `GymAutoResetWrapper`) behind the library's convention (its timestep is the
+    state)."""
+
+    env: object
+    params: object
+
+    def _ts(self, timestep):
+        last = timestep.last()
+        return TimeStep(state=timestep, obs=_FLAT, reward=timestep.reward.astype(jnp.float32),
+                        terminated=last & (timestep.discount == 0),
+                        truncated=last & (timestep.discount != 0), final_obs=_FLAT)
+
+    def reset(self, key):
+        return self._ts(self.env.reset(self.params, key))
+
+    def step(self, state, action):
+        return self._ts(self.env.step(self.params, state, action))
+
+    def __hash__(self):
+        return id(self.env)
+
+
+def xminigrid_doorkey_8x8():
+    """`xminigrid.make("MiniGrid-DoorKey-8x8")` with autoreset (`pip install -e '.[peers]'`)."""
+    import xminigrid
+    from xminigrid.wrappers import GymAutoResetWrapper
+    env, params = xminigrid.make("MiniGrid-DoorKey-8x8")
+    return XMinigridAdapter(GymAutoResetWrapper(env), params)
+
+
 def navix_doorkey_8x8():
     import navix as nx
     return NavixAdapter(nx.make("Navix-DoorKey-8x8-v0", max_steps=640, penalty_coeff=0.9))
@@ -134,6 +169,11 @@ def main():
         "ColoredDoorKey": lambda: ours("ColoredDoorKey"),
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
     }
+    try:  # the [peers] extra
+        import xminigrid  # noqa: F401
+        candidates["XLand-MiniGrid DoorKey-8x8"] = xminigrid_doorkey_8x8
+    except ImportError:
+        pass
     if args.tasks:
         unknown = set(args.tasks) - set(candidates) - {"gymnasium"}
         if unknown:
@@ -168,7 +208,7 @@ def main():
             if r is None:
                 cells.append("")
                 continue
-            ratio = "" if name.startswith("NAVIX") or name.startswith("gym") else \
+            ratio = "" if name.startswith(("NAVIX", "gym", "XLand")) else \
                 f" ({r['steps_per_s'] / navix[str(n)]['steps_per_s']:.2f}x)"
             cells.append(f"{r['steps_per_s']:,.0f}{ratio}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
