@@ -10,7 +10,10 @@ seed and update, appended as training goes), `learning_curve.png`, orbax checkpo
 `checkpoints/`, `eval.json` (success and return on held-out layouts) and `summary.json`. Training
 runs as jitted chunks of `log_every` updates, all seeds in one `vmap` (`jaxrl3m.core.driver`);
 `--resume` continues a stopped run and ends exactly where an uninterrupted run would have. The
-prior table and the source policy are checked before the run folder is created.
+prior table and the source policy are checked before the run folder is created. Compiled
+programs are kept in XLA's persistent cache (`~/.cache/jaxrl3m/xla`, or `$JAXRL3M_COMPILE_CACHE`;
+`JAXRL3M_COMPILE_CACHE=off` disables it, deleting the folder clears it), so the same command runs
+again without compiling (`jaxrl3m.core.compile_cache`).
 
 Transfer learning (see `jaxrl3m.experiments.transfer` for the five-approach study): `source=RUN_DIR`
 names a run of this command on another task; `init=source` starts from its policy's parameters,

@@ -12,7 +12,8 @@ the update, the seed and the last good checkpoint, which is left as it was), row
 `checkpoint_every` seconds have passed since the last one (and always at the end, or where the
 run is stopped or interrupted with Ctrl-C). A resumed run (`resume=True`) cuts `metrics.csv`
 back to its last checkpoint and ends bit for bit where an uninterrupted run would.
-At the end: `summary.json`, `learning_curve.png` and the held-out evaluation (`eval.json`).
+At the end: `summary.json`, `learning_curve.png` and the held-out evaluation (`eval.json`), whose
+program was compiled in a background thread while training ran.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 from . import metrics as metrics_io
 from .checkpoint import Checkpoints
 from .config import ConfigError
-from .evaluation import evaluate, evaluate_algo
+from .evaluation import evaluate, evaluate_algo, precompile_algo
 from .io import atomic_write_json
 from . import parallel
 from .runs import RunConfig, Setup, init_states, setup as make_setup
@@ -223,6 +224,10 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         compile_s = time.perf_counter() - t0
         if progress and main:
             print(f"compiled the training program in {compile_s:.1f} s", file=sys.stderr)
+    # The final evaluation's program compiles in the background while training runs.
+    warm = (precompile_algo(algo, state.params, s.inputs, run.seeds, run.eval_episodes,
+                            run.eval_greedy)
+            if run.eval_episodes and main and done < total and stop_after is None else None)
     tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
     bar = Progress(total * steps_per_update * run.seeds, progress and main,
                    done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
@@ -286,6 +291,8 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         return summary
     plot_run(rows, run_dir / "learning_curve.png", f"{c.task}, {run.algo}, prior {run.prior}")
     if run.eval_episodes:
+        if warm is not None:
+            warm.join()
         summary["eval"] = evaluate_algo(algo, params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])

@@ -8,6 +8,7 @@ training layouts is rare; it is not excluded by construction.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import jax
@@ -37,15 +38,42 @@ def _program(env, policy, episodes: int, batched: bool):
     return _PROGRAMS[sig]
 
 
+def _algo_target(algo: Any, params: Any, teacher: Any, greedy: bool):
+    """`(policy, params, batched)` that `evaluate` plays for a trained algorithm."""
+    if hasattr(algo, "policy"):
+        return (algo.policy(greedy), algo.evaluation_params(params, teacher),
+                algo.evaluation_axes)
+    return collector.Sample(algo.act, greedy), params, True
+
+
 def evaluate_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: int = 1000,
                   greedy: bool = False, seed: int = 0) -> dict[str, Any]:
     """`evaluate` for a trained algorithm's parameters (`f32[S, ...]`, one set per seed):
     through its own evaluation policy where it has one (DQN-Prior acts from its Q-values and the
     prior's proposals), else by sampling (or the argmax of) `algo.act`'s logits."""
-    if hasattr(algo, "policy"):
-        return evaluate(algo.env, None, algo.evaluation_params(params, teacher), seeds, episodes,
-                        greedy, seed, batched=algo.evaluation_axes, policy=algo.policy(greedy))
-    return evaluate(algo.env, algo.act, params, seeds, episodes, greedy, seed)
+    policy, params, batched = _algo_target(algo, params, teacher, greedy)
+    return evaluate(algo.env, None, params, seeds, episodes, greedy, seed, batched=batched,
+                    policy=policy)
+
+
+def precompile_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: int,
+                    greedy: bool = False) -> threading.Thread:
+    """Compiles `evaluate_algo`'s program in a background thread, from the parameters' shapes
+    (`params` may be abstract), so that the driver's final evaluation does not wait for its
+    compilation: it overlaps training. Join the thread before evaluating. A failure here is
+    ignored: the evaluation then compiles (and reports) as usual."""
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+
+    def work():
+        try:
+            policy, p, batched = _algo_target(algo, shapes, teacher, greedy)
+            _program(algo.env, policy, episodes, batched).lower(p, eval_keys(0, seeds)).compile()
+        except Exception:  # noqa: BLE001 (the evaluation itself will say what is wrong)
+            pass
+
+    thread = threading.Thread(target=work, name="jaxrl3m-precompile-evaluation", daemon=True)
+    thread.start()
+    return thread
 
 
 def evaluate(env: Any, logits: Callable | None, params: Any, seeds: int, episodes: int = 1000,
