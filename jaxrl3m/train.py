@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the driver has saved a checkpoint and said so
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     import jax
     if jax.process_index() == 0:
         report(run_dir, run.seeds, summary)

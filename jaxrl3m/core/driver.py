@@ -273,11 +273,14 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
                        float(np.mean([r["loss"] for r in recent])))
             if stops_at(done):
                 return None
-    except KeyboardInterrupt:
-        if saved < done:  # every chunk up to `done` passed the divergence guard: keep it
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) and saved < done:
+            # every chunk up to `done` passed the divergence guard: keep it
             ckpt.save(done, state)
             print(f"interrupted: checkpoint {done} saved; --resume {run_dir} continues",
                   file=sys.stderr)
+        if warm is not None:  # let the background compilation end before the error leaves (a
+            warm.join()       # process that exits mid-compilation can crash in XLA's teardown)
         raise
     finally:
         bar.close()
