@@ -186,7 +186,7 @@ def _features_fn(net: Network, guided: bool):
             cells, carried = net.encode(obs)
             logp = prior.log_probs(obs, floor) if guided else jnp.zeros(
                 (obs.agent_dir.shape[0], net.num_actions))
-            return cells.astype(jnp.int16), carried.astype(jnp.int16), logp
+            return cells, carried, logp  # int16 codes (nets.encoders.CODE_DTYPE)
         _FEATURES[(net, guided)] = jax.jit(features)
     return _FEATURES[(net, guided)]
 
@@ -292,16 +292,14 @@ class Offline:
         net, guided = self.network, self.guided
         o = data.obs_index[idx]
         a = data.action[idx]
-        out = net.apply_codes(params, data.cells[o].astype(jnp.int32),
-                              data.carried[o].astype(jnp.int32))
+        out = net.apply_codes(params, data.cells[o], data.carried[o])
         if self.objective == "bc":
             ce = -jnp.take_along_axis(jax.nn.log_softmax(out), a[:, None], -1)[:, 0]
             loss = ce.mean()
             return loss, {"loss": loss, "td_loss": jnp.float32(jnp.nan), "penalty": loss,
                           "q_mean": jnp.float32(jnp.nan)}
         k_boot, k_pen = jax.random.split(key)
-        q_next = net.apply_codes(target, data.cells[o + 1].astype(jnp.int32),
-                                 data.carried[o + 1].astype(jnp.int32))
+        q_next = net.apply_codes(target, data.cells[o + 1], data.carried[o + 1])
         boot = bootstrap(k_boot, q_next, data.logp[o + 1] if guided else None, c)
         y = data.reward[idx] + c.gamma * (1.0 - data.terminated[idx]) * boot
         q_a = jnp.take_along_axis(out, a[:, None], -1)[:, 0]

@@ -1,4 +1,4 @@
-"""XLA's persistent compilation cache for the commands (`python -m jaxrl3m.train`, ...).
+"""XLA's persistent compilation cache, turned on by `python -m jaxrl3m.train`.
 
 A run compiles its programs (the training chunk, initialisation, evaluation) in seconds to tens
 of seconds; the same command run again with the same shapes loads them from this cache instead.

@@ -262,7 +262,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
                 tb.write(new_rows, names)
             rows += new_rows
             done += n
-            if done == total or stops_at(done) or _shared_flag(
+            if done == total or stops_at(done) or parallel.same_on_every_process(
                     time.monotonic() - last_save >= run.checkpoint_every):
                 ckpt.save(done, state)
                 saved, last_save = done, time.monotonic()
@@ -305,15 +305,6 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
                            final_success_std=e["success_std"])
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
-
-
-def _shared_flag(flag: bool) -> bool:
-    """`flag` as process 0 sees it, on every process (a multi-process run checkpoints together:
-    every process writes its shards of the same step)."""
-    if jax.process_count() == 1:
-        return bool(flag)
-    from jax.experimental import multihost_utils
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def evaluate_teacher_run(s: Setup, run: RunConfig, run_dir: Path) -> dict[str, Any]:

@@ -202,6 +202,15 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+def same_on_every_process(flag: bool) -> bool:
+    """`flag` as process 0 sees it, on every process: a decision every process must take alike
+    (a multi-process run checkpoints together, each process writing its shards of one step)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
 class DistributedError(RuntimeError):
     """The processes of a multi-host run could not meet."""
 
