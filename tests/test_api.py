@@ -146,3 +146,33 @@ def test_navix_doorkey_reward_is_minigrids():
     assert found is not None
     t, r = found
     assert r == pytest.approx(1 - 0.9 * t / 100, abs=1e-5)
+
+
+@pytest.mark.parametrize("task,per_pass", [("LavaDoorKey", 1), ("ColoredDoorKey", None),
+                                           ("DoorKey-8x8", 2)])
+def test_batch_step_resets_only_ended_episodes_with_the_same_values(task, per_pass):
+    """`autoreset.batch_step` (resets gathered for the ended episodes only, `per_pass` at a
+    time, so a step where more end needs several passes) equals `vmap(env.step)` bit for bit,
+    over enough steps that many episodes end on the same step."""
+    from jaxrl3m.envs import autoreset
+    env = envs.make(task, max_steps=7)
+    n = 16
+    state = jax.vmap(env.reset)(jax.random.split(jax.random.key(3), n)).state
+
+    def run(stepper):
+        def body(s, k):
+            ts = stepper(s, jax.random.randint(k, (n,), 0, env.num_actions))
+            return ts.state, ts
+        return jax.lax.scan(body, state, jax.random.split(jax.random.key(4), 30))[1]
+
+    want = jax.jit(lambda: run(jax.vmap(env.step)))()
+    got = jax.jit(lambda: run(lambda s, a: autoreset.batch_step(env, s, a, per_pass)))()
+    assert int(want.done.sum(axis=1).max()) > 2  # several episodes end on one step
+    leaves = lambda t: [x for x in jax.tree.leaves(t)
+                        if not jnp.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    for a, b in zip(leaves(want), leaves(got)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(jax.random.key_data(want.state.key if hasattr(want.state, "key")
+                                                      else want.state.state.key),
+                                  jax.random.key_data(got.state.key if hasattr(got.state, "key")
+                                                      else got.state.state.key))

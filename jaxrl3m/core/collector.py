@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from ..envs.autoreset import batch_step
 from ..envs.types import Observation
 from .parallel import shard_envs
 
@@ -135,7 +136,7 @@ def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
         action, extras = policy(params, carry.obs, key)
     else:
         action, extras, memory = policy(params, carry.obs, key, memory)
-    ts = jax.vmap(env.step)(carry.state, action)
+    ts = batch_step(env, carry.state, action)
     done = ts.terminated | ts.truncated
     if memory is not None:
         memory = policy.end_step(params, memory, ts.reward, done)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import layout as layout_lib
+from . import autoreset, layout as layout_lib
 from .observation import empty_memory, update_memory
 from .types import (DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
                     EMPTY_CELL, FORWARD, GOAL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
@@ -186,15 +186,15 @@ class DoorKeyEnv:
                                    carrying=carrying, memory=memory)
         return next_state, reward, terminated, truncated
 
+    def next_episode(self, state: EnvState) -> EnvState:
+        """The first state of the episode that a reset after `state` starts (from its key)."""
+        return self.reset(state.key).state
+
     def step(self, state: EnvState, action: jax.Array) -> TimeStep:
-        """Applies `action` and, when the episode ends, starts the next one (see `TimeStep`)."""
-        next_state, reward, terminated, truncated = self.transition(state, action)
-        done = terminated | truncated
-        final_obs = self.observe(next_state)
-        fresh = self.reset(state.key).state
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, next_state)
-        return TimeStep(state=new_state, obs=self.observe(new_state), reward=reward,
-                        terminated=terminated, truncated=truncated, final_obs=final_obs)
+        """Applies `action` and, when the episode ends, starts the next one (see `TimeStep`;
+        for a batch, `jaxrl3m.envs.autoreset.batch_step` gives the same and resets only the
+        environments whose episode ended)."""
+        return autoreset.step(self, state, action)
 
 
 LAYOUT_SPLITS = ("all", "train", "heldout")

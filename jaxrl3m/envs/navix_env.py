@@ -40,6 +40,7 @@ import navix as nx
 from flax import struct
 from navix.environments.environment import StepType, Timestep
 
+from . import autoreset
 from .types import AGENT, NOTHING, NUM_ACTIONS, Observation, TimeStep
 
 NAVIX_PREFIX = "Navix-"
@@ -140,19 +141,24 @@ class NavixEnv:
         obs = navix_observation(ts.state)
         return self._timestep(ts, obs, jnp.zeros((), jnp.float32), false, false, obs)
 
+    def transition(self, state, action: jax.Array):
+        """NAVIX's step without its autoreset: `(next_state, reward, terminated, truncated)`."""
+        nxt = self.navix_env.step(state, action)
+        return nxt, nxt.reward.astype(jnp.float32), nxt.is_termination(), nxt.is_truncation()
+
+    def next_episode(self, state):
+        """The episode a reset after `state` starts, from `state.state.key` as NAVIX's own
+        autoreset would. The rendering cache (NAVIX's sprites, ~10 kB per environment) is the
+        same before and after a reset: kept, not rebuilt."""
+        fresh = self.navix_env.reset(state.state.key)
+        return fresh.replace(state=fresh.state.replace(cache=state.state.cache))
+
+    def observe(self, state) -> Observation:
+        return navix_observation(state.state)
+
     def step(self, state, action: jax.Array) -> TimeStep:
-        env = self.navix_env
-        nxt = env.step(state, action)
-        terminated = nxt.is_termination()
-        truncated = nxt.is_truncation()
-        fresh = env.reset(state.state.key)
-        done = terminated | truncated
-        # The rendering cache (NAVIX's sprites, ~10 kB per environment) is the same before and
-        # after a reset: kept, not selected per step.
-        fresh = fresh.replace(state=fresh.state.replace(cache=nxt.state.cache))
-        new = jax.tree.map(lambda a, b: jnp.where(done, a, b), fresh, nxt)
-        return self._timestep(new, navix_observation(new.state), nxt.reward.astype(jnp.float32),
-                              terminated, truncated, navix_observation(nxt.state))
+        """One step with the library's autoreset (`jaxrl3m.envs.autoreset`)."""
+        return autoreset.step(self, state, action)
 
 
 # ---------------------------------------------------------------------------------------------
