@@ -43,23 +43,18 @@ def has_transition(env: Any) -> bool:
     return all(hasattr(env, name) for name in ("transition", "next_episode", "observe"))
 
 
-def _where(done: jax.Array, a: Any, b: Any) -> Any:
-    return jax.tree.map(lambda x, y: jnp.where(done.reshape(done.shape + (1,) * (x.ndim - done.ndim)),
-                                               x, y), a, b)
-
-
 def step(env: Any, state: Any, action: jax.Array) -> TimeStep:
     """One environment's step with the library's autoreset (`TimeStep`)."""
     nxt, reward, terminated, truncated = env.transition(state, action)
     done = terminated | truncated
-    new = _where(done, env.next_episode(state), nxt)
+    new = jax.tree.map(lambda a, b: jnp.where(done, a, b), env.next_episode(state), nxt)
     return TimeStep(state=new, obs=env.observe(new), reward=reward, terminated=terminated,
                     truncated=truncated, final_obs=env.observe(nxt))
 
 
 def max_resets(num_envs: int) -> int:
     """Resets per pass of `batch_step` for `num_envs` environments."""
-    return max(1, min(num_envs, -(-num_envs * RESETS_PER_PASS // 64)))
+    return -(-num_envs * RESETS_PER_PASS // 64)  # at least 1 for num_envs >= 1
 
 
 def reset_done(next_episode, done: jax.Array, before: Any, after: Any, per_pass: int) -> Any:

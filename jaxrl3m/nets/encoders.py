@@ -85,8 +85,7 @@ def window_index(height: int, width: int, window: int) -> np.ndarray:
         col = cols[..., None, None] + ahead * fwd[1] + lateral * right[1]
         inside = (r >= 0) & (r < height) & (col >= 0) & (col < width)
         out[d] = np.where(inside, r * width + col, height * width)
-    flat = out
-    return flat.reshape(4, height, width, window * window).astype(np.int32)
+    return out.reshape(4, height, width, window * window).astype(np.int32)
 
 
 def _window_flat_index(shape: tuple[int, int], agent_pos: jax.Array, agent_dir: jax.Array,
