@@ -10,7 +10,9 @@ of updates as `bench/train_throughput.py`: presets' hyperparameters, rollouts of
 machine hits both alike; the best of all rounds is kept. Variants: plain PPO, guided PPO
 (oracle table, lambda > 0), and guided PPO while lambda = 0 (past the cut-off: the teacher
 should not be computed at all). Revisions from before the core refactor (a prior table instead of a
-`Teacher`, plain `jax.vmap`) are measured through their own API. Writes `bench/revisions.json`.
+`Teacher`, plain `jax.vmap`) are measured through their own API. Each revision's network
+keys (window, embedding, widths) are those of its own PPO presets (`configs/ppo.yaml`). Writes
+`bench/revisions.json`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,26 @@ update 0), as in a run past LLM4Teach's cut-off: a traced value, not a constant 
 away (kl_coef = 0 in the config is one, and was already skipped before the core)."""
 
 
+NETWORK_KEYS = ("view", "window", "network", "embed_dim", "hidden", "channels", "relative_colours")
+
+
+def preset_network(tree: str, config_cls: type) -> dict:
+    """The network keys of the revision's PPO presets (`ppo.yaml`, which every PPO preset
+    inherits): what a user of that revision trains, where the config class's own defaults may
+    differ (issue 25 moved the presets' window from 11 to 7, not the class default)."""
+    import dataclasses
+    import yaml
+    for path in (Path(tree) / "jaxrl3m" / "configs" / "ppo.yaml", Path(tree) / "configs" / "ppo.yaml"):
+        if path.is_file():
+            preset = yaml.safe_load(path.read_text()) or {}
+            break
+    else:
+        return {}
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in preset.items()
+            if k in NETWORK_KEYS and k in fields}
+
+
 def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repeats: int
             ) -> dict:
     """Runs inside a child process whose `jaxrl3m` is the one in `tree`."""
@@ -47,11 +69,13 @@ def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repea
     except ImportError:  # before the core: a table, plain vmap
         vmap_seeds, teacher = jax.vmap, jnp.asarray(oracle_table(task))
     runs = {}
+    network = preset_network(tree, PPOConfig)
     for name, (guided, kl, cutoff) in VARIANTS.items():
         batch = num_envs * 32
         algo = make_train(PPOConfig(task=task, num_envs=num_envs, num_steps=32,
                                     num_minibatches=max(4, batch // 8192),
-                                    total_steps=batch * 10_000, kl_coef=kl, kl_cutoff=cutoff),
+                                    total_steps=batch * 10_000, kl_coef=kl, kl_cutoff=cutoff,
+                                    **network),
                           guided=guided)
         state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), seeds))
         chunk = jax.jit(vmap_seeds(lambda s, t: algo.update(s, t, updates), in_axes=(0, None)))
