@@ -1,0 +1,70 @@
+"""PPO's training throughput against the egocentric window's side, in one process, side by side.
+
+    python bench/window_throughput.py --task DoorKey --envs 64 --updates 12
+    python bench/window_throughput.py --task DoorKey --envs 1024 --updates 2 --windows 11 9 7
+
+The same jitted chunk as `bench/revisions.py` (presets' hyperparameters, rollouts of 32 steps,
+plain PPO and guided PPO with the oracle table), for each window side; chunks alternate between
+the variants and the best of `--repeats` is kept. Prints env steps/s and the ratio to the first
+window given. The window changes the network's input (`window * window + 1` embedded codes), so
+its effect on learning is the learning bench's to judge (`bench/learning.py --set window=7`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo  # noqa: E402
+from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
+from jaxrl3m.teacher.options import oracle_table  # noqa: E402
+from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="DoorKey")
+    p.add_argument("--envs", type=int, default=64)
+    p.add_argument("--updates", type=int, default=12, help="updates per timed chunk")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--windows", type=int, nargs="+", default=[11, 9, 7])
+    args = p.parse_args(argv)
+    teacher = Teacher.create(args.task, oracle_table(args.task))
+    batch = args.envs * 32
+    runs = {}
+    for w in args.windows:
+        for guided in (False, True):
+            algo = make_ppo(PPOConfig(task=args.task, num_envs=args.envs, num_steps=32, window=w,
+                                      num_minibatches=max(4, batch // 8192),
+                                      total_steps=batch * 10_000, kl_coef=1.0), guided=guided)
+            state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0),
+                                                                    args.seeds))
+            chunk = jax.jit(vmap_seeds(lambda s, t, a=algo: a.update(s, t, args.updates),
+                                       in_axes=(0, None)))
+            state, _ = jax.block_until_ready(chunk(state, teacher))
+            runs[(w, guided)] = [chunk, state, []]
+    for _ in range(args.repeats):
+        for r in runs.values():
+            t0 = time.perf_counter()
+            r[1], _ = jax.block_until_ready(r[0](r[1], teacher))
+            r[2].append(time.perf_counter() - t0)
+    steps = args.updates * batch * args.seeds
+    for guided in (False, True):
+        base = steps / min(runs[(args.windows[0], guided)][2])
+        for w in args.windows:
+            sps = steps / min(runs[(w, guided)][2])
+            print(f"{args.task} {args.envs} envs, {'guided' if guided else 'plain '} PPO, "
+                  f"window {w:2d}: {sps:10,.0f} env steps/s ({sps / base:.2f}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
