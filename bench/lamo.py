@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from jaxrl3m.algos import Inputs  # noqa: E402
 from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402
 from jaxrl3m.core.evaluation import evaluate_algo  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -88,10 +89,10 @@ def run_dt(method: str, ordered, fractions: list[float], seeds: int, args) -> li
         data, _ = algo.prepare(ordered.episodes(np.arange(n)))
         keys = jax.random.split(jax.random.key(args.train_seed), seeds)
         t0 = time.perf_counter()
-        state, m = jax.jit(vmap_seeds(algo.train, in_axes=(0, None)))(keys, (frozen, data))
+        state, m = jax.jit(vmap_seeds(algo.train, in_axes=(0, None)))(keys, Inputs(frozen=frozen, data=data))
         m = jax.device_get(m)
         wall = time.perf_counter() - t0
-        ev = evaluate_algo(algo, state.params, (frozen, data), seeds, args.eval_episodes,
+        ev = evaluate_algo(algo, state.params, Inputs(frozen=frozen, data=data), seeds, args.eval_episodes,
                            greedy=False, seed=1)
         out.append(ev["success"])
         print(f"  {method} fraction {f}: success {np.round(ev['success'], 3).tolist()}, "

@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from jaxrl3m.algos import Inputs  # noqa: E402
 from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json  # noqa: E402
 from jaxrl3m.offline import dataset as dsl  # noqa: E402
@@ -39,10 +40,10 @@ def measure(c: DTConfig, ds, steps: int) -> dict:
     state = algo.init(jax.random.key(0))
     fn = jax.jit(lambda s, inputs: algo.update(s, inputs, 1))
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(state, (frozen, data)))
+    jax.block_until_ready(fn(state, Inputs(frozen=frozen, data=data)))
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = fn(state, (frozen, data))
+    out = fn(state, Inputs(frozen=frozen, data=data))
     jax.block_until_ready(out)
     dt = time.perf_counter() - t0
     sps = c.steps_per_update / dt

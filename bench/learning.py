@@ -12,7 +12,7 @@ that table: the oracle, vicuna-33b's published answers, SmolLM2-135M), `dqn` (pl
 k -> infinity limit, `configs/dqn-prior-exact.yaml`) and `gflan-<prior>`
 (GFlan-Prior: PPO with alpha * KL(pi || prior)). Each runs its preset (`configs/<task>-<prior>.yaml`
 for the PPO family, `configs/dqn.yaml`, `dqn-prior.yaml`, `gflan-prior.yaml` with the task and
-prior set) through the library's driver (`jaxrl3m.core.driver.train_run`) with all seeds in one
+prior set) through the library's driver (`jaxrl3m.runner.driver.train_run`) with all seeds in one
 vmap, into full run folders in `runs/bench-learning/` (config.yaml included: each can be
 evaluated or resumed). Steps to 0.9 are read from the training episodes' success rate pooled
 over the last 5 updates (at least 50 episodes). Writes `bench/learning.json` and
@@ -39,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from jaxrl3m.core import metrics as curves  # noqa: E402
 from jaxrl3m.core.config import parse_overrides  # noqa: E402
-from jaxrl3m.core.driver import train_run  # noqa: E402
+from jaxrl3m.runner.driver import train_run  # noqa: E402
 from jaxrl3m.core.io import atomic_write_text  # noqa: E402
-from jaxrl3m.core.runs import create_run, load_config, setup  # noqa: E402
+from jaxrl3m.runner.runs import create_run, load_config, setup  # noqa: E402
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("oracle", "vicuna33b", "llm", "gemma3", "uniform", "shuffled")

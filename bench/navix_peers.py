@@ -48,10 +48,10 @@ import navix as nx  # noqa: E402
 from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork  # noqa: E402
 
 from jaxrl3m.core import metrics as metrics_io  # noqa: E402
-from jaxrl3m.core.driver import chunk_fn  # noqa: E402
+from jaxrl3m.runner.driver import chunk_fn  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
 from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.core.runs import load_config, setup  # noqa: E402
+from jaxrl3m.runner.runs import load_config, setup  # noqa: E402
 
 BUDGETS = {"Navix-DoorKey-5x5": 300_000, "Navix-DoorKey-8x8": 2_000_000, "DoorKey": 2_000_000}
 OURS = {"Navix-DoorKey-5x5": "DoorKey-5x5", "Navix-DoorKey-8x8": "DoorKey-8x8",

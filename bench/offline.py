@@ -35,7 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxrl3m.algos.offline import OfflineConfig, make_offline, offline_data  # noqa: E402
+from jaxrl3m.algos import Inputs  # noqa: E402
+from jaxrl3m.algos.offline import OfflineConfig, make_offline  # noqa: E402
+from jaxrl3m.offline.arrays import offline_data  # noqa: E402
 from jaxrl3m.collect import RECIPES, collect, recipe_path  # noqa: E402
 from jaxrl3m.core.evaluation import evaluate  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
@@ -105,7 +107,7 @@ def run_method(method: str, task: str, ordered: list, sizes: np.ndarray, args) -
     keys = jax.random.split(jax.random.key(args.train_seed), s_count)
 
     def one(data, size, key):
-        return algo.train(key, (table, data.replace(size=size)))[0].params
+        return algo.train(key, Inputs(teacher=table, data=data.replace(size=size)))[0].params
 
     fn = jax.jit(jax.vmap(jax.vmap(vmap_seeds(one, in_axes=(None, None, 0)),
                                    in_axes=(None, 0, None)), in_axes=(0, 0, None)))

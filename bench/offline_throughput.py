@@ -25,7 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from jaxrl3m.algos.offline import OfflineConfig, make_offline, offline_data  # noqa: E402
+from jaxrl3m.algos import Inputs  # noqa: E402
+from jaxrl3m.algos.offline import OfflineConfig, make_offline  # noqa: E402
+from jaxrl3m.offline.arrays import offline_data  # noqa: E402
 from jaxrl3m.collect import RECIPES, collect  # noqa: E402
 from jaxrl3m.core.io import atomic_write_json  # noqa: E402
 from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
@@ -46,7 +48,7 @@ def gradient_steps(task: str, seeds_list, steps: int, repeats: int) -> list[dict
                               posterior=posterior, prior_floor=0.01 if posterior == "exact" else 0)
             algo = make_offline(c, guided=guided, objective=objective)
             data = offline_data(ds, algo.network, prior if guided else None, float(c.prior_floor))
-            inputs = (prior if guided else None, data)
+            inputs = Inputs(teacher=prior if guided else None, data=data)
             states = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), seeds))
             fn = jax.jit(vmap_seeds(lambda s, i, a=algo: a.update(s, i, 1), in_axes=(0, None)))
             t0 = time.perf_counter()

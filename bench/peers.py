@@ -19,6 +19,10 @@ for everyone:
   preset (64 envs x 32 steps, 4 epochs x 4 minibatches, lr 3e-3, gamma 0.99, lambda 0.95, max
   grad norm 0.5); 3 seeds x 262,144 steps.
 
+Ours reads its own input in both (the `ppo` preset's network: a 7 x 7 egocentric window of the
+remembered map, embedded; an 11 x 11 window before issue 25), the peers the observation NAVIX
+gives them: the input is each agent's own design, the task and budget are shared.
+
 Every measurement is one child process, timed from its start to its end (imports, environment
 and network set-up, compilation, training, and for ours the run folder with its metrics,
 checkpoint and the held-out evaluation of 1000 episodes per seed; rejax evaluates as its config

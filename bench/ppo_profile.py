@@ -8,8 +8,8 @@ Each line: training steps/s of 5 updates (jitted chunk, compile apart, best of 3
 import time, jax, sys
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 from jaxrl3m.core import collector
-from jaxrl3m.core.runs import load_config, setup, init_states
-from jaxrl3m.core.driver import chunk_fn
+from jaxrl3m.runner.runs import load_config, setup, init_states
+from jaxrl3m.runner.driver import chunk_fn
 task = sys.argv[1] if len(sys.argv) > 1 else "DoorKey-8x8"
 def timeit(f, *a, n=3):
     jax.block_until_ready(f(*a)); best = 1e9

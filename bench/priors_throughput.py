@@ -18,7 +18,8 @@ import jax
 import numpy as np
 
 from jaxrl3m.envs.abstraction import NUM_ABSTRACT_STATES
-from jaxrl3m.llm.checkpoint import apply_chat_template, load_model
+from jaxrl3m.llm.chat import apply_chat_template  # noqa: E402
+from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.scoring import chat_score_fn, end_of_turn, score_options_sequential
 from jaxrl3m.teacher.options import task_options
 from jaxrl3m.teacher.priors import llm_prior_scores

@@ -10,7 +10,7 @@ import argparse
 import json
 import time
 
-from jaxrl3m.llm.checkpoint import load_model
+from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.scoring import chat_score_fn
 from jaxrl3m.teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from jaxrl3m.teacher.prompt import DEFAULT_EXAMPLES, load_prompt

@@ -58,9 +58,9 @@ def main() -> None:
     import numpy as np
 
     from jaxrl3m.core import parallel
-    from jaxrl3m.core.driver import chunk_fn, placement_of
+    from jaxrl3m.runner.driver import chunk_fn, placement_of
     from jaxrl3m.core.io import atomic_write_json, atomic_write_text
-    from jaxrl3m.core.runs import init_states, load_config, setup
+    from jaxrl3m.runner.runs import init_states, load_config, setup
 
     def measure(seeds: int, num_envs: int, devices: int) -> dict:
         c, run = load_config("ppo", dict(task=args.task, seeds=seeds, num_envs=num_envs,

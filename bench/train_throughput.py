@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from jaxrl3m.algos.dqn import DQNConfig, make_dqn  # noqa: E402
-from jaxrl3m.algos.ppo import PPOConfig, make_train  # noqa: E402
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo  # noqa: E402
 from jaxrl3m.core.io import atomic_write_text  # noqa: E402
 from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
 from jaxrl3m.teacher.options import oracle_table  # noqa: E402
@@ -71,9 +71,9 @@ def algorithm(task: str, num_envs: int, variant: str):
                            prior_floor=0.01 if variant == "dqn_exact" else 0.0)
         return make_dqn(config, guided=variant != "dqn")
     if variant == "gflan":
-        return make_train(PPOConfig(**sizes, kl_coef=0.3, kl_direction="reverse"))
+        return make_ppo(PPOConfig(**sizes, kl_coef=0.3, kl_direction="reverse"))
     guided, kl_coef, cutoff = VARIANTS[variant]
-    return make_train(PPOConfig(**sizes, kl_coef=kl_coef, kl_cutoff=cutoff,
+    return make_ppo(PPOConfig(**sizes, kl_coef=kl_coef, kl_cutoff=cutoff,
                                 kl_schedule="constant", posterior=variant == "posterior"),
                       guided=guided)
 
@@ -111,7 +111,7 @@ def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int,
 def teacher_cost(task: str, states: int = 8192, repeats: int = 5) -> float:
     """Microseconds per state of the teacher `pi_L` (oracle table), vmapped over `states`
     observations from random-action rollouts, as the trainer computes it after a rollout."""
-    env, n = make_train(PPOConfig(task=task)).env, 256
+    env, n = make_ppo(PPOConfig(task=task)).env, 256
 
     def observations(key):
         ts = jax.vmap(env.reset)(jax.random.split(key, n))

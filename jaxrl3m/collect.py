@@ -8,7 +8,7 @@
 
 Episodes are collected by the common collector, `--batch` fresh environments per `jit(vmap)`, on
 the task's training layouts (`layouts=train`: the held-out eighth is never in a dataset). Policy
-specs: `jaxrl3m.offline.policies`. File format and checks: `jaxrl3m.offline.dataset`.
+specs: `jaxrl3m.runner.policies`. File format and checks: `jaxrl3m.offline.dataset`.
 
 Recipes (`--recipes`, files `<out-dir>/<task>-<recipe>-s<seed>.npz`):
   expert  the oracle teacher (pi_L with the oracle table), sampled;
@@ -29,7 +29,7 @@ import numpy as np
 
 from .core.config import ConfigError
 from .offline import dataset as dsl
-from .offline import policies
+from .runner import policies
 
 RECIPES = {"expert": "oracle", "medium": "oracle@0.5", "mixed": "random:1,oracle@0.5:1,oracle:1",
            "random": "random"}
@@ -39,7 +39,7 @@ RECIPE_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 def collect(task: str, policy: str, episodes: int, epsilon: float = 0.0, seed: int = 0,
             batch: int = 4096, layouts: str = "train", progress: bool = False,
             **options) -> dsl.Dataset:
-    """A dataset of `episodes` episodes of `policy` (a spec, see `jaxrl3m.offline.policies`)
+    """A dataset of `episodes` episodes of `policy` (a spec, see `jaxrl3m.runner.policies`)
     in `task` with `options`, on the `layouts` split."""
     from . import envs
     if episodes < 1:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .core.config import ConfigError
 from .core.evaluation import evaluate_algo
-from .core.runs import restore_run
+from .runner.runs import restore_run
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 1000, greedy: bool | None = None

@@ -86,7 +86,8 @@ def compute(args: argparse.Namespace):
                          permutations=args.permutations, calibrate=args.calibrate)
     t0 = time.perf_counter()
     if args.backend == "jax":
-        from .llm.checkpoint import describe_model, load_model
+        from .llm.loading import load_model
+        from .llm.model import describe_model
         from .llm.scoring import chat_score_fn
         _log(f"loading {args.model} ...")
         model = load_model(args.model)

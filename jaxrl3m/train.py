@@ -8,7 +8,7 @@
 A run writes to `runs/<name>/`: `config.yaml` (every key, resolved), `metrics.csv` (one row per
 seed and update, appended as training goes), `learning_curve.png`, orbax checkpoints in
 `checkpoints/`, `eval.json` (success and return on held-out layouts) and `summary.json`. Training
-runs as jitted chunks of `log_every` updates, all seeds in one `vmap` (`jaxrl3m.core.driver`);
+runs as jitted chunks of `log_every` updates, all seeds in one `vmap` (`jaxrl3m.runner.driver`);
 `--resume` continues a stopped run and ends exactly where an uninterrupted run would have. The
 prior table and the source policy are checked before the run folder is created. Compiled
 programs are kept in XLA's persistent cache (`~/.cache/jaxrl3m/xla`, or `$JAXRL3M_COMPILE_CACHE`;
@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .core import compile_cache
     compile_cache.enable()
-    from .core.driver import TrainingDiverged, train_run
-    from .core.runs import create_run, load_config, read_run_config, setup
+    from .runner.driver import TrainingDiverged, train_run
+    from .runner.runs import create_run, load_config, read_run_config, setup
     try:
         if args.config and "=" in args.config:  # only overrides were given
             args.overrides.insert(0, args.config)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir, run = create_run(algo_config, run)
         c = algo_config
         size = (f"{c.num_updates} updates of {c.num_envs} envs x {c.num_steps} steps"
-                if hasattr(c, "num_envs") else
+                if not prepared.algo.offline else
                 f"{c.gradient_steps} gradient steps on {run.dataset} (fraction {run.fraction:g})")
         print(f"run {run_dir}: {run.algo} on {c.task}, prior {run.prior}, {run.seeds} seed(s), "
               f"{size}", file=sys.stderr)

@@ -16,7 +16,7 @@ import pytest
 from flax import struct
 
 from jaxrl3m import algos, train as train_cli
-from jaxrl3m.algos.ppo import PPOConfig, make_train
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo
 from jaxrl3m.core import collector
 from jaxrl3m.core.checkpoint import Checkpoints
 from jaxrl3m.core.config import ConfigError, build, preset_names, resolve_config
@@ -116,7 +116,7 @@ def test_collector_plays_exactly_one_episode_per_environment():
 # The teacher object
 # ---------------------------------------------------------------------------------------------
 def _observations(task: str, n: int = 64):
-    env = make_train(PPOConfig(task=task)).env
+    env = make_ppo(PPOConfig(task=task)).env
     carry = collector.reset(env, jax.random.key(2), n)
     _, tr = jax.jit(lambda c: collector.rollout(env, collector.Random(7), None, c,
                                                 jax.random.key(3), 4))(carry)
@@ -150,7 +150,7 @@ def test_teacher_object_probabilities_floor_and_proposals():
 def test_teacher_and_bootstrap_skips_stay_conds_under_vmap_over_seeds():
     config = PPOConfig(task="DoorKey", total_steps=64, num_envs=8, num_steps=8,
                        num_minibatches=2, update_epochs=1, hidden=(16,), window=5, kl_coef=1.0)
-    algo = make_train(config)
+    algo = make_ppo(config)
     teacher = algo.teacher(oracle_table("DoorKey"))
     states = jax.vmap(algo.init)(jax.random.split(jax.random.key(0), 2))
     conds = lambda vmap: str(jax.make_jaxpr(vmap(lambda s, t: algo.update(s, t, 1),
@@ -231,7 +231,7 @@ def test_presets_are_found_by_name_and_algorithms_by_registry(capsys):
     assert algos.get("dqn").config.__name__ == "DQNConfig"
     with pytest.raises(ConfigError, match="'algo': 'dqm' is not a registered algorithm.*"
                                           "Did you mean 'dqn'"):
-        from jaxrl3m.core.runs import load_config
+        from jaxrl3m.runner.runs import load_config
         load_config(None, {"algo": "dqm"})
 
 
@@ -243,7 +243,7 @@ def test_presets_and_tables_from_a_non_editable_install(tmp_path):
                     "--no-build-isolation", "--target", str(target), str(ROOT)],
                    check=True, capture_output=True, timeout=300)
     assert (target / "jaxrl3m" / "configs" / "DoorKey-oracle.yaml").is_file()
-    code = ("import jaxrl3m; from jaxrl3m.core.runs import load_config, setup; "
+    code = ("import jaxrl3m; from jaxrl3m.runner.runs import load_config, setup; "
             "c, r = load_config('ColoredDoorKey-vicuna33b-posterior', {}); s = setup(c, r); "
             "print(jaxrl3m.__file__); print(r.prior, s.info['prior_model'], s.teacher.table.shape)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
@@ -285,8 +285,13 @@ def test_cell_codes_are_absolute_until_a_door_is_seen():
 
 
 # ---------------------------------------------------------------------------------------------
-# The layout of the package: no import circle, library code never imports a command
+# The layout of the package: no import circle, layers that point one way, library code never
+# imports a command
 # ---------------------------------------------------------------------------------------------
+LAYERS = ("errors", "llm", "envs", "core", "nets", "teacher", "offline", "algos", "runner",
+          "experiments")
+"""The library's packages, lowest first: a module imports only its own package and those below
+(function-local imports included); the commands sit above them all."""
 COMMANDS = {"jaxrl3m.train", "jaxrl3m.evaluate", "jaxrl3m.rollout", "jaxrl3m.precompute_priors",
             "jaxrl3m.priors_report"}
 
@@ -310,11 +315,24 @@ def _module_imports() -> dict[str, set[str]]:
     return {m: {d for d in deps if d in graph and d != m} for m, deps in graph.items()}
 
 
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else None
+
+
 def test_no_import_circle_and_commands_stay_on_top():
     graph = _module_imports()
+    packages = {p.name for p in (ROOT / "jaxrl3m").iterdir()
+                if p.is_dir() and (p / "__init__.py").is_file()}
+    assert packages <= set(LAYERS), f"a package without a layer: {packages - set(LAYERS)}"
+    assert (ROOT / "jaxrl3m" / "errors.py").is_file()
     for m, deps in graph.items():
         if m not in COMMANDS:
             assert not deps & COMMANDS, f"{m} imports the command module(s) {deps & COMMANDS}"
+        for d in deps:
+            if _layer(m) is not None and _layer(d) is not None:
+                assert _layer(d) <= _layer(m), \
+                    f"{m} imports {d}, a layer above it ({' < '.join(LAYERS)})"
     state: dict[str, int] = {}
 
     def visit(m, path):
@@ -334,7 +352,7 @@ def test_no_import_circle_and_commands_stay_on_top():
 
 def test_heads_share_one_encoder():
     from jaxrl3m.nets import Network
-    env = make_train(PPOConfig(task="DoorKey")).env
+    env = make_ppo(PPOConfig(task="DoorKey")).env
     obs = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4)).obs
     ac, q = Network(head="actor_critic", hidden=(16,)), Network(head="q", hidden=(16,))
     p_ac, p_q = ac.init(jax.random.key(0), obs), q.init(jax.random.key(0), obs)
@@ -426,8 +444,8 @@ def test_fast_input_path_gives_the_reference_outputs_and_gradients(network):
 def test_a_chunk_skips_its_surplus_updates():
     """The driver's one program per run: `count` < chunk size runs exactly `count` updates
     (state and metrics as `update(state, count)` gives them) and leaves zeros after them."""
-    from jaxrl3m.core import driver
-    algo = make_train(PPOConfig(task="DoorKey", num_envs=8, num_steps=8, num_minibatches=2,
+    from jaxrl3m.runner import driver
+    algo = make_ppo(PPOConfig(task="DoorKey", num_envs=8, num_steps=8, num_minibatches=2,
                                 update_epochs=2, hidden=(16,), window=5, total_steps=640),
                       guided=False)
     state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), 2))
@@ -471,8 +489,8 @@ def test_compile_cache_folder_and_switch(tmp_path, monkeypatch):
 def test_navix_is_imported_only_when_needed_and_registration_still_happens():
     """jaxrl3m writes NAVIX's codes out (importing NAVIX takes seconds); they must be NAVIX's,
     and `navix.make("JaxRL3M-DoorKey-v0")` must work after `import jaxrl3m.envs` alone."""
-    code = ("import sys, jaxrl3m.envs, jaxrl3m.core.driver\n"
-            "from jaxrl3m.core.runs import load_config, setup\n"
+    code = ("import sys, jaxrl3m.envs, jaxrl3m.runner.driver\n"
+            "from jaxrl3m.runner.runs import load_config, setup\n"
             "setup(*load_config('DoorKey-oracle', {}))\n"
             "assert 'navix' not in sys.modules\n"
             "import navix\n"

@@ -12,7 +12,8 @@ import pytest
 
 from jaxrl3m.algos import losses
 from jaxrl3m.algos.dqn import DQNConfig, bootstrap, choose, make_dqn
-from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.runner import driver, runs
 from jaxrl3m.core.config import ConfigError
 from jaxrl3m.envs import frozen_lake as fl
 from jaxrl3m.teacher.teacher import TablePrior, floored_log, propose

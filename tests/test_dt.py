@@ -15,11 +15,14 @@ import pytest
 from flax import traverse_util
 from test_llm import write_tiny_models
 
-from jaxrl3m.algos.dt import DTConfig, episode_arrays, make_dt
+from jaxrl3m.algos import Inputs
+from jaxrl3m.algos.dt import DTConfig, make_dt
+from jaxrl3m.offline.arrays import episode_arrays
 from jaxrl3m.collect import collect
-from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.runner import driver, runs
 from jaxrl3m.core.config import ConfigError
-from jaxrl3m.llm.checkpoint import load_model
+from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.decoder import Decoder
 from jaxrl3m.offline import dataset as dsl
 
@@ -97,7 +100,7 @@ def test_only_adapters_embeddings_and_head_train(tiny):
     adapters = traverse_util.flatten_dict(state.params["transformer"])
     assert adapters and {k[-1] for k in adapters} == {"lora_a", "lora_b"}
     assert {k[-2] for k in adapters} == {"q", "k", "v"}
-    new, m = jax.jit(lambda s, i: algo.update(s, i, 1))(state, (frozen, data))
+    new, m = jax.jit(lambda s, i: algo.update(s, i, 1))(state, Inputs(frozen=frozen, data=data))
     assert np.isfinite(m["loss"]).all() and np.isfinite(m["lm_heldout"]).all()
     changed = _changed(state.params, new.params)
     assert all(v for k, v in changed.items() if k[-1] == "lora_b")  # adapters moved off zero
@@ -206,7 +209,7 @@ def test_tiny_lamo_two_seeds_learns_and_resume_equals_uninterrupted(tiny, tmp_pa
                           lr=3e-3, lora_dropout=0.0, dropout=0.0))
     data, _ = algo.prepare(ds.episodes(np.where(ds["episode_policy"] == 1)[0]))
     _, m = jax.jit(jax.vmap(algo.train, in_axes=(0, None)))(
-        jax.random.split(jax.random.key(0), 2), (algo.frozen(), data))
+        jax.random.split(jax.random.key(0), 2), Inputs(frozen=algo.frozen(), data=data))
     assert (m["dt_loss"][:, -1] < m["dt_loss"][:, 0] - 0.3).all(), m["dt_loss"]
 
 

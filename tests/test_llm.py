@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from jaxrl3m import precompute_priors
-from jaxrl3m.llm.checkpoint import ModelError, apply_chat_template, load_model
+from jaxrl3m.llm.chat import apply_chat_template
+from jaxrl3m.llm.loading import load_model
+from jaxrl3m.llm.model import ModelError
 from jaxrl3m.llm.decoder import Decoder
 from jaxrl3m.llm.openai_backend import OpenAIScorer, ServerError, parse_answer
 from jaxrl3m.llm.scoring import end_of_turn, score_options, score_options_sequential
@@ -601,7 +603,7 @@ def test_unsupported_architectures_and_model_packages_are_named(tmp_path, monkey
     import sys
 
     import gguf
-    from jaxrl3m.llm import checkpoint
+    from jaxrl3m.llm import loading as checkpoint
     path = tmp_path / "g2.gguf"
     wr = gguf.GGUFWriter(str(path), "gemma2")
     wr.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))

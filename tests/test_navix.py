@@ -111,7 +111,7 @@ def test_navix_pocket_is_our_carrying():
 def test_navix_bad_input():
     with pytest.raises(ValueError, match="Navix-DoorKey-5x5-v0"):
         envs.make("Navix-DoorKey-5x5-v1")
-    from jaxrl3m.core.runs import load_config, setup
+    from jaxrl3m.runner.runs import load_config, setup
     c, run = load_config("ppo", {"task": "Navix-Empty-5x5-v0", "prior": "oracle"})
     with pytest.raises(ConfigError, match="no abstract states"):
         setup(c, run)

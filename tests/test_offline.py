@@ -12,13 +12,15 @@ import pytest
 
 from jaxrl3m import envs
 from jaxrl3m.algos import losses
-from jaxrl3m.algos.offline import OfflineConfig, make_offline, offline_data
+from jaxrl3m.algos.offline import OfflineConfig, make_offline
+from jaxrl3m.offline.arrays import offline_data
 from jaxrl3m.collect import collect
-from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.runner import driver, runs
 from jaxrl3m.core.config import ConfigError
 from jaxrl3m.envs import layout as layout_lib
 from jaxrl3m.offline import dataset as dsl
-from jaxrl3m.offline import policies
+from jaxrl3m.runner import policies
 from jaxrl3m.teacher.teacher import Teacher, floored_log, propose, resolve_prior
 
 TINY_NET = {"hidden": [16], "window": 5}

@@ -64,9 +64,10 @@ def assert_same_run(a: Path, b: Path, rtol: float = 1e-4) -> None:
 FOUR_DEVICES = textwrap.dedent("""
     import json, sys
     import jax
-    from jaxrl3m.core import parallel, driver
+    from jaxrl3m.core import parallel
+    from jaxrl3m.runner import driver
     from jaxrl3m.core.config import ConfigError
-    from jaxrl3m.core.runs import create_run, init_states, load_config, setup
+    from jaxrl3m.runner.runs import create_run, init_states, load_config, setup
     from jaxrl3m.train import main
     out = sys.argv[1]
     assert len(jax.devices()) == 4

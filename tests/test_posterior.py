@@ -108,12 +108,12 @@ def test_guided_ppo_with_the_posterior_teacher():
     and the teacher's mixture from precomputed options equals `probs`."""
     import pytest
 
-    from jaxrl3m.algos.ppo import PPOConfig, make_train
+    from jaxrl3m.algos.ppo import PPOConfig, make_ppo
     from jaxrl3m.core.config import ConfigError
     from jaxrl3m.teacher.options import oracle_table, uniform_table
     base = dict(task="DoorKey", num_envs=16, num_steps=16, total_steps=16 * 16 * 3,
                 kl_coef=1.0, hidden=(16,))
-    fixed, post = make_train(PPOConfig(**base)), make_train(PPOConfig(**base, posterior=True))
+    fixed, post = make_ppo(PPOConfig(**base)), make_ppo(PPOConfig(**base, posterior=True))
     teacher = fixed.teacher(uniform_table("DoorKey"))
     _, m_fixed = jax.jit(fixed.train)(jax.random.key(0), teacher)
     state, m_post = jax.jit(post.train)(jax.random.key(0), teacher)

@@ -14,8 +14,9 @@ from flax import struct
 
 from jaxrl3m import train as train_cli
 from jaxrl3m.algos import losses
-from jaxrl3m.algos.ppo import METRICS, PPOConfig, make_train
-from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.algos.ppo import METRICS, PPOConfig, make_ppo
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.runner import driver, runs
 from jaxrl3m.core.config import ConfigError
 from jaxrl3m.teacher.teacher import Teacher
 from jaxrl3m.envs.types import (EMPTY_CELL, KEY, LAVA, NOTHING, Observation, TimeStep,
@@ -118,7 +119,7 @@ def test_kl_schedules():
 # The trainer
 # ---------------------------------------------------------------------------------------------
 def _run(config: PPOConfig, guided: bool, table, n: int, env=None):
-    algo = make_train(config, guided, env)
+    algo = make_ppo(config, guided, env)
     state = jax.jit(algo.init)(jax.random.key(3))
     return jax.jit(algo.update, static_argnums=2)(state, Teacher.create(config.task, table), n)
 
@@ -144,7 +145,7 @@ def test_guidance_pulls_the_student_to_the_teacher():
     config = PPOConfig(task="DoorKey", total_steps=64 * 16 * 30, num_envs=64, num_steps=16,
                        kl_coef=5.0, ent_coef=0.0, vf_coef=0.0, clip_eps=1e-6, window=7,
                        hidden=(32,))
-    algo = make_train(config)
+    algo = make_ppo(config)
     train = jax.jit(jax.vmap(algo.train, (0, None)))  # three seeds: the bar holds on average
     _, m = train(jax.random.split(jax.random.key(3), 3), algo.teacher(oracle_table("DoorKey")))
     kl = np.asarray(m["kl_teacher"]).mean(0)
@@ -153,7 +154,7 @@ def test_guidance_pulls_the_student_to_the_teacher():
 
 def test_two_seeds_under_vmap_give_finite_metrics_of_the_right_shapes():
     config = PPOConfig(task="ColoredDoorKey", total_steps=8 * 8 * 2, kl_coef=1.0, **TINY)
-    trainer = make_train(config)
+    trainer = make_ppo(config)
     teacher = Teacher.create("ColoredDoorKey", oracle_table("ColoredDoorKey"))
     runner, metrics = jax.jit(jax.vmap(trainer.train, (0, None)))(
         jax.random.split(jax.random.key(0), 2), teacher)
@@ -232,7 +233,7 @@ def test_probe_bandit_is_learned():
     env = ProbeEnv("bandit")
     config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
                        total_steps=32 * 8 * 60, window=5, hidden=(16,))
-    trainer = make_train(config, guided=False, env=env)
+    trainer = make_ppo(config, guided=False, env=env)
     runner, m = jax.jit(trainer.train)(jax.random.key(0))
     obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
     logits, value = trainer.apply(runner.params, obs)
@@ -247,7 +248,7 @@ def test_probe_truncation_is_bootstrapped():
     config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
                        total_steps=32 * 8 * 80, window=5, hidden=(16,), gamma=0.5,
                        anneal_lr=False, lr=3e-3)
-    trainer = make_train(config, guided=False, env=env)
+    trainer = make_ppo(config, guided=False, env=env)
     runner, _ = jax.jit(trainer.train)(jax.random.key(0))
     obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
     _, value = trainer.apply(runner.params, obs)
@@ -304,7 +305,7 @@ def test_train_writes_a_run_and_resume_equals_uninterrupted(tmp_path, capsys):
         assert (full / f).is_file(), f
     rows = curves.read_csv(full / "metrics.csv")
     assert len(rows) == 2 * 10 and {r["seed"] for r in rows} == {0, 1}
-    assert set(driver.columns(make_train(PPOConfig(task="DoorKey")))) == set(rows[0])
+    assert set(driver.columns(make_ppo(PPOConfig(task="DoorKey")))) == set(rows[0])
     assert "final success" in capsys.readouterr().out
 
     # The same run, stopped after 5 of 10 updates (one chunk), then resumed.

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from jaxrl3m import train as train_cli
-from jaxrl3m.algos.ppo import PPOConfig, make_train
-from jaxrl3m.core import driver, metrics as curves, runs
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.runner import driver, runs
 from jaxrl3m.core.checkpoint import Checkpoints
 from jaxrl3m.core.config import ConfigError
 from jaxrl3m.experiments import transfer
@@ -38,7 +39,7 @@ def source_run(tmp_path_factory):
 
 def _batch_obs(task: str, n: int = 32, steps: int = 6):
     """Observations from `n` environments after a few random steps."""
-    env = make_train(PPOConfig(task=task, **TINY)).env
+    env = make_ppo(PPOConfig(task=task, **TINY)).env
     ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), n))
     step = jax.jit(jax.vmap(env.step))
     for i in range(steps):
@@ -67,8 +68,8 @@ def test_with_past_policies_splits_every_row():
 
 def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     task = "ColoredDoorKey"
-    trainer = make_train(PPOConfig(task=task, kl_coef=1.0, **TINY), past_policies=("DoorKey",))
-    plain = make_train(PPOConfig(task=task, kl_coef=1.0, **TINY))
+    trainer = make_ppo(PPOConfig(task=task, kl_coef=1.0, **TINY), past_policies=("DoorKey",))
+    plain = make_ppo(PPOConfig(task=task, kl_coef=1.0, **TINY))
     kick = trainer.teacher(with_past_policies(oracle_table(task), 1, 1.0), (None,))
     assert kick.columns == task_options(task) + (past_policy_option("DoorKey"),)
     assert kick.columns[-1] == "follow the policy that solved DoorKey"

@@ -1,23 +1,27 @@
-"""The algorithm interface and its registry; config keys every algorithm shares.
+"""The algorithm contract (`Algorithm`), its inputs (`Inputs`) and registry; config keys every
+algorithm shares.
 
 An algorithm is built for one configuration's shapes and is a set of pure functions:
 
     algo = algos.make("ppo", config)           # or algos.get("ppo").make(config, ...)
     state = algo.init(key)                     # one seed (vmap it over keys)
-    state, metrics = algo.update(state, teacher, num_updates)   # a jitted chunk of updates
-    logits = algo.act(params, obs)             # acting for evaluation: f32[N, A]
+    state, metrics = algo.update(state, inputs, num_updates)   # a jitted chunk of updates
+    logits = algo.act(params, obs)             # f32[N, A]
 
-An algorithm whose evaluation is not "sample from (or argmax) the logits" also has
-`policy(greedy)`, a collector policy, with `evaluation_params(params, teacher)` and
-`evaluation_axes` (DQN-Prior: greedy over the prior's proposals; `core.evaluation.evaluate_algo`).
-
-An offline algorithm (`cql`, `bc`) takes `(teacher or None, data)` where online ones take the
-teacher (`runs.Setup.inputs`), and has `steps_per_update` (gradient steps per update, what
-progress and `env_steps` count) and `progress_unit`.
+`inputs` is an `Inputs(teacher, data, frozen)`, or the teacher alone for online algorithms.
+A subclass of `Algorithm` writes its loss inside `update`, `init` and `act`, and sets `head`,
+`metrics` and the class flags; the base owns the rest, which the driver, evaluation and the run
+setup call (never probing attributes): `hp` (hyperparameters in force, static keys checked),
+`train` (init then every update), `steps_per_update` and `num_envs`, `policy(greedy)` with
+`evaluation_params(params, inputs)` and `evaluation_axes` (the evaluation policy: sampling
+`act`'s logits by default; DQN-Prior acts greedily over the prior's proposals), `frozen()`,
+`prepare(dataset, teacher)` (an offline algorithm's data), `check_restored`,
+`divergence_hint`. Offline algorithms (`offline = True`: cql, bc, dt) count gradient steps,
+and `episode_free_metrics` fills the episode statistics they have none of.
 
 `update` returns `metrics`, a dict of `f32[num_updates]` with at least `METRICS_REQUIRED`
 (`env_steps` counts the environment steps done so far, `loss` is what the divergence guard
-watches). The driver (`jaxrl3m.core.driver`) vmaps `init` and `update` over seeds, jits chunks of
+watches). The driver (`jaxrl3m.runner.driver`) vmaps `init` and `update` over seeds, jits chunks of
 updates, and takes care of checkpoints, metrics, progress and evaluation for every algorithm. The
 state is a pytree with `params` (what is evaluated and what a source policy is) and `update`.
 
@@ -30,12 +34,13 @@ are leaves (a sweep over a coefficient is a `vmap`). It inherits the shared sect
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar
 
 import jax
+import jax.numpy as jnp
 from flax import struct
 
-from ..core.config import ConfigError, did_you_mean
+from ..core.config import ConfigError, check_keys, did_you_mean
 from ..teacher.options import TASK_OPTIONS
 
 METRICS_REQUIRED = ("env_steps", "episodes", "return", "success", "length", "loss")
@@ -99,23 +104,170 @@ def config_error(key: str, why: str):
     raise ConfigError(f"config key {key!r}: {why}")
 
 
+def check_sections(config) -> Callable[[str, str], None]:
+    """What every config's `check` starts with: the task keys, the network keys and every key's
+    declared bounds (`core.config.bounded`); returns `bad(key, why)` for the checks that relate
+    several keys."""
+    config.check_task(config_error)
+    config.check_network(config_error)
+    check_keys(config, config_error)
+    return config_error
+
+
 def static_fields(config_cls: type) -> tuple[str, ...]:
     """The fields of a config class that fix shapes or code (not pytree leaves)."""
     return tuple(f.name for f in dataclasses.fields(config_cls)
                  if not f.metadata.get("pytree_node", True))
 
 
-class Algorithm(Protocol):
-    """What the driver needs of an algorithm (see the module docstring)."""
+class Inputs(struct.PyTreeNode):
+    """What an algorithm's `update` takes besides its state (the same for every seed): the
+    teacher or prior (`jaxrl3m.teacher.teacher.Teacher` / `Prior`, None for plain RL), an
+    offline algorithm's dataset on the device (`data`: `OfflineData`, `DTData`), and what an
+    algorithm keeps frozen (`frozen`: a Decision Transformer's base model)."""
+
+    teacher: Any = None
+    data: Any = None
+    frozen: Any = None
+
+
+def as_inputs(inputs: Any) -> Inputs:
+    """`inputs` as an `Inputs`: an `Inputs` as it is, a teacher or prior (or None) alone as
+    `Inputs(teacher=inputs)` (so `ppo.train(key, teacher)` reads as it always did)."""
+    if isinstance(inputs, Inputs):
+        return inputs
+    if isinstance(inputs, (tuple, list)):
+        raise ConfigError("an algorithm's inputs are a jaxrl3m.algos.Inputs(teacher=..., "
+                          "data=..., frozen=...) (or the teacher alone), not a tuple")
+    return Inputs(teacher=inputs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """The contract between an algorithm and the driver (see the module docstring).
+
+    A subclass is a frozen dataclass whose first field is `config`; it sets `head` (the
+    network's head: `"actor_critic"`, `"q"`) and `metrics`, and writes `init`, `update` and
+    `act` (its loss and its policy); everything the driver, evaluation and the run setup need
+    besides has a default here. `custom_env` replaces the task's environment (probe tasks)."""
 
     config: Any
-    metrics: tuple[str, ...]
+    guided: bool = True
+    custom_env: Any = None
 
-    def init(self, key: jax.Array, params: Any = None) -> Any: ...
+    head: ClassVar[str] = "q"
+    metrics: ClassVar[tuple[str, ...]] = METRICS_REQUIRED
+    offline: ClassVar[bool] = False
+    """Learns from a dataset: an update is `steps_per_update` gradient steps, not a rollout."""
+    progress_unit: ClassVar[str] = " steps"
+    evaluation_axes: ClassVar[Any] = True
+    """The vmap prefix of `evaluation_params` over seeds (True: all of it per seed)."""
+    evaluation_needs_data: ClassVar[bool] = False
+    """Evaluation reads the dataset (a Decision Transformer's target return)."""
 
-    def update(self, state: Any, teacher: Any, num_updates: int) -> tuple[Any, dict]: ...
+    # -- what the algorithm is built on ---------------------------------------------------
+    @property
+    def env(self):
+        """The task's environment (or the one it was built with)."""
+        return self.custom_env if self.custom_env is not None else self.config.make_env()
 
-    def act(self, params: Any, obs: Any) -> jax.Array: ...
+    @property
+    def network(self):
+        from ..nets import Network
+        return Network.from_config(self.config, self.head, self.env.num_actions)
+
+    @property
+    def num_envs(self) -> int | None:
+        """Environments per seed (None offline: nothing steps during training)."""
+        return None if self.offline else self.config.num_envs
+
+    @property
+    def steps_per_update(self) -> int:
+        """What one update counts in progress and `env_steps`: environment steps online
+        (`num_envs * num_steps`), gradient steps offline (`config.steps_per_update`)."""
+        c = self.config
+        return c.steps_per_update if self.offline else c.num_envs * c.num_steps
+
+    def hp(self, config: Any = None) -> Any:
+        """The hyperparameters in force: `config` (a sweep's traced values) or the built one;
+        a `config` whose static keys differ is refused."""
+        if config is None:
+            return self.config
+        for name in static_fields(type(self.config)):
+            if getattr(config, name) != getattr(self.config, name):
+                raise ConfigError(f"config key {name!r} is static (it fixes shapes or code); "
+                                  f"build a new algorithm with jaxrl3m.algos.make to change it")
+        return config
+
+    def init_params(self, key: jax.Array) -> Any:
+        """A fresh network's parameters."""
+        obs = jax.tree.map(lambda x: x[None], self.env.reset(jax.random.key(0)).obs)
+        return self.network.init(key, obs)
+
+    def teacher(self, table: Any, past: tuple = ()) -> Any:
+        """The teacher (or prior) this algorithm expects, from a prior table."""
+        from ..teacher.teacher import Teacher
+        if past:
+            raise ConfigError(f"{type(self).__name__}'s prior is the table alone; past "
+                              "policies (teacher=source or prior+source) need algo=ppo")
+        return Teacher.create(self.config.task, table)
+
+    # -- what every algorithm writes ------------------------------------------------------
+    def init(self, key: jax.Array, params: Any = None, config: Any = None) -> Any:
+        """One seed's state before the first update (`params`: start from these)."""
+        raise NotImplementedError
+
+    def update(self, state: Any, inputs: Any = None, num_updates: int = 1,
+               config: Any = None) -> tuple[Any, dict]:
+        """`num_updates` updates in one `lax.scan`; metrics `f32[num_updates]` each."""
+        raise NotImplementedError
+
+    def act(self, params: Any, obs: Any) -> jax.Array:
+        """`f32[N, A]` logits (or Q-values) for a batch of observations."""
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------
+    def train(self, key: jax.Array, inputs: Any = None, params: Any = None,
+              config: Any = None) -> tuple[Any, dict]:
+        """The whole run: `init` then every update in one scan (jit it; vmap it over keys).
+        `params`: start from these parameters (fine-tuning) instead of a fresh network."""
+        c = self.hp(config)
+        return self.update(self.init(key, params, c), inputs, c.num_updates, c)
+
+    def policy(self, greedy: bool = True) -> Any:
+        """The collector policy that evaluation plays, acting from `evaluation_params`: by
+        default sampling (or the argmax of) `act`'s logits."""
+        from ..core.collector import Sample
+        return Sample(self.act, greedy)
+
+    def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
+        """What `policy` acts from, given the trained parameters (per seed) and the inputs."""
+        return params
+
+    def frozen(self) -> Any:
+        """What the algorithm keeps frozen and shares across seeds (`Inputs.frozen`)."""
+        return None
+
+    def prepare(self, ds: Any, teacher: Any = None) -> tuple[Any, dict]:
+        """An offline algorithm's dataset on the device (`Inputs.data`) and what it was."""
+        raise ConfigError(f"{type(self).__name__} learns online: it takes no dataset")
+
+    def check_restored(self, state: Any, frozen: Any) -> None:
+        """Refuses a restored state that does not belong to these inputs (default: any
+        fits)."""
+
+    def divergence_hint(self, config: Any) -> str:
+        """What to change when the loss diverges."""
+        return (f"Lower lr (now {float(config.lr):g}), or clip gradients harder "
+                "(max_grad_norm).")
+
+
+def episode_free_metrics(metrics: dict, update: jax.Array, steps_per_update: int) -> dict:
+    """The metrics of an update without episodes (offline): `env_steps` counts gradient steps,
+    `episodes` 0 and the episode statistics NaN (no episode ended)."""
+    nan = jnp.float32(jnp.nan)
+    return {**metrics, "env_steps": ((update + 1) * steps_per_update).astype(jnp.float32),
+            "episodes": jnp.float32(0.0), "success": nan, "length": nan, "return": nan}
 
 
 @dataclasses.dataclass(frozen=True)

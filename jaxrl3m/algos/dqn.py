@@ -33,7 +33,7 @@ target's max over all actions.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -41,12 +41,12 @@ import optax
 from flax import struct
 
 from ..core import collector
-from ..core.config import ConfigError
+from ..core.config import ConfigError, bounded
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
 from ..teacher.teacher import Prior, Teacher, propose
 from . import losses
-from .base import TaskSection, config_error, register, static_fields
+from .base import Algorithm, TaskSection, as_inputs, check_sections, register
 from .optim import adam, minibatch_epochs
 
 static = dict(pytree_node=False)
@@ -59,45 +59,45 @@ class DQNConfig(NetworkSection, TaskSection):
     fields fix shapes and code; the others are pytree leaves)."""
 
     # --- sizes (static) ---
-    num_envs: int = struct.field(**static, default=64)
+    num_envs: int = bounded(64, static=True, at_least=1)
     """Parallel environments."""
-    num_steps: int = struct.field(**static, default=32)
+    num_steps: int = bounded(32, static=True, at_least=1)
     """Rollout length per update; one update consumes num_envs * num_steps env steps."""
-    total_steps: int = struct.field(**static, default=1_000_000)
+    total_steps: int = bounded(1_000_000, static=True, at_least=1)
     """Environment steps to train for (rounded down to whole updates)."""
-    update_epochs: int = struct.field(**static, default=2)
+    update_epochs: int = bounded(2, static=True, at_least=1)
     """Passes over each rollout."""
-    num_minibatches: int = struct.field(**static, default=4)
+    num_minibatches: int = bounded(4, static=True, at_least=1)
     """Minibatches per epoch; must divide num_envs * num_steps."""
     anneal_lr: bool = struct.field(**static, default=True)
     """Decay the learning rate linearly to 0 over the run."""
     # --- the prior (static part) ---
-    k: int = struct.field(**static, default=5)
+    k: int = bounded(5, static=True, at_least=1)
     """Proposals drawn from the prior per state (posterior=sampled); the paper's code uses 5."""
-    posterior: str = struct.field(**static, default="sampled")
+    posterior: str = bounded("sampled", static=True, choices=POSTERIORS)
     """sampled: k proposals re-weighted by softmax(Q / tau) (DQN-Prior); exact: the k -> infinity
     limit softmax(log p + Q / tau) and its soft target."""
     # --- coefficients (pytree leaves) ---
-    lr: float = 1e-3
+    lr: float = bounded(1e-3, within="positive")
     """Adam learning rate."""
-    gamma: float = 0.99
+    gamma: float = bounded(0.99, within="[0, 1]")
     """Discount."""
-    q_lambda: float = 0.65
+    q_lambda: float = bounded(0.65, within="[0, 1]")
     """lambda of the Q(lambda) targets; 0 is the one-step TD target."""
-    tau: float = 0.1
+    tau: float = bounded(0.1, within="positive")
     """Temperature of the choice among proposals, softmax(Q(s, a_i) / tau) (the paper's 0.1)."""
-    prior_floor: float = 0.0
+    prior_floor: float = bounded(0.0, within="[0, 1]")
     """The prior is (1 - prior_floor) p + prior_floor / A (exact needs > 0: log 0 otherwise)."""
-    epsilon_start: float = 1.0
+    epsilon_start: float = bounded(1.0, within="[0, 1]")
     """Exploration at the first update: a uniformly random action (plain DQN) or proposal."""
-    epsilon_end: float = 0.05
+    epsilon_end: float = bounded(0.05, within="[0, 1]")
     """Exploration after epsilon_fraction of the updates."""
-    epsilon_fraction: float = 0.2
+    epsilon_fraction: float = bounded(0.2, within="[0, 1]")
     """Share of the run over which epsilon decays linearly."""
-    target_tau: float = 1.0
+    target_tau: float = bounded(1.0, within="(0, 1]")
     """Polyak factor of the target network per update (1.0: the parameters at the start of each
     update)."""
-    max_grad_norm: float = 10.0
+    max_grad_norm: float = bounded(10.0, within="positive")
     """Global gradient norm clip."""
 
     @property
@@ -110,35 +110,19 @@ class DQNConfig(NetworkSection, TaskSection):
 
     def check(self) -> "DQNConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
-        bad = config_error
-        self.check_task(bad)
-        self.check_network(bad)
-        for key in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches",
-                    "k"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be at least 1, got {getattr(self, key)}")
+        bad = check_sections(self)
         if self.batch_size % self.num_minibatches:
             bad("num_minibatches", f"{self.num_minibatches} does not divide num_envs * "
                                    f"num_steps = {self.batch_size}")
         if self.num_updates < 1:
             bad("total_steps", f"{self.total_steps} is less than one update "
                                f"(num_envs * num_steps = {self.batch_size})")
-        if self.posterior not in POSTERIORS:
-            bad("posterior", f"{self.posterior!r} is unknown; valid: {', '.join(POSTERIORS)}")
-        for key in ("lr", "tau", "max_grad_norm", "target_tau"):
-            if not float(getattr(self, key)) > 0:
-                bad(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("gamma", "q_lambda", "prior_floor", "epsilon_start", "epsilon_end",
-                    "epsilon_fraction", "target_tau"):
-            if not 0 <= float(getattr(self, key)) <= 1:
-                bad(key, f"must be in [0, 1], got {getattr(self, key)}")
         if self.posterior == "exact" and not float(self.prior_floor) > 0:
             bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01) "
                                "so that log 0 never appears")
         return self
 
 
-STATIC_FIELDS = static_fields(DQNConfig)
 
 
 class DQNState(struct.PyTreeNode):
@@ -228,27 +212,12 @@ class QPolicy:
 # The algorithm
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class DQN:
+class DQN(Algorithm):
     """Pure functions for one configuration's shapes (see `make_dqn`)."""
 
-    config: DQNConfig
-    guided: bool = True
-    custom_env: Any = None
-    metrics: tuple[str, ...] = METRICS
-
-    @property
-    def env(self):
-        return self.custom_env if self.custom_env is not None else self.config.make_env()
-
-    @property
-    def network(self) -> Network:
-        return Network.from_config(self.config, "q", self.env.num_actions)
-
-    def teacher(self, table: Any, past: tuple = ()) -> Teacher:
-        """The LLM teacher of the task as this algorithm's prior."""
-        if past:
-            raise ConfigError("DQN's prior takes no past policies (teacher=prior only)")
-        return Teacher.create(self.config.task, table)
+    head: ClassVar[str] = "q"
+    metrics: ClassVar[tuple[str, ...]] = METRICS
+    evaluation_axes: ClassVar[Any] = (0, None, None)
 
     def act(self, params: Any, obs: Observation) -> jax.Array:
         """`f32[N, A]`: the Q-values (plain DQN acts greedily on them)."""
@@ -258,21 +227,11 @@ class DQN:
         """The collector policy for evaluation, with `evaluation_params`."""
         return QPolicy(self.network, self.config, self.guided, greedy)
 
-    def evaluation_params(self, params: Any, prior: Prior | None) -> Any:
+    def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
         """What `policy` acts from (no exploration): the Q-network's parameters (per seed), the
         prior and epsilon = 0 (shared); `evaluation_axes` is its vmap prefix."""
+        prior = as_inputs(inputs).teacher
         return (params, prior if self.guided else None, jnp.float32(0.0))
-
-    evaluation_axes = (0, None, None)
-
-    def _hp(self, config: DQNConfig | None) -> DQNConfig:
-        if config is None:
-            return self.config
-        for name in STATIC_FIELDS:
-            if getattr(config, name) != getattr(self.config, name):
-                raise ConfigError(f"config key {name!r} is static (it fixes shapes or code); "
-                                  f"build a new algorithm with make_dqn to change it")
-        return config
 
     def _check_prior(self, prior: Any) -> None:
         if not self.guided:
@@ -290,19 +249,20 @@ class DQN:
 
     def init(self, key: jax.Array, params: Any = None, config: DQNConfig | None = None
              ) -> DQNState:
-        c = self._hp(config)
+        c = self.hp(config)
         k_params, k_env, key = jax.random.split(key, 3)
         if params is None:
-            obs = jax.tree.map(lambda x: x[None], self.env.reset(jax.random.key(0)).obs)
-            params = self.network.init(k_params, obs)
+            params = self.init_params(k_params)
         return DQNState(params=params, target=params, opt_state=self.optimizer(c).init(params),
                         env=collector.reset(self.env, k_env, c.num_envs), key=key,
                         update=jnp.zeros((), jnp.int32))
 
-    def update(self, state: DQNState, prior: Prior | None = None, num_updates: int = 1,
+    def update(self, state: DQNState, inputs: Any = None, num_updates: int = 1,
                config: DQNConfig | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
-        """`num_updates` updates in one `lax.scan` (jit it with `num_updates` static)."""
-        c = self._hp(config)
+        """`num_updates` updates in one `lax.scan` (jit it with `num_updates` static);
+        `inputs`: the prior (or an `Inputs` holding it)."""
+        c = self.hp(config)
+        prior = as_inputs(inputs).teacher
         self._check_prior(prior)
         env, net, tx, guided = self.env, self.network, self.optimizer(c), self.guided
         policy = QPolicy(net, c, guided)
@@ -364,12 +324,6 @@ class DQN:
             return state, {k: metrics[k].astype(jnp.float32) for k in METRICS}
 
         return jax.lax.scan(one_update, state, None, num_updates)
-
-    def train(self, key: jax.Array, prior: Prior | None = None, params: Any = None,
-              config: DQNConfig | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
-        """The whole run in one scan (jit it; vmap it over keys)."""
-        c = self._hp(config)
-        return self.update(self.init(key, params, c), prior, c.num_updates, c)
 
 
 def make_dqn(config: DQNConfig, guided: bool = True, env: Any = None,

@@ -3,8 +3,8 @@ transformer can start from a pre-trained language model.
 
     algo = algos.make("dt", DTConfig(task="DoorKey", transformer="pretrained", layers=2))
     frozen = algo.frozen()                 # the base model's frozen weights and the text rows
-    data = algo.prepare(dataset)           # the dataset on the device (codes, returns-to-go)
-    state, metrics = jax.jit(algo.train)(key, (frozen, data))
+    data, _ = algo.prepare(dataset)        # the dataset on the device (codes, returns-to-go)
+    state, metrics = jax.jit(algo.train)(key, Inputs(frozen=frozen, data=data))
 
 One model, every variant an option (registered `algo: dt`; presets `lamo`, `lamo-random`, `dt`):
 
@@ -42,27 +42,33 @@ return-to-go being the `target_quantile` quantile of the training episodes' retu
 `target_return`), lowered by each reward; the policy is recurrent (`jaxrl3m.core.collector`
 memory): it keeps the last K steps and recomputes the window each step, exactly as training saw
 windows (a key/value cache of a sliding window is not exact beyond one layer).
+
+The flax modules are in `jaxrl3m.nets.sequence`, the data on the device in
+`jaxrl3m.offline.arrays`, model files in `jaxrl3m.llm.loading`; what stays here (about 500
+lines, over the ~450 of the other modules) is one algorithm: its 30 keys and their checks, the
+frozen/trained split of the parameters, the recurrent evaluation policy and the update.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-from typing import Any
+from typing import Any, ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct, traverse_util
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, bounded
 from ..envs.types import Observation
 from ..llm.decoder import LORA_TARGETS, Decoder, DecoderConfig, truncate
-from ..nets import CellEncoder, Network, NetworkSection
-from .base import TaskSection, config_error, register, static_fields
+from ..nets import Network, NetworkSection
+from ..nets.sequence import DecisionTransformer
+from ..offline.arrays import DTData, episode_arrays, offline_data
+from .base import (Algorithm, Inputs, TaskSection, as_inputs, check_sections,
+                   episode_free_metrics, register)
 
 static = dict(pytree_node=False)
 TRANSFORMERS = ("pretrained", "random", "scratch")
@@ -74,50 +80,50 @@ EMBEDDINGS = ("mlp", "linear")
 class DTConfig(NetworkSection, TaskSection):
     """The Decision Transformer's and LaMo's keys (defaults: LaMo's code where it fits)."""
 
-    transformer: str = struct.field(**static, default="pretrained")
+    transformer: str = bounded("pretrained", static=True, choices=TRANSFORMERS)
     """pretrained (the weights of `model`), random (same architecture, random weights) or
     scratch (a small decoder trained from scratch)."""
     model: str = struct.field(**static, default="smollm2")
     """The language model (alias, .gguf file or safetensors folder): its weights (pretrained),
     its shapes (random) and its tokenizer (the language loss)."""
-    layers: int = struct.field(**static, default=0)
+    layers: int = bounded(0, static=True, at_least=0, why="0: all layers")
     """Use only the first L decoder layers (0: all)."""
-    tuning: str = struct.field(**static, default="lora")
+    tuning: str = bounded("lora", static=True, choices=TUNINGS)
     """lora (adapters only), full (every transformer weight) or frozen (none)."""
-    lora_rank: int = struct.field(**static, default=16)
-    lora_alpha: float = struct.field(**static, default=32.0)
-    lora_dropout: float = struct.field(**static, default=0.1)
+    lora_rank: int = bounded(16, static=True, at_least=1)
+    lora_alpha: float = bounded(32.0, static=True, within="positive")
+    lora_dropout: float = bounded(0.1, static=True, within="[0, 1)")
     lora_targets: str = struct.field(**static, default="q,k,v")
     """Comma-separated layers with adapters, of q, k, v, o, gate, up, down."""
-    embedding: str = struct.field(**static, default="mlp")
+    embedding: str = bounded("mlp", static=True, choices=EMBEDDINGS)
     """mlp (LaMo's non-linear token embeddings) or linear."""
-    context: int = struct.field(**static, default=20)
+    context: int = bounded(20, static=True, at_least=1)
     """K: steps per context window (3K tokens)."""
-    scratch_dim: int = struct.field(**static, default=128)
-    scratch_layers: int = struct.field(**static, default=3)
-    scratch_heads: int = struct.field(**static, default=4)
+    scratch_dim: int = bounded(128, static=True, at_least=1)
+    scratch_layers: int = bounded(3, static=True, at_least=1)
+    scratch_heads: int = bounded(4, static=True, at_least=1)
     base_seed: int = struct.field(**static, default=0)
     """Seed of the random weights (transformer=random or scratch)."""
-    batch_size: int = struct.field(**static, default=64)
+    batch_size: int = bounded(64, static=True, at_least=1)
     """Context windows per gradient step."""
-    gradient_steps: int = struct.field(**static, default=10_000)
-    steps_per_update: int = struct.field(**static, default=100)
+    gradient_steps: int = bounded(10_000, static=True, at_least=1)
+    steps_per_update: int = bounded(100, static=True, at_least=1)
     """Gradient steps per update (one metrics row)."""
-    lm_coef: float = struct.field(**static, default=0.1)
+    lm_coef: float = bounded(0.1, static=True, within="non-negative")
     """lambda of the language loss (0: off)."""
-    text_batch: int = struct.field(**static, default=4)
+    text_batch: int = bounded(4, static=True, at_least=1)
     """Text rows per gradient step."""
-    text_len: int = struct.field(**static, default=64)
+    text_len: int = bounded(64, static=True, at_least=2)
     """Tokens per text row."""
-    warmup_steps: int = struct.field(**static, default=2500)
-    dropout: float = struct.field(**static, default=0.1)
+    warmup_steps: int = bounded(2500, static=True, within="non-negative")
+    dropout: float = bounded(0.1, static=True, within="[0, 1)")
     """Dropout on the token embeddings (training only)."""
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    max_grad_norm: float = 0.25
-    target_quantile: float = 0.9
+    lr: float = bounded(1e-4, within="positive")
+    weight_decay: float = bounded(1e-5, within="non-negative")
+    max_grad_norm: float = bounded(0.25, within="positive")
+    target_quantile: float = bounded(0.9, within="[0, 1]")
     """Evaluation's target return: this quantile of the training episodes' returns."""
-    target_return: float = 0.0
+    target_return: float = bounded(0.0, within="non-negative")
     """A fixed target return instead (> 0)."""
 
     @property
@@ -129,22 +135,10 @@ class DTConfig(NetworkSection, TaskSection):
         return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
     def check(self) -> "DTConfig":
-        bad = config_error
-        self.check_task(bad)
-        self.check_network(bad)
-        for key, valid in (("transformer", TRANSFORMERS), ("tuning", TUNINGS),
-                           ("embedding", EMBEDDINGS)):
-            if getattr(self, key) not in valid:
-                bad(key, f"{getattr(self, key)!r} is unknown; valid: {', '.join(valid)}")
-        for key in ("batch_size", "gradient_steps", "steps_per_update", "context", "lora_rank",
-                    "scratch_dim", "scratch_layers", "scratch_heads", "text_batch"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be at least 1, got {getattr(self, key)}")
+        bad = check_sections(self)
         if self.context > self.horizon:
             bad("context", f"{self.context} steps is longer than an episode (max_steps = "
                            f"{self.horizon}); use context <= {self.horizon}")
-        if self.layers < 0:
-            bad("layers", f"must be >= 0 (0: all layers), got {self.layers}")
         if self.num_updates < 1:
             bad("gradient_steps", f"{self.gradient_steps} is less than one update "
                                   f"(steps_per_update = {self.steps_per_update})")
@@ -152,25 +146,11 @@ class DTConfig(NetworkSection, TaskSection):
         if not self.adapters or unknown:
             bad("lora_targets", f"{self.lora_targets!r}: give a comma-separated list of "
                                 f"{', '.join(LORA_TARGETS)}")
-        if self.text_len < 2:
-            bad("text_len", f"must be at least 2, got {self.text_len}")
-        for key in ("lr", "max_grad_norm", "lora_alpha"):
-            if not float(getattr(self, key)) > 0:
-                bad(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("lora_dropout", "dropout"):
-            if not 0 <= float(getattr(self, key)) < 1:
-                bad(key, f"must be in [0, 1), got {getattr(self, key)}")
-        for key in ("lm_coef", "weight_decay", "warmup_steps", "target_return"):
-            if not float(getattr(self, key)) >= 0:
-                bad(key, f"must be >= 0, got {getattr(self, key)}")
-        if not 0 <= float(self.target_quantile) <= 1:
-            bad("target_quantile", f"must be in [0, 1], got {self.target_quantile}")
         if self.transformer == "scratch" and self.lm_coef > 0:
             bad("lm_coef", "transformer=scratch has no language model to keep: set lm_coef=0")
         return self
 
 
-STATIC_FIELDS = static_fields(DTConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,21 +172,6 @@ def digest(text: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(h), ">u4").astype(np.uint32)
 
 
-def _load_model(model: str):
-    """`load_model`, cached while the file (or the folder's files) is unchanged."""
-    from ..llm.checkpoint import resolve
-    path = resolve(model)
-    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
-    return _load_cached(model, tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
-                                     for f in files))
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(model: str, signature: tuple):
-    from ..llm.checkpoint import load_model
-    return load_model(model)
-
-
 def base_model(c: DTConfig) -> tuple[DecoderConfig, Any, Any, str, dict]:
     """`(decoder config with adapters, frozen params or None, tokenizer or None, sha256, info)`
     of a config's transformer (params are built by `frozen`; here only shapes when possible)."""
@@ -218,9 +183,10 @@ def base_model(c: DTConfig) -> tuple[DecoderConfig, Any, Any, str, dict]:
                             n_heads=c.scratch_heads, n_kv_heads=c.scratch_heads,
                             ffn_dim=4 * c.scratch_dim)
         return dataclasses.replace(cfg, **adapters), None, None, "", {"transformer": "scratch"}
-    from ..llm.checkpoint import ModelError
+    from ..llm.loading import load_model_cached
+    from ..llm.model import ModelError
     try:
-        m = _load_model(c.model)
+        m = load_model_cached(c.model)
     except ModelError as e:
         raise ConfigError(f"config key 'model': {e}") from None
     if m.config.context_length and 3 * c.context > m.config.context_length:
@@ -235,105 +201,6 @@ def base_model(c: DTConfig) -> tuple[DecoderConfig, Any, Any, str, dict]:
     info = {"transformer": c.transformer, "model": m.name, "model_sha256": m.sha256,
             "layers": layers, "of_layers": m.config.n_layers}
     return dataclasses.replace(cfg, **adapters), params, m.tokenizer, m.sha256, info
-
-
-# ---------------------------------------------------------------------------------------------
-# The model
-# ---------------------------------------------------------------------------------------------
-class TokenEmbedding(nn.Module):
-    """`mlp`: `h = Dense(x); h + Dense(gelu(h))` (LaMo's, with the residual from the first
-    layer's output); `linear`: `Dense(x)`."""
-
-    dim: int
-    kind: str
-
-    @nn.compact
-    def __call__(self, x):
-        h = nn.Dense(self.dim, name="in")(x)
-        if self.kind == "mlp":
-            h = h + nn.Dense(self.dim, name="out")(nn.gelu(h))
-        return h
-
-
-class DecisionTransformer(nn.Module):
-    """`logits f32[B, K, A]` of the action at each step of a window (see the module docstring)."""
-
-    decoder: DecoderConfig
-    num_actions: int
-    max_timestep: int
-    embedding: str
-    network: str
-    embed_dim: int
-    hidden: tuple[int, ...]
-    channels: int
-    dropout: float
-    deterministic: bool = True
-
-    def setup(self):
-        d = self.decoder.dim
-        hidden = self.hidden if self.embedding == "mlp" else ()
-        self.state_encoder = CellEncoder(self.network, self.embed_dim, hidden, self.channels)
-        self.embed_return = TokenEmbedding(d, self.embedding)
-        self.embed_state = TokenEmbedding(d, self.embedding)
-        self.embed_action = TokenEmbedding(d, self.embedding)
-        self.embed_time = nn.Embed(self.max_timestep + 1, d)
-        self.norm = nn.LayerNorm()
-        self.drop = nn.Dropout(self.dropout)
-        self.transformer = Decoder(self.decoder, self.deterministic)
-        self.head_hidden = nn.Dense(d)
-        self.head_out = nn.Dense(self.num_actions)
-
-    def __call__(self, rtg, cells, carried, actions, timesteps, valid):
-        """`rtg f32[B, K]`, `cells i32[B, K, C]`, `carried i32[B, K]`, `actions i32[B, K]`,
-        `timesteps i32[B, K]`, `valid bool[B, K]` (padding is masked out of attention)."""
-        B, K = rtg.shape
-        time = self.embed_time(jnp.clip(timesteps, 0, self.max_timestep))
-        r = self.embed_return(rtg[..., None]) + time
-        s = self.embed_state(self.state_encoder(cells, carried)) + time
-        a = self.embed_action(jax.nn.one_hot(actions, self.num_actions)) + time
-        x = jnp.stack([r, s, a], axis=2).reshape(B, 3 * K, -1)
-        x = self.drop(self.norm(x), deterministic=self.deterministic)
-        ok = jnp.repeat(valid, 3, axis=1)
-        mask = jnp.tril(jnp.ones((3 * K, 3 * K), bool))[None] & ok[:, None, :]
-        h, _ = self.transformer(None, self_mask=mask, embeddings=x)
-        h = h.reshape(B, K, 3, -1)[:, :, 1]  # the state tokens
-        return self.head_out(nn.gelu(self.head_hidden(h)))
-
-    def text_logits(self, tokens):
-        """The language model's next-token logits for token rows (the language loss)."""
-        h, _ = self.transformer(tokens)
-        return self.transformer.logits(h)
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-class DTData(struct.PyTreeNode):
-    """A dataset on the device for context windows (`DT.prepare`)."""
-
-    cells: jax.Array  # i16[O, C]
-    carried: jax.Array  # i16[O]
-    obs_index: jax.Array  # i32[M]
-    action: jax.Array  # i32[M]
-    rtg: jax.Array  # f32[M]: the return from this step to the episode's end
-    timestep: jax.Array  # i32[M]: step within the episode
-    episode_end: jax.Array  # i32[M]: the transition index after the episode's last
-    size: jax.Array  # i32[]: window starts are drawn from the first `size` transitions
-    target: jax.Array  # f32[]: evaluation's target return
-
-
-def episode_arrays(ds: Any) -> dict[str, np.ndarray]:
-    """Per transition: return-to-go, timestep, end of its episode (numpy)."""
-    lengths = ds["episode_length"].astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    episode = np.repeat(np.arange(len(lengths)), lengths)
-    end = starts[episode] + lengths[episode]
-    reward = ds["reward"].astype(np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(reward)])
-    idx = np.arange(len(episode))
-    return {"rtg": (csum[end] - csum[idx]).astype(np.float32),
-            "timestep": (idx - starts[episode]).astype(np.int32),
-            "episode_end": end.astype(np.int32)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,17 +276,17 @@ class DTPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
-class DT:
+class DT(Algorithm):
     """Pure functions of one configuration's shapes (`make_dt`)."""
 
-    config: DTConfig
-    decoder: DecoderConfig
-    metrics: tuple[str, ...] = METRICS
-    progress_unit: str = " gradient steps"
+    decoder: DecoderConfig | None = None
 
-    @property
-    def steps_per_update(self) -> int:
-        return self.config.steps_per_update
+    head: ClassVar[str] = "q"
+    metrics: ClassVar[tuple[str, ...]] = METRICS
+    offline: ClassVar[bool] = True
+    progress_unit: ClassVar[str] = " gradient steps"
+    evaluation_axes: ClassVar[Any] = (0, None, None)
+    evaluation_needs_data: ClassVar[bool] = True
 
     @property
     def env(self):
@@ -492,17 +359,9 @@ class DT:
         return optax.chain(optax.clip_by_global_norm(c.max_grad_norm),
                            optax.adamw(rate, weight_decay=c.weight_decay))
 
-    def _hp(self, config: DTConfig | None) -> DTConfig:
-        if config is None:
-            return self.config
-        for name in STATIC_FIELDS:
-            if getattr(config, name) != getattr(self.config, name):
-                raise ConfigError(f"config key {name!r} is static; build a new algorithm")
-        return config
-
     def init(self, key: jax.Array, params: Any = None, config: DTConfig | None = None
              ) -> DTState:
-        c = self._hp(config)
+        c = self.hp(config)
         k_params, key = jax.random.split(key)
         if params is None:
             K = c.context
@@ -555,12 +414,16 @@ class DT:
             lm, loss = jnp.float32(jnp.nan), dt_loss
         return loss, {**stats, "lm_loss": lm, "loss": loss}
 
-    def update(self, state: DTState, inputs: tuple, num_updates: int = 1,
+    def update(self, state: DTState, inputs: Inputs, num_updates: int = 1,
                config: DTConfig | None = None) -> tuple[DTState, dict]:
-        """`num_updates` updates of `steps_per_update` gradient steps; `inputs = (DTFrozen,
-        DTData)`."""
-        c = self._hp(config)
-        frozen, data = inputs
+        """`num_updates` updates of `steps_per_update` gradient steps; `inputs`:
+        `Inputs(frozen=DTFrozen, data=DTData)`."""
+        c = self.hp(config)
+        inputs = as_inputs(inputs)
+        frozen, data = inputs.frozen, inputs.data
+        if not isinstance(frozen, DTFrozen) or not isinstance(data, DTData):
+            raise ConfigError("a Decision Transformer trains from Inputs(frozen=algo.frozen(), "
+                              "data=algo.prepare(dataset)[0])")
         tx = self.optimizer(c)
 
         def grad_step(carry, key):
@@ -575,26 +438,18 @@ class DT:
                 grad_step, (state.params, state.opt_state),
                 jax.random.split(k_steps, c.steps_per_update))
             metrics = {k: v.mean() for k, v in stats.items()}
-            nan = jnp.float32(jnp.nan)
             if c.lm_coef > 0:  # held-out text, one batch per update
                 rows = jax.random.randint(k_held, (c.text_batch,), 0,
                                           frozen.text_heldout.shape[0])
                 metrics["lm_heldout"] = self.text_loss(params, frozen, frozen.text_heldout[rows])
             else:
-                metrics["lm_heldout"] = nan
-            metrics.update(env_steps=((state.update + 1) * c.steps_per_update).astype(
-                jnp.float32), episodes=jnp.float32(0.0), success=nan, length=nan)
-            metrics["return"] = nan
+                metrics["lm_heldout"] = jnp.float32(jnp.nan)
+            metrics = episode_free_metrics(metrics, state.update, c.steps_per_update)
             state = DTState(params=params, opt_state=opt_state, key=key,
                             update=state.update + 1, sha=frozen.sha)
             return state, {k: metrics[k].astype(jnp.float32) for k in METRICS}
 
         return jax.lax.scan(one_update, state, None, num_updates)
-
-    def train(self, key: jax.Array, inputs: tuple, params: Any = None,
-              config: DTConfig | None = None) -> tuple[DTState, dict]:
-        c = self._hp(config)
-        return self.update(self.init(key, params, c), inputs, c.num_updates, c)
 
     def act(self, params: Any, obs: Observation) -> jax.Array:
         raise ConfigError("a Decision Transformer acts from a context of past steps: evaluate it "
@@ -603,8 +458,9 @@ class DT:
     def policy(self, greedy: bool = True) -> DTPolicy:
         return DTPolicy(self, greedy)
 
-    def evaluation_params(self, params: Any, inputs: tuple) -> tuple:
-        frozen, data = inputs
+    def evaluation_params(self, params: Any, inputs: Any = None) -> tuple:
+        inputs = as_inputs(inputs)
+        frozen, data = inputs.frozen, inputs.data
         c = self.config
         if float(c.target_return) > 0:
             target = jnp.float32(c.target_return)
@@ -615,12 +471,9 @@ class DT:
             target = data.target
         return (params, frozen, target)
 
-    evaluation_axes = (0, None, None)
-
     # -- the driver's hooks -------------------------------------------------------------------
     def prepare(self, ds: Any, teacher: Any = None) -> tuple[DTData, dict]:
         """A dataset (`jaxrl3m.offline.dataset.Dataset`) on the device, and what it was."""
-        from .offline import offline_data
         base = offline_data(ds, self.network, None)
         ep = episode_arrays(ds)
         returns = ds["episode_return"].astype(np.float64)
@@ -654,7 +507,7 @@ def make_dt(config: DTConfig, guided: bool = False, env: Any = None,
         raise ConfigError("offline algorithms play the task's own held-out layouts")
     c = config.check()
     cfg, *_ = base_model(c)
-    return DT(c, cfg)
+    return DT(c, guided=False, decoder=cfg)
 
 
 register("dt", DTConfig, make_dt, "Decision Transformer; with a pre-trained language model "

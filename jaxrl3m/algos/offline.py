@@ -2,7 +2,7 @@
 
     algo = make_offline(OfflineConfig(task="DoorKey"), guided=True, objective="cql")  # CQL-Prior
     data = offline_data(dataset, algo.network, prior, algo.config.prior_floor)
-    state, metrics = jax.jit(algo.train)(jax.random.key(0), (prior, data))
+    state, metrics = jax.jit(algo.train)(jax.random.key(0), Inputs(teacher=prior, data=data))
 
 `cql` (registered `algo: cql`), one gradient step on a batch of `batch_size` transitions drawn
 uniformly from the dataset (or its first `data.size` transitions, see `OfflineData`):
@@ -33,20 +33,21 @@ An "update" is `steps_per_update` gradient steps (one metrics row); `num_updates
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, bounded
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
-from ..teacher.teacher import Prior, Teacher
+from ..offline.arrays import OfflineData, offline_data
+from ..teacher.teacher import Prior
 from . import losses
-from .base import TaskSection, config_error, register, static_fields
+from .base import (Algorithm, Inputs, TaskSection, as_inputs, check_sections,
+                   episode_free_metrics, register)
 from .dqn import POSTERIORS, QPolicy, bootstrap
 from .optim import adam
 
@@ -59,31 +60,31 @@ class OfflineConfig(NetworkSection, TaskSection):
     """CQL's, CQL-Prior's and BC's hyperparameters (defaults: the paper's code), plus the shared
     task and network keys."""
 
-    batch_size: int = struct.field(**static, default=128)
+    batch_size: int = bounded(128, static=True, at_least=1)
     """Transitions per gradient step."""
-    gradient_steps: int = struct.field(**static, default=10_000)
+    gradient_steps: int = bounded(10_000, static=True, at_least=1)
     """Gradient steps to train for (rounded down to whole updates)."""
-    steps_per_update: int = struct.field(**static, default=100)
+    steps_per_update: int = bounded(100, static=True, at_least=1)
     """Gradient steps per update (one metrics row; log_every updates make a checkpoint)."""
     anneal_lr: bool = struct.field(**static, default=False)
     """Decay the learning rate linearly to 0 over the run."""
-    k: int = struct.field(**static, default=5)
+    k: int = bounded(5, static=True, at_least=1)
     """Proposals from the prior per state (posterior=sampled)."""
-    posterior: str = struct.field(**static, default="sampled")
+    posterior: str = bounded("sampled", static=True, choices=POSTERIORS)
     """sampled: logsumexp and max over k proposals (the paper's); exact: weighted by log p."""
-    lr: float = 5e-4
+    lr: float = bounded(5e-4, within="positive")
     """Adam learning rate."""
-    gamma: float = 0.99
+    gamma: float = bounded(0.99, within="[0, 1]")
     """Discount."""
-    cql_alpha: float = 5.0
+    cql_alpha: float = bounded(5.0, within="non-negative")
     """Weight c of the conservative penalty (cql only)."""
-    tau: float = 0.1
+    tau: float = bounded(0.1, within="positive")
     """Temperature of the soft value (posterior=exact) and of sampled acting."""
-    prior_floor: float = 0.0
+    prior_floor: float = bounded(0.0, within="[0, 1]")
     """The prior is (1 - prior_floor) p + prior_floor / A (exact needs > 0)."""
-    target_tau: float = 0.005
+    target_tau: float = bounded(0.005, within="(0, 1]")
     """Polyak factor of the target network per gradient step (cql only)."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = bounded(1.0, within="positive")
     """Global gradient norm clip."""
 
     @property
@@ -91,104 +92,15 @@ class OfflineConfig(NetworkSection, TaskSection):
         return self.gradient_steps // self.steps_per_update
 
     def check(self) -> "OfflineConfig":
-        bad = config_error
-        self.check_task(bad)
-        self.check_network(bad)
-        for key in ("batch_size", "gradient_steps", "steps_per_update", "k"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be at least 1, got {getattr(self, key)}")
+        bad = check_sections(self)
         if self.num_updates < 1:
             bad("gradient_steps", f"{self.gradient_steps} is less than one update "
                                   f"(steps_per_update = {self.steps_per_update})")
-        if self.posterior not in POSTERIORS:
-            bad("posterior", f"{self.posterior!r} is unknown; valid: {', '.join(POSTERIORS)}")
-        for key in ("lr", "tau", "max_grad_norm", "target_tau"):
-            if not float(getattr(self, key)) > 0:
-                bad(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("gamma", "prior_floor", "target_tau"):
-            if not 0 <= float(getattr(self, key)) <= 1:
-                bad(key, f"must be in [0, 1], got {getattr(self, key)}")
-        if not float(self.cql_alpha) >= 0:
-            bad("cql_alpha", f"must be >= 0, got {self.cql_alpha}")
         if self.posterior == "exact" and not float(self.prior_floor) > 0:
             bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01)")
         return self
 
 
-STATIC_FIELDS = static_fields(OfflineConfig)
-
-
-class OfflineData(struct.PyTreeNode):
-    """A dataset on the device, ready for gradient steps (`offline_data`).
-
-    Observation rows `[O]`: the network's input codes and the prior's log-probabilities;
-    transition rows `[M]`. Batches are drawn from the first `size` transitions, so one compiled
-    program serves every nested subset of a dataset ordered by its subset permutation (and
-    datasets padded to one capacity can be stacked and vmapped).
-    """
-
-    cells: jax.Array  # i16[O, C]
-    carried: jax.Array  # i16[O]
-    logp: jax.Array  # f32[O, A]: log p(.|s) of the prior (zeros without one)
-    obs_index: jax.Array  # i32[M]: the transition's observation (the next one is + 1)
-    action: jax.Array  # i32[M]
-    reward: jax.Array  # f32[M]
-    terminated: jax.Array  # f32[M]
-    size: jax.Array  # i32[]: transitions to sample from
-
-
-def offline_data(ds: Any, net: Network, prior: Prior | None, floor: float = 0.0,
-                 transitions: int | None = None, capacity: tuple[int, int] | None = None,
-                 chunk: int = 8192) -> OfflineData:
-    """`ds` (`jaxrl3m.offline.dataset.Dataset`) on the device: codes and prior log-probabilities
-    of every observation (in jitted chunks), transitions. `transitions`: sample only from the
-    first that many (default all). `capacity = (O, M)`: pad the arrays to these sizes."""
-    o_count, m_count = ds["obs_grid"].shape[0], ds.num_transitions
-    o_cap, m_cap = capacity or (o_count, m_count)
-    if o_cap < o_count or m_cap < m_count:
-        raise ValueError(f"capacity {capacity} is smaller than the dataset ({o_count}, {m_count})")
-    cells, carried, logp = [], [], []
-    fn = _features_fn(net, prior is not None)
-    for start in range(0, o_count, chunk):
-        sl = slice(start, min(start + chunk, o_count))
-        part = {k: ds[k][sl] for k in ("obs_grid", "obs_pose", "obs_carrying")}
-        n = sl.stop - sl.start
-        pad = {k: np.concatenate([v, np.zeros((chunk - n, *v.shape[1:]), v.dtype)])
-               for k, v in part.items()}  # one shape: one compiled program
-        c, cr, lp = jax.device_get(fn(pad, prior, jnp.float32(floor)))
-        cells.append(c[:n])
-        carried.append(cr[:n])
-        logp.append(lp[:n])
-
-    def padded(parts, rows):
-        a = np.concatenate(parts)
-        return np.concatenate([a, np.zeros((rows - len(a), *a.shape[1:]), a.dtype)])
-
-    m = m_count if transitions is None else transitions
-    return OfflineData(
-        cells=jnp.asarray(padded(cells, o_cap)), carried=jnp.asarray(padded(carried, o_cap)),
-        logp=jnp.asarray(padded(logp, o_cap)),
-        obs_index=jnp.asarray(padded([ds.obs_index], m_cap)),
-        action=jnp.asarray(padded([ds["action"].astype(np.int32)], m_cap)),
-        reward=jnp.asarray(padded([ds["reward"].astype(np.float32)], m_cap)),
-        terminated=jnp.asarray(padded([ds["terminated"].astype(np.float32)], m_cap)),
-        size=jnp.asarray(m, jnp.int32))
-
-
-_FEATURES: dict = {}
-
-
-def _features_fn(net: Network, guided: bool):
-    from ..offline.dataset import decode_obs
-    if (net, guided) not in _FEATURES:
-        def features(part, prior, floor):
-            obs = decode_obs(part["obs_grid"], part["obs_pose"], part["obs_carrying"])
-            cells, carried = net.encode(obs)
-            logp = prior.log_probs(obs, floor) if guided else jnp.zeros(
-                (obs.agent_dir.shape[0], net.num_actions))
-            return cells, carried, logp  # int16 codes (nets.encoders.CODE_DTYPE)
-        _FEATURES[(net, guided)] = jax.jit(features)
-    return _FEATURES[(net, guided)]
 
 
 class OfflineState(struct.PyTreeNode):
@@ -223,32 +135,21 @@ class BCPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
-class Offline:
+class Offline(Algorithm):
     """Pure functions of one configuration's shapes (see `make_offline`)."""
 
-    config: OfflineConfig
-    guided: bool = True
     objective: str = "cql"
-    metrics: tuple[str, ...] = METRICS
-    progress_unit: str = " gradient steps"
 
-    @property
-    def steps_per_update(self) -> int:
-        return self.config.steps_per_update
+    head: ClassVar[str] = "q"
+    metrics: ClassVar[tuple[str, ...]] = METRICS
+    offline: ClassVar[bool] = True
+    progress_unit: ClassVar[str] = " gradient steps"
+    evaluation_axes: ClassVar[Any] = (0, None, None)
 
     @property
     def env(self):
         """The held-out layouts of the task (what evaluation plays)."""
         return dataclasses.replace(self.config.make_env(), layouts="heldout")
-
-    @property
-    def network(self) -> Network:
-        return Network.from_config(self.config, "q", self.env.num_actions)
-
-    def teacher(self, table: Any, past: tuple = ()) -> Teacher:
-        if past:
-            raise ConfigError("offline algorithms take the prior table alone (teacher=prior)")
-        return Teacher.create(self.config.task, table)
 
     def act(self, params: Any, obs: Observation) -> jax.Array:
         return self.network.apply(params, obs)
@@ -258,30 +159,23 @@ class Offline:
             return BCPolicy(self.network, self.config, self.guided, greedy)
         return QPolicy(self.network, self.config, self.guided, greedy)
 
-    def evaluation_params(self, params: Any, inputs: Any) -> Any:
-        prior = inputs[0] if isinstance(inputs, tuple) else inputs
+    def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
+        prior = as_inputs(inputs).teacher
         return (params, prior if self.guided else None, jnp.float32(0.0))
 
-    evaluation_axes = (0, None, None)
-
-    def _hp(self, config: OfflineConfig | None) -> OfflineConfig:
-        if config is None:
-            return self.config
-        for name in STATIC_FIELDS:
-            if getattr(config, name) != getattr(self.config, name):
-                raise ConfigError(f"config key {name!r} is static; build a new algorithm")
-        return config
+    def prepare(self, ds: Any, teacher: Any = None) -> tuple[OfflineData, dict]:
+        """A dataset on the device with the prior's log-probabilities (`offline_data`)."""
+        return offline_data(ds, self.network, teacher, float(self.config.prior_floor)), {}
 
     def optimizer(self, c: OfflineConfig) -> optax.GradientTransformation:
         return adam(c.lr, c.max_grad_norm, c.num_updates * c.steps_per_update, c.anneal_lr)
 
     def init(self, key: jax.Array, params: Any = None, config: OfflineConfig | None = None
              ) -> OfflineState:
-        c = self._hp(config)
+        c = self.hp(config)
         k_params, key = jax.random.split(key)
         if params is None:
-            obs = jax.tree.map(lambda x: x[None], self.env.reset(jax.random.key(0)).obs)
-            params = self.network.init(k_params, obs)
+            params = self.init_params(k_params)
         return OfflineState(params=params, target=params,
                             opt_state=self.optimizer(c).init(params), key=key,
                             update=jnp.zeros((), jnp.int32))
@@ -310,12 +204,16 @@ class Offline:
         return loss, {"loss": loss, "td_loss": td.mean(), "penalty": penalty.mean(),
                       "q_mean": q_a.mean()}
 
-    def update(self, state: OfflineState, inputs: tuple, num_updates: int = 1,
+    def update(self, state: OfflineState, inputs: Inputs, num_updates: int = 1,
                config: OfflineConfig | None = None) -> tuple[OfflineState, dict]:
-        """`num_updates` updates of `steps_per_update` gradient steps; `inputs = (prior or None,
-        OfflineData)`."""
-        c = self._hp(config)
-        prior, data = inputs
+        """`num_updates` updates of `steps_per_update` gradient steps; `inputs`:
+        `Inputs(teacher=prior or None, data=OfflineData)`."""
+        c = self.hp(config)
+        inputs = as_inputs(inputs)
+        prior, data = inputs.teacher, inputs.data
+        if not isinstance(data, OfflineData):
+            raise ConfigError(f"{self.objective} learns from a dataset: pass "
+                              "Inputs(teacher=prior, data=offline_data(dataset, ...))")
         if self.guided and not isinstance(prior, Prior):
             raise ConfigError(f"{self.objective}-prior needs a prior: give prior=oracle, a table "
                               "file, uniform or shuffled:<prior>")
@@ -336,21 +234,13 @@ class Offline:
             (params, target, opt_state), stats = jax.lax.scan(
                 grad_step, (state.params, state.target, state.opt_state),
                 jax.random.split(k_steps, c.steps_per_update))
-            nan = jnp.float32(jnp.nan)
-            metrics = {k: v.mean() for k, v in stats.items()}
-            metrics.update(env_steps=((state.update + 1) * c.steps_per_update).astype(
-                jnp.float32), episodes=jnp.float32(0.0), success=nan, length=nan)
-            metrics["return"] = nan
+            metrics = episode_free_metrics({k: v.mean() for k, v in stats.items()},
+                                           state.update, c.steps_per_update)
             state = OfflineState(params=params, target=target, opt_state=opt_state, key=key,
                                  update=state.update + 1)
             return state, {k: metrics[k].astype(jnp.float32) for k in METRICS}
 
         return jax.lax.scan(one_update, state, None, num_updates)
-
-    def train(self, key: jax.Array, inputs: tuple, params: Any = None,
-              config: OfflineConfig | None = None) -> tuple[OfflineState, dict]:
-        c = self._hp(config)
-        return self.update(self.init(key, params, c), inputs, c.num_updates, c)
 
 
 def make_offline(config: OfflineConfig, guided: bool = True, env: Any = None,
@@ -363,7 +253,7 @@ def make_offline(config: OfflineConfig, guided: bool = True, env: Any = None,
                           "(teacher=source or prior+source) need algo=ppo")
     if env is not None:
         raise ConfigError("offline algorithms play the task's own held-out layouts")
-    return Offline(config.check(), guided, objective)
+    return Offline(config.check(), guided, objective=objective)
 
 
 def _cql(config, guided=True, env=None, past_policies=()):

@@ -6,23 +6,24 @@ With `kl_direction="reverse"` the KL term is `KL(pi_theta || p)` to the prior (f
 constant `lambda_t = alpha` this is GFlan-Prior, the variational view of an LLM prior (Yan et al.,
 ICLR 2025): maximise `E[return] - alpha * KL(pi_theta || p)`.
 
-`make_train(config)` returns a `PPO` algorithm of pure functions (`jaxrl3m.algos.base`):
+`make_ppo(config)` returns a `PPO` algorithm of pure functions (`jaxrl3m.algos.base`):
 
-    ppo = make_train(PPOConfig(task="DoorKey", kl_coef=1.0))
+    ppo = make_ppo(PPOConfig(task="DoorKey", kl_coef=1.0))
     teacher = Teacher.create("DoorKey", table)                        # jaxrl3m.teacher.teacher
     out = jax.jit(ppo.train)(jax.random.key(0), teacher)              # one seed, one jit
     outs = jax.jit(jax.vmap(ppo.train, (0, None)))(keys, teacher)     # seeds as a vmap
 
 One update: a rollout by the common collector (`jaxrl3m.core.collector`), GAE that bootstraps
 truncated episodes from their final observation (`advantages`), the teacher `pi_L` on the first
-`teacher_envs` environments' states in one batch (`teacher_targets`), then epochs of shuffled
+`teacher_envs` environments' states in one batch (`teacher.teacher_targets`; the posterior
+teacher: `teacher.posterior.posterior_targets`), then epochs of shuffled
 minibatches (`jaxrl3m.algos.optim.minibatch_epochs`) on `ppo_loss`. The teacher is an argument,
 never a closure, so one compiled program serves every table of a shape. Both skips are real
 under `vmap` over seeds (`jaxrl3m.core.parallel.any_seed`): the teacher is not computed while
 `lambda_t = 0` (it depends on the update count only, which all seeds share), and final
 observations' values only when some episode was truncated.
 
-Past policies (transfer learning): `make_train(config, past_policies=("DoorKey",))` expects a
+Past policies (transfer learning): `make_ppo(config, past_policies=("DoorKey",))` expects a
 teacher whose table has a column for the frozen policy learned on DoorKey ("follow the policy
 that solved DoorKey") and whose `past` holds its parameters (`PPO.teacher`).
 """
@@ -30,23 +31,21 @@ that solved DoorKey") and whose `past` holds its parameters (`PPO.teacher`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from ..core import collector
-from ..core.config import ConfigError
-from ..core.parallel import any_seed
-from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
+from ..core.config import ConfigError, bounded
+from ..envs.abstraction import NUM_ABSTRACT_STATES
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
-from ..teacher.posterior import (OptionValues, accumulate, option_advantage_samples,
-                                 posterior_table)
-from ..teacher.teacher import Teacher, floored_log
+from ..teacher.posterior import OptionValues, posterior_targets
+from ..teacher.teacher import Teacher, floored_log, teacher_targets
 from . import losses
-from .base import TaskSection, config_error, register, static_fields
+from .base import Algorithm, TaskSection, as_inputs, check_sections, register
 from .optim import adam, minibatch_epochs
 
 static = dict(pytree_node=False)
@@ -60,24 +59,24 @@ class PPOConfig(NetworkSection, TaskSection):
     traced and `vmap`ped (a sweep over `kl_coef` is one program)."""
 
     # --- sizes (static) ---
-    num_envs: int = struct.field(**static, default=64)
+    num_envs: int = bounded(64, static=True, at_least=1)
     """Parallel environments."""
-    num_steps: int = struct.field(**static, default=32)
+    num_steps: int = bounded(32, static=True, at_least=1)
     """Rollout length per update; one update consumes num_envs * num_steps env steps."""
-    total_steps: int = struct.field(**static, default=1_000_000)
+    total_steps: int = bounded(1_000_000, static=True, at_least=1)
     """Environment steps to train for (rounded down to whole updates)."""
-    update_epochs: int = struct.field(**static, default=4)
+    update_epochs: int = bounded(4, static=True, at_least=1)
     """Passes over each rollout."""
-    num_minibatches: int = struct.field(**static, default=4)
+    num_minibatches: int = bounded(4, static=True, at_least=1)
     """Minibatches per epoch; must divide num_envs * num_steps."""
     # --- guidance (static part) ---
-    kl_direction: str = struct.field(**static, default="forward")
+    kl_direction: str = bounded("forward", static=True, choices=KL_DIRECTIONS)
     """forward: `KL(pi_L || pi_theta)`, the LLM teacher (RL3M4TL); reverse: `KL(pi_theta || p)`,
     the variational view of an LLM prior (GFlan-Prior; use a constant schedule: kl_coef is
     alpha), with the prior floored by prior_floor."""
-    kl_schedule: str = struct.field(**static, default="constant")
+    kl_schedule: str = bounded("constant", static=True, choices=losses.KL_SCHEDULES)
     """lambda_t schedule: constant, linear or exponential (see losses.kl_weight)."""
-    teacher_envs: int = struct.field(**static, default=256)
+    teacher_envs: int = bounded(256, static=True, at_least=1)
     """pi_L is computed on the first min(teacher_envs, num_envs) environments' states, which
     enter the KL term (all environments are i.i.d., so this subsamples states without bias;
     the teacher's skills cost more than an environment step)."""
@@ -89,37 +88,37 @@ class PPOConfig(NetworkSection, TaskSection):
     `P(k|s) ∝ P_LLM(k|s) exp(Q(s,k) / posterior_tau)`, updated inside every update from the
     teacher environments' transitions. False: the table as given (the fixed teacher)."""
     # --- coefficients (pytree leaves) ---
-    lr: float = 3e-3
+    lr: float = bounded(3e-3, within="positive")
     """Adam learning rate."""
-    gamma: float = 0.99
+    gamma: float = bounded(0.99, within="[0, 1]")
     """Discount."""
-    gae_lambda: float = 0.95
+    gae_lambda: float = bounded(0.95, within="[0, 1]")
     """GAE lambda."""
-    clip_eps: float = 0.2
+    clip_eps: float = bounded(0.2, within="positive")
     """PPO clip range (policy and value)."""
-    ent_coef: float = 0.01
+    ent_coef: float = bounded(0.01, within="non-negative")
     """Entropy bonus weight."""
-    vf_coef: float = 0.5
+    vf_coef: float = bounded(0.5, within="non-negative")
     """Value loss weight."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: float = bounded(0.5, within="positive")
     """Global gradient norm clip."""
-    kl_coef: float = 0.0
+    kl_coef: float = bounded(0.0, within="non-negative")
     """lambda_0, the guidance weight at the first update; 0 is plain PPO."""
-    kl_decay: float = 0.0
+    kl_decay: float = bounded(0.0, within="non-negative")
     """linear: subtracted per update; exponential: factor per update."""
-    kl_floor: float = 0.0
+    kl_floor: float = bounded(0.0, within="non-negative")
     """lambda_t never decays below this (until the cut-off)."""
     kl_cutoff: int = -1
     """Update from which lambda_t = 0; -1 never."""
-    prior_floor: float = 0.01
+    prior_floor: float = bounded(0.01, within="(0, 1]", why="log 0 otherwise")
     """kl_direction=reverse: the prior is (1 - prior_floor) p + prior_floor / A, so that an
     action the prior rules out costs a finite KL (log 0 never appears)."""
-    posterior_tau: float = 0.01
+    posterior_tau: float = bounded(0.01, within="positive", why="it divides the options' advantages")
     """posterior: the temperature of the options' advantages (smaller: trust them sooner)."""
-    posterior_floor: float = 0.05
+    posterior_floor: float = bounded(0.05, within="[0, 1)")
     """posterior: the prior is floored to `(1 - floor) p + floor / K` before the update, so that
     an option the table rules out (a one-hot wrong row) can still win."""
-    posterior_rate: float = 0.05
+    posterior_rate: float = bounded(0.05, within="(0, 1]")
     """posterior: the weight of one update's samples in the running advantage estimates."""
 
     # --- derived sizes ---
@@ -141,50 +140,19 @@ class PPOConfig(NetworkSection, TaskSection):
 
     def check(self) -> "PPOConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
-        bad = config_error
-        self.check_task(bad)
-        self.check_network(bad)
-        for key in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches",
-                    "teacher_envs"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be at least 1, got {getattr(self, key)}")
+        bad = check_sections(self)
         if self.batch_size % self.num_minibatches:
             bad("num_minibatches", f"{self.num_minibatches} does not divide num_envs * "
                                    f"num_steps = {self.batch_size}")
         if self.num_updates < 1:
             bad("total_steps", f"{self.total_steps} is less than one update "
                                f"(num_envs * num_steps = {self.batch_size})")
-        if self.kl_schedule not in losses.KL_SCHEDULES:
-            bad("kl_schedule", f"{self.kl_schedule!r} is unknown; valid: "
-                               f"{', '.join(losses.KL_SCHEDULES)}")
-        for key in ("lr", "clip_eps", "max_grad_norm"):
-            if not float(getattr(self, key)) > 0:
-                bad(key, f"must be positive, got {getattr(self, key)}")
-        for key in ("ent_coef", "vf_coef", "kl_coef", "kl_decay", "kl_floor"):
-            if not float(getattr(self, key)) >= 0:
-                bad(key, f"must be non-negative, got {getattr(self, key)}")
-        for key in ("gamma", "gae_lambda"):
-            if not 0 <= float(getattr(self, key)) <= 1:
-                bad(key, f"must be in [0, 1], got {getattr(self, key)}")
-        if self.kl_direction not in KL_DIRECTIONS:
-            bad("kl_direction", f"{self.kl_direction!r} is unknown; valid: "
-                                f"{', '.join(KL_DIRECTIONS)}")
-        if not 0 < float(self.prior_floor) <= 1:
-            bad("prior_floor", f"must be in (0, 1] (log 0 otherwise), got {self.prior_floor}")
-        if not float(self.posterior_tau) > 0:
-            bad("posterior_tau", f"must be positive (it divides the options' advantages), got "
-                                 f"{self.posterior_tau}")
-        if not 0 <= float(self.posterior_floor) < 1:
-            bad("posterior_floor", f"must be in [0, 1), got {self.posterior_floor}")
-        if not 0 < float(self.posterior_rate) <= 1:
-            bad("posterior_rate", f"must be in (0, 1], got {self.posterior_rate}")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
             bad("kl_decay", f"an exponential schedule needs a factor in (0, 1], got "
                             f"{self.kl_decay}")
         return self
 
 
-STATIC_FIELDS = static_fields(PPOConfig)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,49 +207,6 @@ def advantages(net: Network, params: Any, c: PPOConfig, tr: collector.Transition
     return losses.gae(tr.reward, value, v_tp1, tr.terminated, tr.done, c.gamma, c.gae_lambda)
 
 
-def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_actions: int
-                    ) -> jax.Array:
-    """`f32[T, n, A]`: `pi_L` for the observations `[T, n]`, all in one batch (one navigation
-    search for T * n states: its loop overhead is paid once); zeros, and not computed, while
-    `lambda_t = 0` for every seed."""
-    t, n = obs.agent_dir.shape
-    flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), obs)
-    probs = jax.lax.cond(any_seed(lam > 0), lambda: teacher.probs(flat),
-                         lambda: jnp.zeros((t * n, num_actions)))
-    return probs.reshape(t, n, num_actions)
-
-
-def posterior_targets(teacher: Teacher, values: OptionValues, c: PPOConfig, tr: Any,
-                      adv: jax.Array, lam: jax.Array, num_actions: int
-                      ) -> tuple[jax.Array, OptionValues]:
-    """The posterior teacher on the transitions `tr` (`[T, n]`, the teacher environments):
-    `pi_L` from the table re-weighted by the options' advantage estimates so far, and those
-    estimates updated with these transitions (`adv`: their GAE advantages). The options' action
-    distributions are computed once for both. Skipped (zeros, estimates unchanged) while
-    `lambda_t = 0` for every seed."""
-    t, n = tr.action.shape
-    flat = lambda x: x.reshape(t * n, *x.shape[2:])  # noqa: E731
-    obs = jax.tree.map(flat, tr.obs)
-    k = teacher.table.shape[1]
-
-    def compute():
-        option_probs, applicable = teacher.option_probs(obs)
-        table = posterior_table(teacher.table, values.q, c.posterior_tau, c.posterior_floor)
-        probs = teacher.replace(table=table).mixture(obs, option_probs, applicable)
-        samples, valid = option_advantage_samples(option_probs, applicable, flat(tr.action),
-                                                  flat(tr.extras["logp"]), flat(adv))
-        return probs, samples, valid
-
-    def skip():
-        return (jnp.zeros((t * n, num_actions)), jnp.zeros((t * n, k)),
-                jnp.zeros((t * n, k), bool))
-
-    probs, samples, valid = jax.lax.cond(any_seed(lam > 0), compute, skip)
-    states = jax.vmap(abstract_state)(obs)
-    values = accumulate(values, states, samples, valid, c.posterior_rate)
-    return probs.reshape(t, n, num_actions), values
-
-
 def ppo_loss(net: Network, c: PPOConfig, guided: bool, lam: jax.Array, params: Any,
              mb: dict) -> tuple[jax.Array, dict]:
     """PPO's clipped loss on a minibatch, plus `lam * KL(pi_L || pi_theta)` over the samples
@@ -310,24 +235,14 @@ def ppo_loss(net: Network, c: PPOConfig, guided: bool, lam: jax.Array, params: A
 # The algorithm
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class PPO:
-    """Pure functions for one configuration's shapes (see `make_train`)."""
+class PPO(Algorithm):
+    """Pure functions for one configuration's shapes (see `make_ppo`)."""
 
-    config: PPOConfig
-    guided: bool = True
-    custom_env: Any = None
     past_policies: tuple[str, ...] = ()
     """Source tasks whose frozen policies are teacher options after the skills."""
-    metrics: tuple[str, ...] = METRICS
 
-    @property
-    def env(self):
-        """The task's environment (or the one given to `make_train`)."""
-        return self.custom_env if self.custom_env is not None else self.config.make_env()
-
-    @property
-    def network(self) -> Network:
-        return Network.from_config(self.config, "actor_critic", self.env.num_actions)
+    head: ClassVar[str] = "actor_critic"
+    metrics: ClassVar[tuple[str, ...]] = METRICS
 
     def apply(self, params: Any, obs: Observation) -> tuple[jax.Array, jax.Array]:
         """`(logits, value)` for a batch of observations."""
@@ -341,14 +256,9 @@ class PPO:
         """The teacher this algorithm expects, from a table (and past policies' parameters)."""
         return Teacher.create(self.config.task, table, past, self.past_policies, self.network)
 
-    def _hp(self, config: PPOConfig | None) -> PPOConfig:
-        if config is None:
-            return self.config
-        for name in STATIC_FIELDS:
-            if getattr(config, name) != getattr(self.config, name):
-                raise ConfigError(f"config key {name!r} is static (it fixes shapes or code); "
-                                  f"build a new algorithm with make_train to change it")
-        return config
+    def divergence_hint(self, config: PPOConfig) -> str:
+        return (f"Lower lr (now {float(config.lr):g}) or kl_coef (now "
+                f"{float(config.kl_coef):g}), or clip gradients harder (max_grad_norm).")
 
     def _check_teacher(self, teacher: Teacher | None) -> None:
         if not self.guided:
@@ -368,14 +278,10 @@ class PPO:
         return adam(c.lr, c.max_grad_norm, c.num_updates * c.update_epochs * c.num_minibatches,
                     c.anneal_lr)
 
-    def init_params(self, key: jax.Array) -> Any:
-        obs = jax.tree.map(lambda x: x[None], self.env.reset(jax.random.key(0)).obs)
-        return self.network.init(key, obs)
-
     def init(self, key: jax.Array, params: Any = None, config: PPOConfig | None = None
              ) -> PPOState:
         """The state before the first update (`params` to start from given ones)."""
-        c = self._hp(config)
+        c = self.hp(config)
         k_params, k_env, key = jax.random.split(key, 3)
         if params is None:
             params = self.init_params(k_params)
@@ -387,11 +293,13 @@ class PPO:
                         env=collector.reset(self.env, k_env, c.num_envs), key=key,
                         update=jnp.zeros((), jnp.int32), options=options)
 
-    def update(self, state: PPOState, teacher: Teacher | None = None, num_updates: int = 1,
+    def update(self, state: PPOState, inputs: Any = None, num_updates: int = 1,
                config: PPOConfig | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
         """`num_updates` PPO updates in one `lax.scan` (jit it with `num_updates` static).
-        Returns the new state and `METRICS`, each `f32[num_updates]`."""
-        c = self._hp(config)
+        `inputs`: the teacher (or an `Inputs` holding it). Returns the new state and
+        `METRICS`, each `f32[num_updates]`."""
+        c = self.hp(config)
+        teacher = as_inputs(inputs).teacher
         self._check_teacher(teacher)
         env, net, tx = self.env, self.network, self.optimizer(c)
         n_t, num_actions = c.num_teacher_envs, env.num_actions
@@ -414,8 +322,10 @@ class PPO:
             options = state.options
             if self.guided and options is not None:  # the posterior teacher
                 first = jax.tree.map(lambda x: x[:, :n_t], tr)
-                targets, options = posterior_targets(teacher, options, c, first, adv[:, :n_t],
-                                                     lam, num_actions)
+                targets, options = posterior_targets(
+                    teacher, options, first.obs, first.action, first.extras["logp"],
+                    adv[:, :n_t], lam, num_actions, c.posterior_tau, c.posterior_floor,
+                    c.posterior_rate)
                 pi_l = pi_l.at[:, :n_t].set(targets)
             elif self.guided:
                 pi_l = pi_l.at[:, :n_t].set(teacher_targets(
@@ -444,16 +354,9 @@ class PPO:
 
         return jax.lax.scan(one_update, state, None, num_updates)
 
-    def train(self, key: jax.Array, teacher: Teacher | None = None, params: Any = None,
-              config: PPOConfig | None = None) -> tuple[PPOState, dict[str, jax.Array]]:
-        """The whole run: `init` then every update in one scan (jit it; vmap it over keys).
-        `params`: start from these parameters (fine-tuning) instead of a fresh network."""
-        c = self._hp(config)
-        return self.update(self.init(key, params, c), teacher, c.num_updates, c)
 
-
-def make_train(config: PPOConfig, guided: bool = True, env: Any = None,
-               past_policies: tuple[str, ...] = ()) -> PPO:
+def make_ppo(config: PPOConfig, guided: bool = True, env: Any = None,
+             past_policies: tuple[str, ...] = ()) -> PPO:
     """The algorithm for `config` (checked). `guided=False` builds plain PPO: no teacher is
     computed and the loss has no KL term (with `kl_coef = 0` a guided PPO gives the same
     result, which a test proves). `env` replaces the task's environment (same interface as
@@ -465,4 +368,7 @@ def make_train(config: PPOConfig, guided: bool = True, env: Any = None,
     return PPO(config.check(), guided, env, past_policies)
 
 
-register("ppo", PPOConfig, make_train, "PPO with an optional KL term to the LLM teacher")
+make_train = make_ppo
+"""The name of PureJaxRL's entry point, kept for the code written against it."""
+
+register("ppo", PPOConfig, make_ppo, "PPO with an optional KL term to the LLM teacher")

@@ -15,7 +15,6 @@ plain `pip install`; a path to any YAML file works too.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from pathlib import Path
@@ -23,19 +22,11 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot work; the message names the key and the fix."""
+from ..errors import ConfigError, did_you_mean  # noqa: F401  (re-exported)
 
 
 PRESETS = Path(__file__).resolve().parent.parent / "configs"
 """The presets shipped with the package."""
-
-
-def did_you_mean(name: str, valid) -> str:
-    """`" Did you mean 'x'?"` for the closest of `valid`, or ``""``."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def preset_names() -> list[str]:
@@ -164,3 +155,42 @@ def to_dict(*objs: Any) -> dict[str, Any]:
             v = getattr(obj, f.name)
             out[f.name] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarative bounds of config keys
+# ---------------------------------------------------------------------------------------------
+def bounded(default: Any, *, static: bool = False, at_least: int | None = None,
+        within: str | None = None, choices: tuple | None = None, why: str = "") -> Any:
+    """A config field with its bounds as metadata (`check_keys` checks them): `at_least=n`
+    (integers), `within` one of `"positive"`, `"non-negative"`, `"[0, 1]"`, `"(0, 1]"`,
+    `"[0, 1)"`, or `choices` (the valid values). `why` is added to the message. `static`
+    fields fix shapes or code (not pytree leaves)."""
+    from flax import struct
+    if within is not None and within not in _WITHIN:
+        raise ValueError(f"within={within!r}; valid: {', '.join(_WITHIN)}")
+    rule = {"at_least": at_least, "within": within, "choices": choices, "why": why}
+    return struct.field(pytree_node=not static, default=default, metadata={"bounds": rule})
+
+
+_WITHIN = {"positive": lambda v: v > 0, "non-negative": lambda v: v >= 0,
+           "[0, 1]": lambda v: 0 <= v <= 1, "(0, 1]": lambda v: 0 < v <= 1,
+           "[0, 1)": lambda v: 0 <= v < 1}
+
+
+def check_keys(config: Any, bad) -> None:
+    """Calls `bad(key, why)` for the first field of `config` outside the bounds `bounded` gave it,
+    in field order."""
+    for f in dataclasses.fields(config):
+        rule = f.metadata.get("bounds")
+        if rule is None:
+            continue
+        v = getattr(config, f.name)
+        why = f" ({rule['why']})" if rule["why"] else ""
+        if rule["at_least"] is not None and v < rule["at_least"]:
+            bad(f.name, f"must be at least {rule['at_least']}{why}, got {v}")
+        if rule["within"] is not None and not _WITHIN[rule["within"]](float(v)):
+            what = rule["within"] if rule["within"][0].isalpha() else f"in {rule['within']}"
+            bad(f.name, f"must be {what}{why}, got {v}")
+        if rule["choices"] is not None and v not in rule["choices"]:
+            bad(f.name, f"{v!r} is unknown; valid: {', '.join(map(str, rule['choices']))}{why}")

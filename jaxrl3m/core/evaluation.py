@@ -38,25 +38,23 @@ def _program(env, policy, episodes: int, batched: bool):
     return _PROGRAMS[sig]
 
 
-def _algo_target(algo: Any, params: Any, teacher: Any, greedy: bool):
+def _algo_target(algo: Any, params: Any, inputs: Any, greedy: bool):
     """`(policy, params, batched)` that `evaluate` plays for a trained algorithm."""
-    if hasattr(algo, "policy"):
-        return (algo.policy(greedy), algo.evaluation_params(params, teacher),
-                algo.evaluation_axes)
-    return collector.Sample(algo.act, greedy), params, True
+    return (algo.policy(greedy), algo.evaluation_params(params, inputs), algo.evaluation_axes)
 
 
-def evaluate_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: int = 1000,
+def evaluate_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int = 1000,
                   greedy: bool = False, seed: int = 0) -> dict[str, Any]:
-    """`evaluate` for a trained algorithm's parameters (`f32[S, ...]`, one set per seed):
-    through its own evaluation policy where it has one (DQN-Prior acts from its Q-values and the
-    prior's proposals), else by sampling (or the argmax of) `algo.act`'s logits."""
-    policy, params, batched = _algo_target(algo, params, teacher, greedy)
+    """`evaluate` for a trained algorithm's parameters (`f32[S, ...]`, one set per seed) and its
+    inputs (`jaxrl3m.algos.Inputs`, or the teacher alone), through the algorithm's evaluation
+    policy (`algo.policy`: DQN-Prior acts from its Q-values and the prior's proposals; by
+    default, sampling or the argmax of `algo.act`'s logits)."""
+    policy, params, batched = _algo_target(algo, params, inputs, greedy)
     return evaluate(algo.env, None, params, seeds, episodes, greedy, seed, batched=batched,
                     policy=policy)
 
 
-def precompile_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: int,
+def precompile_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int,
                     greedy: bool = False) -> threading.Thread:
     """Compiles `evaluate_algo`'s program in a background thread, from the parameters' shapes
     (`params` may be abstract), so that the driver's final evaluation does not wait for its
@@ -66,7 +64,7 @@ def precompile_algo(algo: Any, params: Any, teacher: Any, seeds: int, episodes: 
 
     def work():
         try:
-            policy, p, batched = _algo_target(algo, shapes, teacher, greedy)
+            policy, p, batched = _algo_target(algo, shapes, inputs, greedy)
             _program(algo.env, policy, episodes, batched).lower(p, eval_keys(0, seeds)).compile()
         except Exception:  # noqa: BLE001 (the evaluation itself will say what is wrong)
             pass

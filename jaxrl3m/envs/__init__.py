@@ -16,7 +16,7 @@ import importlib.util
 import sys
 from typing import Any
 
-from ..core.config import did_you_mean
+from ..errors import did_you_mean
 
 from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
                           abstract_state, decode, describe, describe_all, factors)

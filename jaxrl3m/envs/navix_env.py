@@ -42,6 +42,7 @@ from navix.environments.environment import StepType, Timestep
 
 from . import autoreset
 from .types import AGENT, NOTHING, NUM_ACTIONS, Observation, TimeStep
+from .observation import window_cells
 
 NAVIX_PREFIX = "Navix-"
 REGISTERED = {"JaxRL3M-DoorKey-v0": "DoorKey", "JaxRL3M-LavaDoorKey-v0": "LavaDoorKey",
@@ -170,7 +171,6 @@ WINDOW = 11  # the encoder's default egocentric window (nets.encoders.CellEncode
 
 def observation_array(obs: Observation, mode: str) -> jax.Array:
     """The array NAVIX code sees for jaxrl3m's `Observation` (see the module docstring)."""
-    from ..nets.encoders import window_cells
     if mode == "window":
         cells = window_cells(obs.grid, obs.agent_pos, obs.agent_dir, WINDOW)
         return cells.at[WINDOW // 2, WINDOW // 2].set(obs.carrying)

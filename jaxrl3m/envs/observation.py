@@ -9,6 +9,8 @@ checks it against MiniGrid cell by cell. Visible cells overwrite the agent's mem
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,3 +98,50 @@ def update_memory(memory: jax.Array, grid: jax.Array, agent_pos: jax.Array,
 
 def empty_memory(height: int, width: int) -> np.ndarray:
     return np.broadcast_to(UNSEEN_CELL, (height, width, 3)).copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# The network's egocentric window (jaxrl3m.nets.encoders reads the map through it)
+# ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def window_index(height: int, width: int, window: int) -> np.ndarray:
+    """`i32[4, H, W, window * window]`: for an agent at `(r, c)` heading `d`, the flat index
+    (`r * W + c`) of the grid cell seen at each window cell, `H * W` for cells outside the grid.
+
+    Row 0 of the window is farthest ahead, the agent is at the centre `(window // 2, window //
+    2)` facing row 0. A constant table (48 kB for a 10 x 10 grid and an 11 x 11 window): the
+    window is then one gather with looked-up indices, where computing the rotated coordinates
+    of every cell per step cost as much as the network's first layer.
+    """
+    c = window // 2
+    ahead = (c - np.arange(window))[:, None]  # (window, 1)
+    lateral = (np.arange(window) - c)[None, :]  # (1, window)
+    rows, cols = np.mgrid[0:height, 0:width]
+    out = np.empty((4, height, width, window, window), np.int64)
+    for d in range(4):
+        fwd, right = np.asarray(DIR_VEC[d]), np.asarray(DIR_VEC[(d + 1) % 4])
+        r = rows[..., None, None] + ahead * fwd[0] + lateral * right[0]
+        col = cols[..., None, None] + ahead * fwd[1] + lateral * right[1]
+        inside = (r >= 0) & (r < height) & (col >= 0) & (col < width)
+        out[d] = np.where(inside, r * width + col, height * width)
+    return out.reshape(4, height, width, window * window).astype(np.int32)
+
+
+def _window_flat_index(shape: tuple[int, int], agent_pos: jax.Array, agent_dir: jax.Array,
+                       window: int) -> jax.Array:
+    """`i32[..., window * window]`: `window_index` looked up for agents (batched or not)."""
+    table = jnp.asarray(window_index(shape[0], shape[1], window))
+    return table[agent_dir, agent_pos[..., 0], agent_pos[..., 1]]
+
+
+def window_cells(grid: jax.Array, agent_pos: jax.Array, agent_dir: jax.Array,
+                 window: int) -> jax.Array:
+    """`u8[window, window, 3]`: the map around the agent, rotated so that it faces up.
+
+    Row 0 is farthest ahead, the agent is at the centre `(window // 2, window // 2)` facing
+    row 0; cells outside the grid read as walls. One environment (vmap for batches).
+    """
+    h, w = grid.shape[:2]
+    flat = jnp.concatenate([grid.reshape(h * w, 3), jnp.asarray(WALL_CELL, grid.dtype)[None]])
+    return flat[_window_flat_index((h, w), agent_pos, agent_dir, window)].reshape(
+        window, window, 3)

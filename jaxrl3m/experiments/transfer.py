@@ -45,9 +45,9 @@ import numpy as np
 from ..core import metrics as curves
 from ..core.checkpoint import Checkpoints
 from ..core.config import PRESETS, ConfigError, load_yaml, parse_overrides
-from ..core.driver import TrainingDiverged, train_run
+from ..runner.driver import TrainingDiverged, train_run
 from ..core.io import atomic_write_json, atomic_write_text
-from ..core.runs import check_same_settings, create_run, load_config, read_run_config, setup
+from ..runner.runs import check_same_settings, create_run, load_config, read_run_config, setup
 from ..teacher.options import TEACHER_TASKS, oracle_options
 from ..teacher.table import load_table
 from ..teacher.teacher import reachable_states

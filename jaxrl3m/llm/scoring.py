@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import Model
+from .model import Model
 from .decoder import Decoder
 
 
@@ -169,7 +169,7 @@ def cpu_threads() -> int:
 def end_of_turn(model: Model) -> str:
     """The text the chat template puts after an assistant answer, up to its first special token
     (e.g. "<|im_end|>"); scored after each option so that the answer must end there."""
-    from .checkpoint import apply_chat_template
+    from .chat import apply_chat_template
     marker = "\u2400ANSWER\u2400"
     text = apply_chat_template(model, [{"role": "user", "content": "x"},
                                        {"role": "assistant", "content": marker}],
@@ -186,7 +186,7 @@ def end_of_turn(model: Model) -> str:
 
 def chat_score_fn(model: Model, bucket: int = 16):
     """A `ScoreFn` for `jaxrl3m.teacher.priors`: chat template, then `score_options`."""
-    from .checkpoint import apply_chat_template
+    from .chat import apply_chat_template
     eot = end_of_turn(model)
 
     def score(messages_list, options):

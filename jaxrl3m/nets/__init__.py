@@ -16,6 +16,7 @@ from typing import Any
 import jax
 from flax import struct
 
+from ..core.config import bounded
 from ..envs.types import NUM_ACTIONS, Observation
 from .encoders import NETWORKS, VIEWS, CellEncoder, cell_codes, door_colour, window_cells
 from .heads import HEADS, ActorCritic, QNetwork
@@ -26,33 +27,27 @@ from .heads import HEADS, ActorCritic, QNetwork
 class NetworkSection:
     """Config keys of the network (static: they fix shapes). Algorithms' configs inherit them."""
 
-    view: str = struct.field(pytree_node=False, default="egocentric")
+    view: str = bounded("egocentric", static=True, choices=VIEWS)
     """egocentric (a window around the agent, rotated to its heading) or allocentric (the
     whole map with the agent marked); see jaxrl3m.nets.encoders.cell_codes."""
     window: int = struct.field(pytree_node=False, default=11)
     """Side of the egocentric window (odd)."""
-    network: str = struct.field(pytree_node=False, default="mlp")
+    network: str = bounded("mlp", static=True, choices=NETWORKS)
     """mlp or cnn torso (see jaxrl3m.nets.encoders)."""
-    embed_dim: int = struct.field(pytree_node=False, default=4)
+    embed_dim: int = bounded(4, static=True, at_least=1)
     """Size of the embedding of each cell's joint (tag, colour, state, agent) code."""
     hidden: tuple[int, ...] = struct.field(pytree_node=False, default=(64, 64))
     """Widths of the dense layers."""
-    channels: int = struct.field(pytree_node=False, default=16)
+    channels: int = bounded(16, static=True, at_least=1)
     """Channels of the cnn torso's convolutions."""
     relative_colours: bool = struct.field(pytree_node=False, default=True)
     """Code colours relative to the door's colour (see jaxrl3m.nets.encoders)."""
 
     def check_network(self, bad) -> None:
-        """Calls `bad(key, why)` for the first invalid network key."""
-        if self.view not in VIEWS:
-            bad("view", f"{self.view!r} is unknown; valid: {', '.join(VIEWS)}")
+        """Calls `bad(key, why)` for the first invalid network key (besides the bounds of
+        `core.config.check_keys`, which the algorithm's `check` applies to every key)."""
         if self.window < 3 or self.window % 2 == 0:
             bad("window", f"must be odd and at least 3, got {self.window}")
-        if self.network not in NETWORKS:
-            bad("network", f"{self.network!r} is unknown; valid: {', '.join(NETWORKS)}")
-        for key in ("embed_dim", "channels"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be at least 1, got {getattr(self, key)}")
         if not self.hidden or any(int(h) < 1 for h in self.hidden):
             bad("hidden", f"must be a non-empty list of positive widths, got {self.hidden}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..envs.abstraction import NUM_ABSTRACT_STATES, decode
+from ..errors import ConfigError
 
 _ONE_KEY = ("explore", "go to the key", "pick up the key", "go to the door", "open the door",
             "drop the key")
@@ -28,7 +29,6 @@ TEACHER_TASKS = tuple(TASK_OPTIONS)
 def task_options(task: str) -> tuple[str, ...]:
     """The option names of a task; a clear error for tasks without a teacher."""
     if task not in TASK_OPTIONS:
-        from ..core.config import ConfigError
         raise ConfigError(f"task {task!r} has no abstract states, so no LLM teacher options, "
                           f"prior or prior table: train it without one (prior=none, "
                           f"teacher=none), or pick a task with a teacher: "

@@ -17,7 +17,7 @@ the prior's support. A zero in the prior stays zero, so guided PPO floors the pr
 (`floored`, `posterior_floor`): a one-hot wrong row (an oracle's rows shuffled between states)
 must be able to lose. An all-zero row stays all-zero ("no skill applies").
 
-Guided PPO uses them with `posterior: true` (`jaxrl3m.algos.ppo.posterior_targets`: a per-seed
+Guided PPO uses them with `posterior: true` (`posterior_targets`: a per-seed
 `OptionValues` in the training state; each update, the teacher's table is replaced by
 `posterior_table` and the estimates take in the teacher environments' transitions; the options'
 action distributions are computed once for both). Measured in README "The posterior teacher".
@@ -25,9 +25,14 @@ action distributions are computed once for both). Measured in README "The poster
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from ..core.parallel import any_seed
+from ..envs.abstraction import abstract_state
 
 
 class OptionValues(struct.PyTreeNode):
@@ -96,3 +101,36 @@ def accumulate(values: OptionValues, states: jax.Array, samples: jax.Array, vali
     seen = counts > 0
     return OptionValues(q=jnp.where(seen, (1.0 - rate) * values.q + rate * mean, values.q),
                         n=values.n + counts)
+
+
+def posterior_targets(teacher: Any, values: OptionValues, obs: Any, action: jax.Array,
+                      logp: jax.Array, adv: jax.Array, lam: jax.Array, num_actions: int,
+                      tau: float | jax.Array, floor: float | jax.Array, rate: float | jax.Array
+                      ) -> tuple[jax.Array, OptionValues]:
+    """The posterior teacher (a `Teacher`) on transitions `[T, n]` (the teacher environments'
+    observations, actions, the behaviour policy's log-probabilities `logp` and GAE advantages
+    `adv`): `pi_L` (`f32[T, n, A]`) from the table re-weighted by the options' advantage
+    estimates so far (`posterior_table` with `tau`, `floor`), and those estimates updated with
+    these transitions (`accumulate` at `rate`). The options' action distributions are computed
+    once for both. Skipped (zeros, estimates unchanged) while `lambda_t = 0` for every seed."""
+    t, n = action.shape
+    flat = lambda x: x.reshape(t * n, *x.shape[2:])  # noqa: E731
+    obs = jax.tree.map(flat, obs)
+    k = teacher.table.shape[1]
+
+    def compute():
+        option_probs, applicable = teacher.option_probs(obs)
+        table = posterior_table(teacher.table, values.q, tau, floor)
+        probs = teacher.replace(table=table).mixture(obs, option_probs, applicable)
+        samples, valid = option_advantage_samples(option_probs, applicable, flat(action),
+                                                  flat(logp), flat(adv))
+        return probs, samples, valid
+
+    def skip():
+        return (jnp.zeros((t * n, num_actions)), jnp.zeros((t * n, k)),
+                jnp.zeros((t * n, k), bool))
+
+    probs, samples, valid = jax.lax.cond(any_seed(lam > 0), compute, skip)
+    states = jax.vmap(abstract_state)(obs)
+    values = accumulate(values, states, samples, valid, rate)
+    return probs.reshape(t, n, num_actions), values

@@ -17,7 +17,7 @@ end-of-turn marker (so "go to the key" is not favoured as a prefix of a longer o
 from __future__ import annotations
 
 import dataclasses
-from ..core.config import did_you_mean
+from ..errors import did_you_mean
 import hashlib
 import json
 from pathlib import Path

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ..core.config import ConfigError
+from ..core.parallel import any_seed
+from ..errors import ConfigError
 from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
 from ..envs.types import Observation
 from .mixture import mix, option_distributions, teacher_probs
@@ -301,3 +302,13 @@ def reachable_states(task: str) -> tuple[int, ...]:
     return _REACHABLE[task]
 
 
+def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_actions: int
+                    ) -> jax.Array:
+    """`f32[T, n, A]`: `pi_L` for the observations `[T, n]`, all in one batch (one navigation
+    search for T * n states: its loop overhead is paid once); zeros, and not computed, while
+    `lambda_t = 0` for every seed."""
+    t, n = obs.agent_dir.shape
+    flat = jax.tree.map(lambda x: x.reshape(t * n, *x.shape[2:]), obs)
+    probs = jax.lax.cond(any_seed(lam > 0), lambda: teacher.probs(flat),
+                         lambda: jnp.zeros((t * n, num_actions)))
+    return probs.reshape(t, n, num_actions)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..core.config import did_you_mean
+from ..errors import did_you_mean
 from ..envs.abstraction import NUM_ABSTRACT_STATES, AbstractState, decode
 from .options import task_options
 

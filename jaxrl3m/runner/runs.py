@@ -19,9 +19,9 @@ from typing import Any
 import jax
 import yaml
 
-from .checkpoint import Checkpoints
-from .config import ConfigError, build, load_yaml, resolve_config, to_dict
-from .io import atomic_write_text
+from ..core.checkpoint import Checkpoints
+from ..core.config import ConfigError, build, load_yaml, resolve_config, to_dict
+from ..core.io import atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,12 +234,11 @@ class Setup:
 
     @property
     def inputs(self) -> Any:
-        """What the algorithm's `update` takes besides its state: the teacher, or for an
-        offline algorithm `(teacher or None, data)`, or `(frozen, data)` for one with frozen
-        inputs (a Decision Transformer's base model)."""
-        if self.frozen is not None:
-            return (self.frozen, self.data)
-        return self.teacher if self.data is None else (self.teacher, self.data)
+        """What the algorithm's `update` takes besides its state (`jaxrl3m.algos.Inputs`):
+        the teacher, an offline algorithm's dataset, what an algorithm keeps frozen (a Decision
+        Transformer's base model)."""
+        from ..algos import Inputs
+        return Inputs(teacher=self.teacher, data=self.data, frozen=self.frozen)
 
 
 def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
@@ -262,7 +261,7 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
     if source:
         info = {**info, "source": str(run.source), "source_task": source[0],
                 "source_seed": run.source_seed, "init": run.init}
-    offline = hasattr(algo, "steps_per_update")
+    offline = algo.offline
     if run.dataset and not offline:
         raise ConfigError(f"config key 'dataset' is for the offline algorithms (cql, bc, dt); "
                           f"{run.algo} learns online: remove dataset=")
@@ -273,17 +272,16 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
                               "jaxrl3m.collect builds one)")
         info = {**info, "dataset": run.dataset, "fraction": run.fraction,
                 "subset_seed": run.subset_seed}
-        if with_data or hasattr(algo, "frozen"):  # a DT's evaluation needs the target return
+        if with_data or algo.evaluation_needs_data:  # a DT's needs the target return
             data, ds_info = load_offline_data(algo, teacher, run)
             info.update(ds_info)
-    frozen = algo.frozen() if hasattr(algo, "frozen") else None
+    frozen = algo.frozen()
     return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info,
                  data, frozen)
 
 
 def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dict]:
     """The run's dataset subset on the device, checked against the task."""
-    from ..algos.offline import offline_data
     from ..offline import dataset as dsl
     env = algo.config.make_env()
     ds = dsl.load(run.dataset, env)
@@ -293,11 +291,7 @@ def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dic
             "the held-out evaluation layouts: collect it with python -m jaxrl3m.collect "
             "(--layouts train, the default)")
     sub = ds.subset(run.fraction, run.subset_seed)
-    extra = {}
-    if hasattr(algo, "prepare"):  # an algorithm with its own data layout (DT)
-        data, extra = algo.prepare(sub, teacher)
-    else:
-        data = offline_data(sub, algo.network, teacher, float(algo.config.prior_floor))
+    data, extra = algo.prepare(sub, teacher)
     return data, {"dataset_episodes": sub.num_episodes, "dataset_transitions":
                   sub.num_transitions, "dataset_success_rate": sub.meta["success_rate"],
                   "dataset_policy": ds.meta.get("policy"), **extra}
@@ -305,7 +299,7 @@ def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dic
 
 def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
     """Every seed's initial state (all seeds start from `params` when given)."""
-    from .parallel import vmap_seeds
+    from ..core.parallel import vmap_seeds
     keys = jax.random.split(jax.random.key(run.seed), run.seeds)
     return jax.jit(vmap_seeds(algo.init, in_axes=(0, None)))(keys, params)
 
@@ -322,8 +316,7 @@ def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
     state = ckpt.restore(step, init_states(s.algo, run))
     ckpt.close()
-    if hasattr(s.algo, "check_restored"):
-        s.algo.check_restored(state, s.frozen)
+    s.algo.check_restored(state, s.frozen)
     return algo_config, run, s, state, int(step)
 
 

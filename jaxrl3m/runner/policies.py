@@ -102,15 +102,13 @@ def build(spec: str, env: Any, task: str) -> tuple[Any, Any]:
 
 
 def _run_policy(run_dir: str, task: str) -> tuple[Any, Any]:
-    from ..core.runs import restore_run
+    from .runs import restore_run
     algo_config, run, s, state, _ = restore_run(run_dir)
     if algo_config.task != task:
         raise ConfigError(f"policy {run_dir!r} was trained on {algo_config.task!r}, the dataset "
                           f"is for {task!r}")
     params = jax.tree.map(lambda x: x[0], state.params)
-    if hasattr(s.algo, "policy"):  # e.g. DQN-Prior: Q-values and the prior's proposals
-        return s.algo.policy(greedy=False), s.algo.evaluation_params(params, s.teacher)
-    return collector.Sample(s.algo.act), params
+    return s.algo.policy(greedy=False), s.algo.evaluation_params(params, s.inputs)
 
 
 def component_policy(c: Component, env: Any, task: str) -> tuple[Any, Any]:

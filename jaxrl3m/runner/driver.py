@@ -29,12 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import metrics as metrics_io
-from .checkpoint import Checkpoints
-from .config import ConfigError
-from .evaluation import evaluate, evaluate_algo, precompile_algo
-from .io import atomic_write_json
-from . import parallel
+from ..core import metrics as metrics_io
+from ..core.checkpoint import Checkpoints
+from ..core.config import ConfigError
+from ..core.evaluation import evaluate, evaluate_algo, precompile_algo
+from ..core.io import atomic_write_json
+from ..core import parallel
 from .runs import RunConfig, Setup, init_states, setup as make_setup
 
 
@@ -88,16 +88,7 @@ def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parall
 
 def placement_of(algo: Any, run: RunConfig) -> parallel.Placement:
     """Where the run's seeds and environments go (`run.devices`)."""
-    num_envs = None if hasattr(algo, "steps_per_update") else algo.config.num_envs
-    return parallel.place(run.seeds, num_envs, run.devices)
-
-
-def steps_per_update_of(algo: Any) -> int:
-    """What one update counts in progress and `env_steps`: environment steps (online
-    algorithms: `num_envs * num_steps`) or gradient steps (offline: `algo.steps_per_update`)."""
-    if hasattr(algo, "steps_per_update"):
-        return algo.steps_per_update
-    return algo.config.num_envs * algo.config.num_steps
+    return parallel.place(run.seeds, algo.num_envs, run.devices)
 
 
 def columns(algo: Any) -> tuple[str, ...]:
@@ -189,7 +180,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     if not run.learn:
         return evaluate_teacher_run(s, run, run_dir)
     algo, c = s.algo, algo_config
-    names, steps_per_update = algo.metrics, steps_per_update_of(algo)
+    names, steps_per_update = algo.metrics, algo.steps_per_update
     total = c.num_updates
     placement = placement_of(algo, run)
     main = parallel.is_main_process()  # writes metrics, summaries, plots, evaluation
@@ -203,17 +194,14 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     if resume and ckpt.latest() is not None:
         done = ckpt.latest()
         state = ckpt.restore(done, state)
-        if hasattr(algo, "check_restored"):
-            algo.check_restored(parallel.to_host(state), s.frozen)
+        algo.check_restored(parallel.to_host(state), s.frozen)
         rows = (log.truncate(done) if main else
                 [r for r in log.read() if r["update"] <= done])
         print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
     elif log.path.exists() and main:
         log.path.unlink()  # a fresh start of this folder
     wall = rows[-1]["wall_s"] if rows else 0.0
-    hint = (f"Lower lr (now {float(c.lr):g})" + (f" or kl_coef (now {float(c.kl_coef):g})"
-                                                 if hasattr(c, "kl_coef") else "")
-            + ", or clip gradients harder (max_grad_norm).")
+    hint = algo.divergence_hint(c)
     size = min(run.log_every, total)
     fn = chunk_fn(algo, size, placement)
     compile_s = 0.0
@@ -230,7 +218,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
             if run.eval_episodes and main and done < total and stop_after is None else None)
     tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
     bar = Progress(total * steps_per_update * run.seeds, progress and main,
-                   done * steps_per_update * run.seeds, getattr(algo, "progress_unit", " steps"))
+                   done * steps_per_update * run.seeds, algo.progress_unit)
 
     def launch(state, first):
         n = min(size, total - first)
@@ -299,7 +287,7 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
         summary["eval"] = evaluate_algo(algo, params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
-        if hasattr(algo, "steps_per_update"):  # offline: success is the held-out evaluation's
+        if algo.offline:  # success is the held-out evaluation's
             e = summary["eval"]
             summary.update(final_success=e["success"], final_success_mean=e["success_mean"],
                            final_success_std=e["success_std"])
