@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from ..core.config import ConfigError, check_keys, did_you_mean
+from ..core.config import ConfigError, bounded, check_keys, did_you_mean
 from ..teacher.options import TASK_OPTIONS
 
 METRICS_REQUIRED = ("env_steps", "episodes", "return", "success", "length", "loss")
@@ -99,6 +99,70 @@ class TaskSection:
             raise ConfigError(str(e)) from None
 
 
+@struct.dataclass
+class RolloutSection:
+    """Config keys of the online algorithms (PPO, DQN): rollouts, epochs and the optimiser (sizes
+    static, coefficients pytree leaves). Defaults are PPO's presets'; DQN's config overrides
+    `update_epochs`, `lr` and `max_grad_norm`."""
+
+    num_envs: int = bounded(64, static=True, at_least=1)
+    """Parallel environments."""
+    num_steps: int = bounded(32, static=True, at_least=1)
+    """Rollout length per update; one update consumes num_envs * num_steps env steps."""
+    total_steps: int = bounded(1_000_000, static=True, at_least=1)
+    """Environment steps to train for (rounded down to whole updates)."""
+    update_epochs: int = bounded(4, static=True, at_least=1)
+    """Passes over each rollout."""
+    num_minibatches: int = bounded(4, static=True, at_least=1)
+    """Minibatches per epoch; must divide num_envs * num_steps."""
+    anneal_lr: bool = struct.field(pytree_node=False, default=True)
+    """Decay the learning rate linearly to 0 over the run."""
+    lr: float = bounded(3e-3, within="positive")
+    """Adam learning rate."""
+    gamma: float = bounded(0.99, within="[0, 1]")
+    """Discount."""
+    max_grad_norm: float = bounded(0.5, within="positive")
+    """Global gradient norm clip."""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def check_rollout(self, bad) -> None:
+        """Calls `bad(key, why)` for sizes that do not fit together."""
+        if self.batch_size % self.num_minibatches:
+            bad("num_minibatches", f"{self.num_minibatches} does not divide num_envs * "
+                                   f"num_steps = {self.batch_size}")
+        if self.num_updates < 1:
+            bad("total_steps", f"{self.total_steps} is less than one update "
+                               f"(num_envs * num_steps = {self.batch_size})")
+
+
+@struct.dataclass
+class GradientSection:
+    """Config keys of the offline algorithms' gradient steps (CQL, BC, DT)."""
+
+    batch_size: int = bounded(128, static=True, at_least=1)
+    """Samples (transitions, or context windows) per gradient step."""
+    gradient_steps: int = bounded(10_000, static=True, at_least=1)
+    """Gradient steps to train for (rounded down to whole updates)."""
+    steps_per_update: int = bounded(100, static=True, at_least=1)
+    """Gradient steps per update (one metrics row; log_every updates make a checkpoint)."""
+
+    @property
+    def num_updates(self) -> int:
+        return self.gradient_steps // self.steps_per_update
+
+    def check_gradient_steps(self, bad) -> None:
+        if self.num_updates < 1:
+            bad("gradient_steps", f"{self.gradient_steps} is less than one update "
+                                  f"(steps_per_update = {self.steps_per_update})")
+
+
 def config_error(key: str, why: str):
     """The `bad(key, why)` of config checks."""
     raise ConfigError(f"config key {key!r}: {why}")
@@ -111,6 +175,10 @@ def check_sections(config) -> Callable[[str, str], None]:
     config.check_task(config_error)
     config.check_network(config_error)
     check_keys(config, config_error)
+    if isinstance(config, RolloutSection):
+        config.check_rollout(config_error)
+    if isinstance(config, GradientSection):
+        config.check_gradient_steps(config_error)
     return config_error
 
 

@@ -46,7 +46,7 @@ from ..envs.types import Observation
 from ..nets import Network, NetworkSection
 from ..teacher.teacher import Prior, Teacher, propose
 from . import losses
-from .base import Algorithm, TaskSection, as_inputs, check_sections, register
+from .base import Algorithm, RolloutSection, TaskSection, as_inputs, check_sections, register
 from .optim import adam, minibatch_epochs
 
 static = dict(pytree_node=False)
@@ -54,23 +54,13 @@ POSTERIORS = ("sampled", "exact")
 
 
 @struct.dataclass
-class DQNConfig(NetworkSection, TaskSection):
+class DQNConfig(RolloutSection, NetworkSection, TaskSection):
     """DQN's and DQN-Prior's hyperparameters, plus the shared task and network keys (static
     fields fix shapes and code; the others are pytree leaves)."""
 
-    # --- sizes (static) ---
-    num_envs: int = bounded(64, static=True, at_least=1)
-    """Parallel environments."""
-    num_steps: int = bounded(32, static=True, at_least=1)
-    """Rollout length per update; one update consumes num_envs * num_steps env steps."""
-    total_steps: int = bounded(1_000_000, static=True, at_least=1)
-    """Environment steps to train for (rounded down to whole updates)."""
+    # --- RolloutSection's keys with DQN's defaults (update_epochs, lr, max_grad_norm) ---
     update_epochs: int = bounded(2, static=True, at_least=1)
     """Passes over each rollout."""
-    num_minibatches: int = bounded(4, static=True, at_least=1)
-    """Minibatches per epoch; must divide num_envs * num_steps."""
-    anneal_lr: bool = struct.field(**static, default=True)
-    """Decay the learning rate linearly to 0 over the run."""
     # --- the prior (static part) ---
     k: int = bounded(5, static=True, at_least=1)
     """Proposals drawn from the prior per state (posterior=sampled); the paper's code uses 5."""
@@ -80,8 +70,6 @@ class DQNConfig(NetworkSection, TaskSection):
     # --- coefficients (pytree leaves) ---
     lr: float = bounded(1e-3, within="positive")
     """Adam learning rate."""
-    gamma: float = bounded(0.99, within="[0, 1]")
-    """Discount."""
     q_lambda: float = bounded(0.65, within="[0, 1]")
     """lambda of the Q(lambda) targets; 0 is the one-step TD target."""
     tau: float = bounded(0.1, within="positive")
@@ -100,23 +88,9 @@ class DQNConfig(NetworkSection, TaskSection):
     max_grad_norm: float = bounded(10.0, within="positive")
     """Global gradient norm clip."""
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
-
     def check(self) -> "DQNConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
         bad = check_sections(self)
-        if self.batch_size % self.num_minibatches:
-            bad("num_minibatches", f"{self.num_minibatches} does not divide num_envs * "
-                                   f"num_steps = {self.batch_size}")
-        if self.num_updates < 1:
-            bad("total_steps", f"{self.total_steps} is less than one update "
-                               f"(num_envs * num_steps = {self.batch_size})")
         if self.posterior == "exact" and not float(self.prior_floor) > 0:
             bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01) "
                                "so that log 0 never appears")

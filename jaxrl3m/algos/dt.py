@@ -67,7 +67,7 @@ from ..llm.decoder import LORA_TARGETS, Decoder, DecoderConfig, truncate
 from ..nets import Network, NetworkSection
 from ..nets.sequence import DecisionTransformer
 from ..offline.arrays import DTData, episode_arrays, offline_data
-from .base import (Algorithm, Inputs, TaskSection, as_inputs, check_sections,
+from .base import (Algorithm, GradientSection, Inputs, TaskSection, as_inputs, check_sections,
                    episode_free_metrics, register)
 
 static = dict(pytree_node=False)
@@ -77,7 +77,7 @@ EMBEDDINGS = ("mlp", "linear")
 
 
 @struct.dataclass
-class DTConfig(NetworkSection, TaskSection):
+class DTConfig(GradientSection, NetworkSection, TaskSection):
     """The Decision Transformer's and LaMo's keys (defaults: LaMo's code where it fits)."""
 
     transformer: str = bounded("pretrained", static=True, choices=TRANSFORMERS)
@@ -105,10 +105,7 @@ class DTConfig(NetworkSection, TaskSection):
     base_seed: int = struct.field(**static, default=0)
     """Seed of the random weights (transformer=random or scratch)."""
     batch_size: int = bounded(64, static=True, at_least=1)
-    """Context windows per gradient step."""
-    gradient_steps: int = bounded(10_000, static=True, at_least=1)
-    steps_per_update: int = bounded(100, static=True, at_least=1)
-    """Gradient steps per update (one metrics row)."""
+    """Context windows per gradient step (GradientSection's key, the DT's default)."""
     lm_coef: float = bounded(0.1, static=True, within="non-negative")
     """lambda of the language loss (0: off)."""
     text_batch: int = bounded(4, static=True, at_least=1)
@@ -127,10 +124,6 @@ class DTConfig(NetworkSection, TaskSection):
     """A fixed target return instead (> 0)."""
 
     @property
-    def num_updates(self) -> int:
-        return self.gradient_steps // self.steps_per_update
-
-    @property
     def adapters(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
@@ -139,9 +132,6 @@ class DTConfig(NetworkSection, TaskSection):
         if self.context > self.horizon:
             bad("context", f"{self.context} steps is longer than an episode (max_steps = "
                            f"{self.horizon}); use context <= {self.horizon}")
-        if self.num_updates < 1:
-            bad("gradient_steps", f"{self.gradient_steps} is less than one update "
-                                  f"(steps_per_update = {self.steps_per_update})")
         unknown = [t for t in self.adapters if t not in LORA_TARGETS]
         if not self.adapters or unknown:
             bad("lora_targets", f"{self.lora_targets!r}: give a comma-separated list of "

@@ -46,7 +46,7 @@ from ..nets import Network, NetworkSection
 from ..offline.arrays import OfflineData, offline_data
 from ..teacher.teacher import Prior
 from . import losses
-from .base import (Algorithm, Inputs, TaskSection, as_inputs, check_sections,
+from .base import (Algorithm, GradientSection, Inputs, TaskSection, as_inputs, check_sections,
                    episode_free_metrics, register)
 from .dqn import POSTERIORS, QPolicy, bootstrap
 from .optim import adam
@@ -56,16 +56,10 @@ OBJECTIVES = ("cql", "bc")
 
 
 @struct.dataclass
-class OfflineConfig(NetworkSection, TaskSection):
+class OfflineConfig(GradientSection, NetworkSection, TaskSection):
     """CQL's, CQL-Prior's and BC's hyperparameters (defaults: the paper's code), plus the shared
-    task and network keys."""
+    gradient-step, task and network keys."""
 
-    batch_size: int = bounded(128, static=True, at_least=1)
-    """Transitions per gradient step."""
-    gradient_steps: int = bounded(10_000, static=True, at_least=1)
-    """Gradient steps to train for (rounded down to whole updates)."""
-    steps_per_update: int = bounded(100, static=True, at_least=1)
-    """Gradient steps per update (one metrics row; log_every updates make a checkpoint)."""
     anneal_lr: bool = struct.field(**static, default=False)
     """Decay the learning rate linearly to 0 over the run."""
     k: int = bounded(5, static=True, at_least=1)
@@ -87,15 +81,8 @@ class OfflineConfig(NetworkSection, TaskSection):
     max_grad_norm: float = bounded(1.0, within="positive")
     """Global gradient norm clip."""
 
-    @property
-    def num_updates(self) -> int:
-        return self.gradient_steps // self.steps_per_update
-
     def check(self) -> "OfflineConfig":
         bad = check_sections(self)
-        if self.num_updates < 1:
-            bad("gradient_steps", f"{self.gradient_steps} is less than one update "
-                                  f"(steps_per_update = {self.steps_per_update})")
         if self.posterior == "exact" and not float(self.prior_floor) > 0:
             bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01)")
         return self

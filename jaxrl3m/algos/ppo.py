@@ -45,7 +45,7 @@ from ..nets import Network, NetworkSection
 from ..teacher.posterior import OptionValues, posterior_targets
 from ..teacher.teacher import Teacher, floored_log, teacher_targets
 from . import losses
-from .base import Algorithm, TaskSection, as_inputs, check_sections, register
+from .base import Algorithm, RolloutSection, TaskSection, as_inputs, check_sections, register
 from .optim import adam, minibatch_epochs
 
 static = dict(pytree_node=False)
@@ -53,22 +53,13 @@ KL_DIRECTIONS = ("forward", "reverse")
 
 
 @struct.dataclass
-class PPOConfig(NetworkSection, TaskSection):
+class PPOConfig(RolloutSection, NetworkSection, TaskSection):
     """PPO's hyperparameters, plus the shared task and network keys. Static fields fix shapes
     and code paths (changing one recompiles); the others are pytree leaves, so they can be
-    traced and `vmap`ped (a sweep over `kl_coef` is one program)."""
+    traced and `vmap`ped (a sweep over `kl_coef` is one program). The rollout and optimiser
+    keys (num_envs, num_steps, total_steps, update_epochs, num_minibatches, anneal_lr, lr, gamma,
+    max_grad_norm) are `RolloutSection`'s."""
 
-    # --- sizes (static) ---
-    num_envs: int = bounded(64, static=True, at_least=1)
-    """Parallel environments."""
-    num_steps: int = bounded(32, static=True, at_least=1)
-    """Rollout length per update; one update consumes num_envs * num_steps env steps."""
-    total_steps: int = bounded(1_000_000, static=True, at_least=1)
-    """Environment steps to train for (rounded down to whole updates)."""
-    update_epochs: int = bounded(4, static=True, at_least=1)
-    """Passes over each rollout."""
-    num_minibatches: int = bounded(4, static=True, at_least=1)
-    """Minibatches per epoch; must divide num_envs * num_steps."""
     # --- guidance (static part) ---
     kl_direction: str = bounded("forward", static=True, choices=KL_DIRECTIONS)
     """forward: `KL(pi_L || pi_theta)`, the LLM teacher (RL3M4TL); reverse: `KL(pi_theta || p)`,
@@ -80,18 +71,12 @@ class PPOConfig(NetworkSection, TaskSection):
     """pi_L is computed on the first min(teacher_envs, num_envs) environments' states, which
     enter the KL term (all environments are i.i.d., so this subsamples states without bias;
     the teacher's skills cost more than an environment step)."""
-    anneal_lr: bool = struct.field(**static, default=True)
-    """Decay the learning rate linearly to 0 over the run."""
     posterior: bool = struct.field(**static, default=False)
     """The posterior teacher (jaxrl3m.teacher.posterior): the prior table re-weighted per
     abstract state by the agent's own estimate of each option's advantage,
     `P(k|s) ∝ P_LLM(k|s) exp(Q(s,k) / posterior_tau)`, updated inside every update from the
     teacher environments' transitions. False: the table as given (the fixed teacher)."""
     # --- coefficients (pytree leaves) ---
-    lr: float = bounded(3e-3, within="positive")
-    """Adam learning rate."""
-    gamma: float = bounded(0.99, within="[0, 1]")
-    """Discount."""
     gae_lambda: float = bounded(0.95, within="[0, 1]")
     """GAE lambda."""
     clip_eps: float = bounded(0.2, within="positive")
@@ -100,8 +85,6 @@ class PPOConfig(NetworkSection, TaskSection):
     """Entropy bonus weight."""
     vf_coef: float = bounded(0.5, within="non-negative")
     """Value loss weight."""
-    max_grad_norm: float = bounded(0.5, within="positive")
-    """Global gradient norm clip."""
     kl_coef: float = bounded(0.0, within="non-negative")
     """lambda_0, the guidance weight at the first update; 0 is plain PPO."""
     kl_decay: float = bounded(0.0, within="non-negative")
@@ -123,16 +106,8 @@ class PPOConfig(NetworkSection, TaskSection):
 
     # --- derived sizes ---
     @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
 
     @property
     def num_teacher_envs(self) -> int:
@@ -141,12 +116,6 @@ class PPOConfig(NetworkSection, TaskSection):
     def check(self) -> "PPOConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
         bad = check_sections(self)
-        if self.batch_size % self.num_minibatches:
-            bad("num_minibatches", f"{self.num_minibatches} does not divide num_envs * "
-                                   f"num_steps = {self.batch_size}")
-        if self.num_updates < 1:
-            bad("total_steps", f"{self.total_steps} is less than one update "
-                               f"(num_envs * num_steps = {self.batch_size})")
         if self.kl_schedule == "exponential" and not 0 < float(self.kl_decay) <= 1:
             bad("kl_decay", f"an exponential schedule needs a factor in (0, 1], got "
                             f"{self.kl_decay}")
