@@ -6,11 +6,11 @@ PY := $(VENV)/bin/python
 PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do \
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 # Two pytest workers (pytest-xdist), one file per worker so module fixtures are shared: the
-# suite mostly compiles, and XLA compiles on one thread, so 2 workers on 2 cores finish in 8 min
-# 48 s where one process took 13 min 55 s (measured side by side, 201 tests, 2026-11-22).
+# suite mostly compiles, and XLA compiles on one thread, so 2 workers on 2 cores beat one
+# process (bench/RESULTS.md, "The test suite").
 PYTEST_ARGS ?= -q -n 2 --dist loadfile
 
-.PHONY: venv model priors train transfer datasets test bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
+.PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -68,6 +68,10 @@ datasets: $(VENV)/.installed
 
 test: $(VENV)/.model
 	JAXRL3M_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit loop: every test but the slow tier (tests/conftest.py, SLOW), same workers.
+test-fast: $(VENV)/.model
+	JAXRL3M_REQUIRE_MODEL=1 $(PY) -m pytest $(PYTEST_ARGS) -m "not slow"
 
 bench: $(VENV)/.model
 	$(PY) bench/env_throughput.py

@@ -31,12 +31,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # The teacher acting alone with the oracle table
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", TEACHER_TASKS)
-def test_oracle_teacher_solves_10000_episodes(task):
+def test_oracle_teacher_solves_2000_episodes(task):
     # The production path: the Teacher object PPO uses, acting through the common collector in
-    # held-out evaluation (what learn=false and the transfer study's approach 2 run).
+    # held-out evaluation (what learn=false and the transfer study's approach 2 run). 2,000
+    # episodes: a success rate of 0.95 is then known to +-0.005 (the README's 10,000-episode
+    # figure is `python -m jaxrl3m.train <task>-oracle learn=false eval_episodes=10000`).
     env = make(task)
     ev = evaluate(env, teacher_logits, Teacher.create(task, oracle_table(task)), seeds=1,
-                  episodes=10_000, seed=7, batched=False)
+                  episodes=2_000, seed=7, batched=False)
     assert ev["success_mean"] >= 0.95
     assert ev["lava"] == [0.0]
     assert ev["length_max"][0] <= env.max_steps
