@@ -82,3 +82,4 @@ def pytest_collection_modifyitems(config, items):
         names = SLOW.get(os.path.basename(str(item.fspath)), ())
         if names and item.originalname.startswith(names):
             item.add_marker(pytest.mark.slow)
+
