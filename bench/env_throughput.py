@@ -21,6 +21,7 @@ import os
 import platform
 import time
 
+from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
 import jax
 import jax.numpy as jnp
 import numpy as np

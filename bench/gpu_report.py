@@ -14,8 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 BEGIN, END = "<!-- gpu:begin -->", "<!-- gpu:end -->"
 RAW_AIM, GUIDED_AIM = 50e6, 5e6

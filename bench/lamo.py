@@ -40,9 +40,7 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 from jaxrl3m.algos import Inputs  # noqa: E402
 from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402

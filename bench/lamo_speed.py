@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 from jaxrl3m.algos import Inputs  # noqa: E402
 from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402

@@ -34,8 +34,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 from jaxrl3m.core import metrics as curves  # noqa: E402
 from jaxrl3m.core.config import parse_overrides  # noqa: E402

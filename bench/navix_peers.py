@@ -41,8 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 import navix as nx  # noqa: E402
 from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork  # noqa: E402

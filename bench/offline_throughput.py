@@ -17,13 +17,11 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 from jaxrl3m.algos import Inputs  # noqa: E402
 from jaxrl3m.algos.offline import OfflineConfig, make_offline  # noqa: E402

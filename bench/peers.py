@@ -45,8 +45,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 SETTINGS = {
     "navix-8x8": dict(

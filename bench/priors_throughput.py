@@ -14,6 +14,7 @@ import json
 import platform
 import time
 
+from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
 import jax
 import numpy as np
 

@@ -8,6 +8,7 @@ option is one the oracle would take (and the same excluding the worked examples'
 
 import argparse
 import json
+from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
 import time
 
 from jaxrl3m.llm.loading import load_model

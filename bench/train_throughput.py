@@ -39,8 +39,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 from jaxrl3m.algos.dqn import DQNConfig, make_dqn  # noqa: E402
 from jaxrl3m.algos.ppo import PPOConfig, make_ppo  # noqa: E402

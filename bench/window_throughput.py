@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
 
 import jax  # noqa: E402
 
