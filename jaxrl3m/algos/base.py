@@ -42,6 +42,7 @@ from flax import struct
 
 from ..core.config import ConfigError, bounded, check_keys, did_you_mean
 from ..teacher.options import TASK_OPTIONS
+from .optim import adam
 
 METRICS_REQUIRED = ("env_steps", "episodes", "return", "success", "length", "loss")
 
@@ -132,6 +133,11 @@ class RolloutSection:
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
 
+    @property
+    def optimizer_steps(self) -> int:
+        """Gradient steps of the whole run (the learning rate's annealing horizon)."""
+        return self.num_updates * self.update_epochs * self.num_minibatches
+
     def check_rollout(self, bad) -> None:
         """Calls `bad(key, why)` for sizes that do not fit together."""
         if self.batch_size % self.num_minibatches:
@@ -156,6 +162,11 @@ class GradientSection:
     @property
     def num_updates(self) -> int:
         return self.gradient_steps // self.steps_per_update
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Gradient steps of the whole run, in whole updates (the annealing horizon)."""
+        return self.num_updates * self.steps_per_update
 
     def check_gradient_steps(self, bad) -> None:
         if self.num_updates < 1:
@@ -254,7 +265,7 @@ class Algorithm:
         """What one update counts in progress and `env_steps`: environment steps online
         (`num_envs * num_steps`), gradient steps offline (`config.steps_per_update`)."""
         c = self.config
-        return c.steps_per_update if self.offline else c.num_envs * c.num_steps
+        return c.steps_per_update if self.offline else c.batch_size
 
     def hp(self, config: Any = None) -> Any:
         """The hyperparameters in force: `config` (a sweep's traced values) or the built one;
@@ -266,6 +277,11 @@ class Algorithm:
                 raise ConfigError(f"config key {name!r} is static (it fixes shapes or code); "
                                   f"build a new algorithm with jaxrl3m.algos.make to change it")
         return config
+
+    def optimizer(self, c: Any) -> Any:
+        """Adam with global-norm clipping, the learning rate annealed linearly over the run's
+        `optimizer_steps` when `anneal_lr` (`algos.optim.adam`)."""
+        return adam(c.lr, c.max_grad_norm, c.optimizer_steps, c.anneal_lr)
 
     def init_params(self, key: jax.Array) -> Any:
         """A fresh network's parameters."""

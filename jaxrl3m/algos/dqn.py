@@ -37,7 +37,6 @@ from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from ..core import collector
@@ -47,9 +46,8 @@ from ..nets import Network, NetworkSection
 from ..teacher.teacher import Prior, Teacher, propose
 from . import losses
 from .base import Algorithm, RolloutSection, TaskSection, as_inputs, check_sections, register
-from .optim import adam, minibatch_epochs
+from .optim import minibatch_epochs
 
-static = dict(pytree_node=False)
 POSTERIORS = ("sampled", "exact")
 
 
@@ -216,10 +214,6 @@ class DQN(Algorithm):
         if isinstance(prior, Teacher) and prior.options != self.config.options:
             raise ConfigError(f"the prior's options {list(prior.options)} are not task "
                               f"{self.config.task!r}'s {list(self.config.options)}")
-
-    def optimizer(self, c: DQNConfig) -> optax.GradientTransformation:
-        return adam(c.lr, c.max_grad_norm, c.num_updates * c.update_epochs * c.num_minibatches,
-                    c.anneal_lr)
 
     def init(self, key: jax.Array, params: Any = None, config: DQNConfig | None = None
              ) -> DQNState:

@@ -49,7 +49,6 @@ from . import losses
 from .base import (Algorithm, GradientSection, Inputs, TaskSection, as_inputs, check_sections,
                    episode_free_metrics, register)
 from .dqn import POSTERIORS, QPolicy, bootstrap
-from .optim import adam
 
 static = dict(pytree_node=False)
 OBJECTIVES = ("cql", "bc")
@@ -153,9 +152,6 @@ class Offline(Algorithm):
     def prepare(self, ds: Any, teacher: Any = None) -> tuple[OfflineData, dict]:
         """A dataset on the device with the prior's log-probabilities (`offline_data`)."""
         return offline_data(ds, self.network, teacher, float(self.config.prior_floor)), {}
-
-    def optimizer(self, c: OfflineConfig) -> optax.GradientTransformation:
-        return adam(c.lr, c.max_grad_norm, c.num_updates * c.steps_per_update, c.anneal_lr)
 
     def init(self, key: jax.Array, params: Any = None, config: OfflineConfig | None = None
              ) -> OfflineState:

@@ -46,7 +46,7 @@ from ..teacher.posterior import OptionValues, posterior_targets
 from ..teacher.teacher import Teacher, floored_log, teacher_targets
 from . import losses
 from .base import Algorithm, RolloutSection, TaskSection, as_inputs, check_sections, register
-from .optim import adam, minibatch_epochs
+from .optim import minibatch_epochs
 
 static = dict(pytree_node=False)
 KL_DIRECTIONS = ("forward", "reverse")
@@ -242,10 +242,6 @@ class PPO(Algorithm):
             raise ConfigError(
                 f"the algorithm has past policies {list(self.past_policies)} but the teacher "
                 f"has {list(teacher.past_policies)}; build both with the same past_policies")
-
-    def optimizer(self, c: PPOConfig):
-        return adam(c.lr, c.max_grad_norm, c.num_updates * c.update_epochs * c.num_minibatches,
-                    c.anneal_lr)
 
     def init(self, key: jax.Array, params: Any = None, config: PPOConfig | None = None
              ) -> PPOState:

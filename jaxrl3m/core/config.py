@@ -161,7 +161,7 @@ def to_dict(*objs: Any) -> dict[str, Any]:
 # Declarative bounds of config keys
 # ---------------------------------------------------------------------------------------------
 def bounded(default: Any, *, static: bool = False, at_least: int | None = None,
-        within: str | None = None, choices: tuple | None = None, why: str = "") -> Any:
+            within: str | None = None, choices: tuple | None = None, why: str = "") -> Any:
     """A config field with its bounds as metadata (`check_keys` checks them): `at_least=n`
     (integers), `within` one of `"positive"`, `"non-negative"`, `"[0, 1]"`, `"(0, 1]"`,
     `"[0, 1)"`, or `choices` (the valid values). `why` is added to the message. `static`

@@ -132,15 +132,12 @@ class NavixEnv:
         return nx.make(self.navix_id, disable_autoreset=True, observation_fn=_no_observation,
                        observation_space=nx.spaces.Discrete.create(1, (), jnp.uint8), **kwargs)
 
-    def _timestep(self, ts, obs, reward, terminated, truncated, final_obs) -> TimeStep:
-        return TimeStep(state=ts, obs=obs, reward=reward, terminated=terminated,
-                        truncated=truncated, final_obs=final_obs)
-
     def reset(self, key: jax.Array) -> TimeStep:
         ts = self.navix_env.reset(key)
         false = jnp.zeros((), bool)
         obs = navix_observation(ts.state)
-        return self._timestep(ts, obs, jnp.zeros((), jnp.float32), false, false, obs)
+        return TimeStep(state=ts, obs=obs, reward=jnp.zeros((), jnp.float32), terminated=false,
+                        truncated=false, final_obs=obs)
 
     def transition(self, state, action: jax.Array):
         """NAVIX's step without its autoreset: `(next_state, reward, terminated, truncated)`."""

@@ -127,7 +127,7 @@ def window_index(height: int, width: int, window: int) -> np.ndarray:
     return out.reshape(4, height, width, window * window).astype(np.int32)
 
 
-def _window_flat_index(shape: tuple[int, int], agent_pos: jax.Array, agent_dir: jax.Array,
+def window_flat_index(shape: tuple[int, int], agent_pos: jax.Array, agent_dir: jax.Array,
                        window: int) -> jax.Array:
     """`i32[..., window * window]`: `window_index` looked up for agents (batched or not)."""
     table = jnp.asarray(window_index(shape[0], shape[1], window))
@@ -143,5 +143,5 @@ def window_cells(grid: jax.Array, agent_pos: jax.Array, agent_dir: jax.Array,
     """
     h, w = grid.shape[:2]
     flat = jnp.concatenate([grid.reshape(h * w, 3), jnp.asarray(WALL_CELL, grid.dtype)[None]])
-    return flat[_window_flat_index((h, w), agent_pos, agent_dir, window)].reshape(
+    return flat[window_flat_index((h, w), agent_pos, agent_dir, window)].reshape(
         window, window, 3)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..envs.observation import _window_flat_index, window_cells, window_index  # noqa: F401
+from ..envs.observation import window_cells, window_flat_index, window_index  # noqa: F401
 from ..envs.types import DOOR, NUM_COLOURS, WALL_CELL, Observation
 
 NETWORKS = ("mlp", "cnn")
@@ -98,7 +98,7 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
         carry_colour = (carry_colour - ref) % NUM_COLOURS
     cells = ((tag * NUM_COLOURS + colour) * NUM_STATES + state) * 5 + agent
     if view == "egocentric":
-        idx = _window_flat_index((h, w), flat.agent_pos, flat.agent_dir, window)
+        idx = window_flat_index((h, w), flat.agent_pos, flat.agent_dir, window)
         cells = jnp.take_along_axis(cells, idx, axis=1, mode="promise_in_bounds")
     cells = cells.reshape(*batch, -1).astype(CODE_DTYPE)
     return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch).astype(CODE_DTYPE)
