@@ -14,14 +14,10 @@ reported apart; each figure is the best of `--repeats` timed runs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
-import platform
 import time
 
-from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,24 +137,12 @@ def minigrid_python(n_steps=3000):
             "n_steps": n_steps}
 
 
-def hardware() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{cpu}; {os.cpu_count()} cores visible; JAX {jax.__version__} on {devices}"
-
-
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = benchlib.parser(__doc__, "env_throughput.json")
     p.add_argument("--envs", type=int, nargs="+", default=[1, 16, 256, 1024, 4096, 8192])
     p.add_argument("--steps", type=int, default=0,
                    help="steps per timed run (default: about 400k env steps per run)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--json", default="bench/env_throughput.json")
     p.add_argument("--tasks", nargs="+", help="which rows to measure (default: all, the "
                    "gymnasium Python loop included); NAVIX DoorKey-8x8 is always measured, "
                    "the ratios need it")
@@ -182,8 +166,8 @@ def main():
                              "gymnasium")
         candidates = {k: v for k, v in candidates.items()
                       if k in args.tasks or k.startswith("NAVIX")}
-    results = {"hardware": hardware(), "results": {}}
-    print(results["hardware"], flush=True)
+    results = {"hardware": benchlib.hardware(), "results": {}}
+    print(benchlib.describe(results["hardware"]), flush=True)
     for name, make in candidates.items():
         env = make()
         for n in args.envs:
@@ -216,10 +200,7 @@ def main():
     table = "\n".join(lines)
     print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size)\n" + table)
     results["table"] = table
-    tmp = args.json + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, args.json)  # atomic
+    benchlib.save(args.out, results)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,12 @@ steps/s on one H100/H200; the section says where they are met.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
 BEGIN, END = "<!-- gpu:begin -->", "<!-- gpu:end -->"
 RAW_AIM, GUIDED_AIM = 50e6, 5e6
@@ -29,7 +29,7 @@ def section(d: Path, tiny: bool) -> str:
     raw = env["results"]
     sizes = sorted({int(n) for per in raw.values() for n in per})
     lines = ["## GPU (`bash bench/gpu.sh`)", "",
-             f"Device: {device}; {env['hardware']}." + (
+             f"Device: {device}; {benchlib.describe(env['hardware'])}." + (
                  " **Tiny sizes (`--tiny`): a check of the script, not a measurement.**"
                  if tiny else ""), "",
              "Raw stepping (random actions, `jit(scan(vmap(step)))`, compile apart), env "
@@ -73,8 +73,7 @@ def write(results: Path, text: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__)
     p.add_argument("--dir", default=str(ROOT / "bench" / "gpu"))
     p.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
     p.add_argument("--tiny", action="store_true")

@@ -30,7 +30,6 @@ rerun keeps methods measured with the same settings), .md and .png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -40,14 +39,14 @@ from types import SimpleNamespace
 import jax
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
-from jaxrl3m.algos import Inputs  # noqa: E402
-from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402
-from jaxrl3m.core.evaluation import evaluate_algo  # noqa: E402
-from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.offline import dataset as dsl  # noqa: E402
+from jaxrl3m.algos import Inputs
+from jaxrl3m.algos.dt import DTConfig, make_dt
+from jaxrl3m.core.evaluation import evaluate_algo
+from jaxrl3m.core.parallel import vmap_seeds
+from jaxrl3m.offline import dataset as dsl
 
 DT_METHODS = {
     "lamo": {},
@@ -111,8 +110,7 @@ def run_baseline(method: str, ordered, fractions, seeds: int, args) -> list[list
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__)
     p.add_argument("--task", default="DoorKey")
     p.add_argument("--fractions", default="0.1,1.0")
     p.add_argument("--seeds", type=int, default=3)
@@ -131,7 +129,8 @@ def main(argv=None) -> int:
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--methods", default=" ".join(MAIN + ABLATIONS))
     p.add_argument("--data", default=None, help="dataset (default datasets/<task>-mixed-s0.npz)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", "--json", dest="out", default=None,
+                   help="results JSON (default bench/lamo_<task>.json)")
     p.add_argument("--replot", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out or ROOT / "bench" / f"lamo_{args.task}.json")
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
         r["methods"][method] = {"fractions": fr, "success": succ,
                                 "mean": [float(np.mean(s)) for s in succ],
                                 "wall_s": time.perf_counter() - t1}
-        atomic_write_json(out, r)
+        benchlib.save(out, r)
     r["wall_s"] = r.get("wall_s", 0.0) + time.perf_counter() - t0
     write(r, out)
     return 0
@@ -199,7 +198,7 @@ def markdown(r: dict) -> str:
 
 def write(r: dict, out: Path) -> None:
     md = markdown(r)
-    atomic_write_text(out.with_suffix(".md"), md)
+    benchlib.save(out, r, markdown=md)
     print(md)
     import matplotlib
     matplotlib.use("Agg")

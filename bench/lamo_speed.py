@@ -11,20 +11,17 @@ trainable parameter counts. Needs `make model` (the SmolLM2 GGUF) and a DoorKey 
 
 from __future__ import annotations
 
-import argparse
-import platform
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
-from jaxrl3m.algos import Inputs  # noqa: E402
-from jaxrl3m.algos.dt import DTConfig, make_dt  # noqa: E402
-from jaxrl3m.core.io import atomic_write_json  # noqa: E402
-from jaxrl3m.offline import dataset as dsl  # noqa: E402
+from jaxrl3m.algos import Inputs
+from jaxrl3m.algos.dt import DTConfig, make_dt
+from jaxrl3m.offline import dataset as dsl
 
 
 def count(tree) -> int:
@@ -53,7 +50,7 @@ def measure(c: DTConfig, ds, steps: int) -> dict:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = benchlib.parser(__doc__, "lamo_speed.json")
     ap.add_argument("--layers", default="1,2,4,8,30")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--context", type=int, default=10)
@@ -61,7 +58,6 @@ def main(argv=None) -> None:
     ap.add_argument("--text-len", type=int, default=32)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--dataset", default=str(ROOT / "datasets/DoorKey-mixed-s0.npz"))
-    ap.add_argument("--out", default=str(ROOT / "bench/lamo_speed.json"))
     a = ap.parse_args(argv)
     ds = dsl.load(a.dataset)
     base = DTConfig(task="DoorKey", batch_size=a.batch, context=a.context,
@@ -77,9 +73,8 @@ def main(argv=None) -> None:
         print(f"{r['transformer']:>10} {r['tuning']:>6} L={r['layers']:>2}: "
               f"{r['steps_per_s']:7.2f} steps/s {r['tokens_per_s']:9.0f} tokens/s "
               f"trainable {r['trainable_params']:,} (compile {r['compile_s']:.0f} s)", flush=True)
-    atomic_write_json(Path(a.out), {
-        "hardware": f"{platform.processor() or platform.machine()}, {jax.device_count()} "
-                    f"{jax.default_backend()} device(s)", "batch": a.batch, "context": a.context,
+    benchlib.save(a.out, {
+        "batch": a.batch, "context": a.context,
         "text_batch": a.text_batch, "text_len": a.text_len, "rows": rows})
 
 

@@ -22,25 +22,22 @@ variant: its rows are stored as `"<method> key=value"` next to the preset's).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import platform
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
-from jaxrl3m.core import metrics as curves  # noqa: E402
-from jaxrl3m.core.config import parse_overrides  # noqa: E402
-from jaxrl3m.runner.driver import train_run  # noqa: E402
-from jaxrl3m.core.io import atomic_write_text  # noqa: E402
-from jaxrl3m.runner.runs import create_run, load_config, setup  # noqa: E402
+from jaxrl3m.core import metrics as curves
+from jaxrl3m.core.config import parse_overrides
+from jaxrl3m.runner.driver import train_run
+from jaxrl3m.runner.runs import create_run, load_config, setup
 
 TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
 PRIORS = ("oracle", "vicuna33b", "llm", "gemma3", "uniform", "shuffled")
@@ -163,13 +160,11 @@ def pair_table(results: dict, setting: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "learning.json")
     p.add_argument("--tasks", nargs="+", default=list(TASKS))
     p.add_argument("--methods", "--priors", nargs="+", default=list(DEFAULT_METHODS),
                    choices=METHODS, help="methods to run (see the module docstring)")
     p.add_argument("--seeds", type=int, default=4)
-    p.add_argument("--out", default=str(ROOT / "bench" / "learning.json"))
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override preset keys (a variant, stored under its own name)")
     p.add_argument("--skip-done", action="store_true",
@@ -208,10 +203,9 @@ def main(argv=None) -> int:
                     ev = evaluate_run(run_dir, 500, greedy=False)
                     r["eval_sampled_success_mean"] = ev["success_mean"]
                     print(f"{task:15s} {name:20s} held-out, sampled: {ev['success_mean']:.3f}")
-                    atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
+                    benchlib.save(out_path, results)
         return 0
-    results["hardware"] = {"platform": platform.platform(), "devices": [str(d) for d in
-                           jax.devices()], "cpu_count": __import__("os").cpu_count()}
+    results["hardware"] = benchlib.hardware()
     for task in args.tasks:
         for method in args.methods:
             preset, overrides = preset_of(method, task)
@@ -247,7 +241,7 @@ def main(argv=None) -> int:
                 "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir.relative_to(ROOT)),
                 "curve_steps": steps[::5].tolist(),
                 "curve_success_mean": _nanmean(succ)[::5].round(4).tolist()}
-            atomic_write_text(out_path, json.dumps(results, indent=1) + "\n")
+            benchlib.save(out_path, results)
             r = results[task][name]
             print(f"{task:15s} {name:10s} steps to 0.9: {r['steps_to_0.9']} "
                   f"(reached {r['reached']}/{args.seeds}); held-out success "

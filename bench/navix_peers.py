@@ -28,11 +28,8 @@ markdown table (.md) and learning curves (.png).
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -41,16 +38,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
 
-import navix as nx  # noqa: E402
-from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork  # noqa: E402
+import navix as nx
+from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork
 
-from jaxrl3m.core import metrics as metrics_io  # noqa: E402
-from jaxrl3m.runner.driver import chunk_fn  # noqa: E402
-from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.runner.runs import load_config, setup  # noqa: E402
+from jaxrl3m.core import metrics as metrics_io
+from jaxrl3m.runner.driver import chunk_fn
+from jaxrl3m.core.parallel import vmap_seeds
+from jaxrl3m.runner.runs import load_config, setup
 
 BUDGETS = {"Navix-DoorKey-5x5": 300_000, "Navix-DoorKey-8x8": 2_000_000, "DoorKey": 2_000_000}
 OURS = {"Navix-DoorKey-5x5": "DoorKey-5x5", "Navix-DoorKey-8x8": "DoorKey-8x8",
@@ -175,8 +171,7 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "navix_peers.json")
     p.add_argument("--tasks", nargs="+", default=list(BUDGETS), choices=list(BUDGETS))
     p.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     p.add_argument("--seeds", type=int, default=3)
@@ -184,7 +179,6 @@ def main() -> None:
     p.add_argument("--navix-obs", choices=("first_person", "symbolic"), default="first_person",
                    help="what NAVIX's agents see on NAVIX's tasks (default: NAVIX's 7 x 7 "
                         "first-person crop; symbolic: the whole grid, as jaxrl3m's PPO does)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "navix_peers.json"))
     p.add_argument("--fresh", action="store_true", help="start the JSON over (default: rows "
                    "of the same task and agent are replaced, others kept)")
     args = p.parse_args()
@@ -202,12 +196,9 @@ def main() -> None:
             print(f"{task:18s} {agent:18s} {r['steps_per_s']:>10,.0f} steps/s  to 0.9: "
                   f"{r['steps_to_0.9']}  final {np.mean(r['final_success']):.2f}  "
                   f"(compile {r['compile_s']:.0f} s, run {r['run_s']:.0f} s)", flush=True)
-            report = {"hardware": f"{platform.processor() or platform.machine()}, "
-                                  f"{os.cpu_count()} cores, {jax.devices()[0].device_kind}",
-                      "jax": jax.__version__, "navix": importlib.metadata.version("navix"),
-                      "command": "python " + " ".join(sys.argv), "results": results}
-            atomic_write_json(out, report)
-    atomic_write_text(out.with_suffix(".md"), table(results) + "\n")
+            benchlib.save(out, {"navix": importlib.metadata.version("navix"),
+                                "command": "python " + " ".join(sys.argv), "results": results},
+                          markdown=table(results))
     plot(results, out.with_suffix(".png"))
     print(table(results))
 

@@ -12,7 +12,7 @@ N* = the smallest dataset size (episodes) whose mean success reaches 0.9 x the e
 oracle teacher acting on the same held-out layouts). The claim holds here where
 N*(CQL-Prior) <= 0.1 x N*(CQL).
 
-Methods: cql, bc, cql-prior:<prior>, cql-priorx:<prior> (posterior=exact), bc-prior:<prior>,
+Methods: cql, bc, cql-prior:<prior>, cql-priorx:<prior> (inference=exact), bc-prior:<prior>,
 zero-shot:<prior> (the prior acting alone, sampled; no data), with <prior> oracle, uniform,
 vicuna33b, smollm2 or shuffled:<prior> (rows permuted between abstract states). Evaluation
 modes are fixed in advance: CQL and CQL-Prior greedy (the paper's), BC sampled (a policy is a
@@ -22,7 +22,6 @@ softmax(Q / tau) as a control for that difference.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,17 +31,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
-from jaxrl3m.algos import Inputs  # noqa: E402
-from jaxrl3m.algos.offline import OfflineConfig, make_offline  # noqa: E402
-from jaxrl3m.offline.arrays import offline_data  # noqa: E402
-from jaxrl3m.collect import RECIPES, collect, recipe_path  # noqa: E402
-from jaxrl3m.core.evaluation import evaluate  # noqa: E402
-from jaxrl3m.core.io import atomic_write_json, atomic_write_text  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.offline import dataset as dsl  # noqa: E402
-from jaxrl3m.teacher.teacher import (Teacher, resolve_prior, teacher_logits,  # noqa: E402
+from jaxrl3m.algos import Inputs
+from jaxrl3m.algos.offline import OfflineConfig, make_offline
+from jaxrl3m.offline.arrays import offline_data
+from jaxrl3m.collect import RECIPES, collect, recipe_path
+from jaxrl3m.core.evaluation import evaluate
+from jaxrl3m.core.parallel import vmap_seeds
+from jaxrl3m.offline import dataset as dsl
+from jaxrl3m.teacher.teacher import (Teacher, resolve_prior, teacher_logits,
                                      uniform_action_prior)
 
 TABLES = {"oracle": "oracle", "uniform": "uniform",
@@ -94,9 +93,9 @@ def run_method(method: str, task: str, ordered: list, sizes: np.ndarray, args) -
                       batched=False)
         return np.asarray(ev["success"]).reshape(d_count, f_count, s_count)
     objective = "bc" if kind.startswith("bc") else "cql"
-    posterior = "exact" if kind == "cql-priorx" else "sampled"
+    inference = "exact" if kind == "cql-priorx" else "sampled"
     c = OfflineConfig(task=task, gradient_steps=args.steps, steps_per_update=args.steps // 10,
-                      posterior=posterior, prior_floor=0.01 if posterior == "exact" else 0.0)
+                      inference=inference, prior_floor=0.01 if inference == "exact" else 0.0)
     algo = make_offline(c, guided=table is not None, objective=objective)
     caps = (max(d["obs_grid"].shape[0] for d in ordered), max(d.num_transitions
                                                              for d in ordered))
@@ -119,7 +118,7 @@ def run_method(method: str, task: str, ordered: list, sizes: np.ndarray, args) -
     greedy = not (kind.startswith("bc") or kind == "cql-sampled")
     if kind == "cql-sampled":  # act from softmax(Q / tau): exact posterior of a flat prior
         from dataclasses import replace
-        algo = make_offline(replace(c, posterior="exact", prior_floor=0.01), guided=True)
+        algo = make_offline(replace(c, inference="exact", prior_floor=0.01), guided=True)
         table = uniform_action_prior()
     ev = evaluate(algo.env, None, algo.evaluation_params(flat, table), runs, args.eval_episodes,
                   greedy, seed=1, batched=algo.evaluation_axes, policy=algo.policy(greedy))
@@ -127,8 +126,7 @@ def run_method(method: str, task: str, ordered: list, sizes: np.ndarray, args) -
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__)
     p.add_argument("--task", default="DoorKey")
     p.add_argument("--recipe", default="mixed", choices=tuple(RECIPES))
     p.add_argument("--episodes", type=int, default=2000, help="episodes of the full dataset")
@@ -141,7 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS).replace(",", " "),
                    help="space-separated methods")
     p.add_argument("--data-dir", default=str(ROOT / "datasets"))
-    p.add_argument("--out", help="results JSON (default bench/offline_<task>_<recipe>.json)")
+    p.add_argument("--out", "--json", dest="out",
+                   help="results JSON (default bench/offline_<task>_<recipe>.json)")
     p.add_argument("--plot", action="store_true")
     p.add_argument("--markdown", action="store_true")
     p.add_argument("--replot", action="store_true",
@@ -154,7 +153,7 @@ def main(argv=None) -> int:
     if args.replot:
         results = json.loads(out.read_text())
         summarise(results)
-        atomic_write_text(out.with_suffix(".md"), markdown(results))
+        benchlib.save(out, results, markdown=markdown(results))
         plot(results, out.with_suffix(".png"))
         print(markdown(results))
         return 0
@@ -187,13 +186,12 @@ def main(argv=None) -> int:
         results["methods"][method] = {
             "success": succ.tolist(), "mean": flat.mean(1).tolist(),
             "ci": [bootstrap_ci(x) for x in flat]}
-        atomic_write_json(out, results)
+        benchlib.save(out, results)
     results["wall_s"] = time.perf_counter() - t0
     summarise(results)
-    atomic_write_json(out, results)
-    if args.markdown:
-        md = markdown(results)
-        atomic_write_text(out.with_suffix(".md"), md)
+    md = markdown(results) if args.markdown else None
+    benchlib.save(out, results, markdown=md)
+    if md:
         print(md)
     if args.plot:
         plot(results, out.with_suffix(".png"))

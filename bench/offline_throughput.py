@@ -12,24 +12,20 @@ policy, timed after a warm-up batch (compilation excluded), host-side assembly i
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
 import sys
 import time
 
 import jax
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
 
-from jaxrl3m.algos import Inputs  # noqa: E402
-from jaxrl3m.algos.offline import OfflineConfig, make_offline  # noqa: E402
-from jaxrl3m.offline.arrays import offline_data  # noqa: E402
-from jaxrl3m.collect import RECIPES, collect  # noqa: E402
-from jaxrl3m.core.io import atomic_write_json  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.teacher.teacher import Teacher, resolve_prior  # noqa: E402
+from jaxrl3m.algos import Inputs
+from jaxrl3m.algos.offline import OfflineConfig, make_offline
+from jaxrl3m.offline.arrays import offline_data
+from jaxrl3m.collect import RECIPES, collect
+from jaxrl3m.core.parallel import vmap_seeds
+from jaxrl3m.teacher.teacher import Teacher, resolve_prior
 
 VARIANTS = {"cql": ("cql", False, "sampled"), "cql_prior": ("cql", True, "sampled"),
             "cql_prior_exact": ("cql", True, "exact"), "bc": ("bc", False, "sampled")}
@@ -41,9 +37,9 @@ def gradient_steps(task: str, seeds_list, steps: int, repeats: int) -> list[dict
     rows = []
     for seeds in seeds_list:
         fns = {}
-        for name, (objective, guided, posterior) in VARIANTS.items():
+        for name, (objective, guided, inference) in VARIANTS.items():
             c = OfflineConfig(task=task, steps_per_update=steps, gradient_steps=steps,
-                              posterior=posterior, prior_floor=0.01 if posterior == "exact" else 0)
+                              inference=inference, prior_floor=0.01 if inference == "exact" else 0)
             algo = make_offline(c, guided=guided, objective=objective)
             data = offline_data(ds, algo.network, prior if guided else None, float(c.prior_floor))
             inputs = Inputs(teacher=prior if guided else None, data=data)
@@ -84,20 +80,16 @@ def collection(task: str, episodes: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "offline_throughput.json")
     p.add_argument("--task", default="DoorKey")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
     p.add_argument("--steps", type=int, default=500, help="gradient steps per timed call")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--episodes", type=int, default=100_000, help="episodes per collection")
-    p.add_argument("--out", default=str(ROOT / "bench" / "offline_throughput.json"))
     args = p.parse_args(argv)
-    out = {"hardware": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "device": str(jax.devices()[0].device_kind), "jax": jax.__version__},
-           "gradient_steps": gradient_steps(args.task, args.seeds, args.steps, args.repeats),
+    out = {"gradient_steps": gradient_steps(args.task, args.seeds, args.steps, args.repeats),
            "collection": collection(args.task, args.episodes)}
-    atomic_write_json(args.out, out)
+    benchlib.save(args.out, out)
     base = {r["seeds"]: r["gradient_steps_per_s"] for r in out["gradient_steps"]
             if r["variant"] == "cql"}
     print("| variant | seeds | gradient steps/s | vs CQL |\n|---|---|---|---|")

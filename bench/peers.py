@@ -38,14 +38,14 @@ import argparse
 import importlib.metadata
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
+from benchlib import ROOT
 
 SETTINGS = {
     "navix-8x8": dict(
@@ -187,13 +187,11 @@ def table(results: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "peers.json")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     p.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
     p.add_argument("--steps", type=int, help="override every setting's budget per seed (tests)")
-    p.add_argument("--out", default=str(ROOT / "bench" / "peers.json"))
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.steps:
@@ -220,15 +218,10 @@ def main(argv=None) -> int:
                     else:
                         best["train_steps_per_s"] = max(best["train_steps_per_s"],
                                                         r["train_steps_per_s"])
-    from jaxrl3m.core.io import atomic_write_json, atomic_write_text
-    import jax
     versions = {k: importlib.metadata.version(k) for k in ("jax", "navix", "rejax")}
-    report = {"hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
-                          f"cores, {jax.devices()[0].device_kind}",
-              "versions": versions, "command": "python " + " ".join(sys.argv),
-              "settings": {k: SETTINGS[k] for k in results}, "results": results}
-    atomic_write_json(Path(args.out), report)
-    atomic_write_text(Path(args.out).with_suffix(".md"), table(results) + "\n")
+    benchlib.save(args.out, {"versions": versions, "command": "python " + " ".join(sys.argv),
+                             "settings": {k: SETTINGS[k] for k in results}, "results": results},
+                  markdown=table(results))
     print(table(results))
     return 0
 

@@ -6,7 +6,7 @@ random-action rollouts of the same environments (stepping alone).
 Each line: training steps/s of 5 updates (jitted chunk, compile apart, best of 3).
 """
 import time, jax, sys
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib  # noqa: F401  (the checkout's jaxrl3m on sys.path)
 from jaxrl3m.core import collector
 from jaxrl3m.runner.runs import load_config, setup, init_states
 from jaxrl3m.runner.driver import chunk_fn

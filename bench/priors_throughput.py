@@ -9,17 +9,14 @@ baseline (every (state, option) sequence scored alone, from scratch) measured on
 bench/priors_throughput.json.
 """
 
-import argparse
 import json
-import platform
 import time
 
-from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
-import jax
+import benchlib
 import numpy as np
 
 from jaxrl3m.envs.abstraction import NUM_ABSTRACT_STATES
-from jaxrl3m.llm.chat import apply_chat_template  # noqa: E402
+from jaxrl3m.llm.chat import apply_chat_template
 from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.scoring import chat_score_fn, end_of_turn, score_options_sequential
 from jaxrl3m.teacher.options import task_options
@@ -28,11 +25,10 @@ from jaxrl3m.teacher.prompt import load_prompt
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = benchlib.parser(__doc__, "priors_throughput.json")
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--task", default="ColoredDoorKey")
     ap.add_argument("--sequential-states", type=int, default=4)
-    ap.add_argument("--out", default="bench/priors_throughput.json")
     args = ap.parse_args()
     t = time.perf_counter()
     model = load_model(args.model)
@@ -66,13 +62,9 @@ def main():
         "sequential_s_extrapolated": round(seq_s, 1),
         "speedup": round(seq_s / batched_s, 1),
         "full_table_including_load_s": round(load_s + first_s, 1),
-        "hardware": f"{platform.processor() or platform.machine()}, "
-                    f"{len(__import__('os').sched_getaffinity(0))} CPU threads, "
-                    f"JAX {jax.__version__} ({jax.default_backend()})",
     }
     print(json.dumps(result, indent=1))
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    benchlib.save(args.out, result)
 
 
 if __name__ == "__main__":

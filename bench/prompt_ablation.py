@@ -6,10 +6,10 @@ For every task and prompt variant it prints the share of reachable abstract stat
 option is one the oracle would take (and the same excluding the worked examples' states).
 """
 
-import argparse
 import json
-from benchlib import ROOT  # noqa: F401  (the checkout's jaxrl3m on sys.path)
 import time
+
+import benchlib
 
 from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.scoring import chat_score_fn
@@ -30,9 +30,8 @@ VARIANTS = {
 
 
 def main():
-    ap = argparse.ArgumentParser()
+    ap = benchlib.parser(__doc__, "prompt_ablation.json")
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--out", default="bench/prompt_ablation.json")
     ap.add_argument("--tasks", nargs="*", default=["DoorKey", "LavaDoorKey", "ColoredDoorKey"])
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     args = ap.parse_args()
@@ -51,8 +50,7 @@ def main():
                    "seconds": round(time.perf_counter() - t, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    with open(args.out, "w") as f:
-        json.dump({"model": model.name, "model_sha256": model.sha256, "rows": rows}, f, indent=1)
+    benchlib.save(args.out, {"model": model.name, "model_sha256": model.sha256, "rows": rows})
 
 
 if __name__ == "__main__":

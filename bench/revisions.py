@@ -23,10 +23,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import ROOT
 VARIANTS = {"plain": (False, 0.0, -1), "guided": (True, 1.0, -1), "guided_lambda0": (True, 1.0, 0)}
 """name -> (guided, kl_coef, kl_cutoff). lambda = 0 comes from the cut-off (lambda_t = 0 from
 update 0), as in a run past LLM4Teach's cut-off: a traced value, not a constant XLA could fold
@@ -55,7 +55,7 @@ def preset_network(tree: str, config_cls: type) -> dict:
 
 def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repeats: int
             ) -> dict:
-    """Runs inside a child process whose `jaxrl3m` is the one in `tree`."""
+    """Runs inside a child process whose `jaxrl3m` is the one in `tree` (first on the path)."""
     sys.path.insert(0, tree)
     import jax
     import jax.numpy as jnp
@@ -68,7 +68,7 @@ def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repea
         teacher = Teacher.create(task, oracle_table(task))
     except ImportError:  # before the core: a table, plain vmap
         vmap_seeds, teacher = jax.vmap, jnp.asarray(oracle_table(task))
-    runs = {}
+    chunks = {}
     network = preset_network(tree, PPOConfig)
     for name, (guided, kl, cutoff) in VARIANTS.items():
         batch = num_envs * 32
@@ -77,21 +77,14 @@ def measure(tree: str, task: str, num_envs: int, seeds: int, updates: int, repea
                                     total_steps=batch * 10_000, kl_coef=kl, kl_cutoff=cutoff,
                                     **network),
                           guided=guided)
-        state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), seeds))
-        chunk = jax.jit(vmap_seeds(lambda s, t: algo.update(s, t, updates), in_axes=(0, None)))
-        state, _ = jax.block_until_ready(chunk(state, teacher))
-        runs[name] = [chunk, state, []]
-    for _ in range(repeats):
-        for r in runs.values():
-            t0 = time.perf_counter()
-            r[1], _ = jax.block_until_ready(r[0](r[1], teacher))
-            r[2].append(time.perf_counter() - t0)
-    return {name: updates * num_envs * 32 * seeds / min(r[2]) for name, r in runs.items()}
+        chunk, state, _ = benchlib.compiled_chunk(algo, seeds, updates, teacher, vmap_seeds)
+        chunks[name] = (chunk, state)
+    times = benchlib.alternate(chunks, teacher, repeats)
+    return {name: updates * num_envs * 32 * seeds / min(t) for name, t in times.items()}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "revisions.json")
     p.add_argument("--against", default="HEAD~1", help="the git revision to compare with")
     p.add_argument("--tasks", nargs="+", default=["DoorKey", "ColoredDoorKey"])
     p.add_argument("--envs", nargs="+", type=int, default=[64, 1024])
@@ -99,7 +92,6 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3, help="timed chunks per process")
     p.add_argument("--rounds", type=int, default=2, help="processes per revision, alternating")
-    p.add_argument("--json", default=str(ROOT / "bench" / "revisions.json"))
     p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -141,10 +133,7 @@ def main(argv=None) -> int:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=ROOT,
                            capture_output=True)
-    out = {"before": rev, "after": head, "cpu_count": os.cpu_count(), "results": results}
-    sys.path.insert(0, str(ROOT))
-    from jaxrl3m.core.io import atomic_write_json
-    atomic_write_json(args.json, out)
+    benchlib.save(args.out, {"before": rev, "after": head, "results": results})
     return 0
 
 

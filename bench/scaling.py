@@ -26,24 +26,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib  # imports no jax: XLA_FLAGS are set first
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__, "scaling.json")
     p.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--host-devices", type=int, help="CPU: split the host into this many devices")
     p.add_argument("--task", default="DoorKey")
     p.add_argument("--envs", type=int, default=256, help="environments per unit of work")
     p.add_argument("--updates", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=str(ROOT / "bench" / "scaling.json"))
     return p.parse_args()
 
 
@@ -58,7 +54,6 @@ def main() -> None:
 
     from jaxrl3m.core import parallel
     from jaxrl3m.runner.driver import chunk_fn, placement_of
-    from jaxrl3m.core.io import atomic_write_json, atomic_write_text
     from jaxrl3m.runner.runs import init_states, load_config, setup
 
     def measure(seeds: int, num_envs: int, devices: int) -> dict:
@@ -109,12 +104,8 @@ def main() -> None:
                      f"{r['steps_per_s']:,.0f} | {what} |")
     table = "\n".join(lines)
     print(table)
-    dev = jax.devices()[0]
-    atomic_write_json(Path(args.out), {
-        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                    f"{len(jax.devices())} x {dev.device_kind} ({dev.platform})",
-        "jax": jax.__version__, "command": "python " + " ".join(sys.argv), "results": rows})
-    atomic_write_text(Path(args.out).with_suffix(".md"), table + "\n")
+    benchlib.save(args.out, {"command": "python " + " ".join(sys.argv), "results": rows},
+                  markdown=table)
 
 
 if __name__ == "__main__":

@@ -28,25 +28,20 @@ the JSON (a row with the same task, environments and seeds is replaced; `--fresh
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
+import benchlib
+from benchlib import ROOT
 import jax
 import numpy as np
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
-
-from jaxrl3m.algos.dqn import DQNConfig, make_dqn  # noqa: E402
-from jaxrl3m.algos.ppo import PPOConfig, make_ppo  # noqa: E402
-from jaxrl3m.core.io import atomic_write_text  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.teacher.options import oracle_table  # noqa: E402
-from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
+from jaxrl3m.algos.dqn import DQNConfig, make_dqn
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo
+from jaxrl3m.teacher.options import oracle_table
+from jaxrl3m.teacher.teacher import Teacher
 
 TEACHERS = {t: Teacher.create(t, oracle_table(t))
             for t in ("DoorKey", "LavaDoorKey", "ColoredDoorKey")}
@@ -66,7 +61,7 @@ def algorithm(task: str, num_envs: int, variant: str):
     sizes = dict(task=task, num_envs=num_envs, num_steps=32, total_steps=batch * 10_000,
                  num_minibatches=max(4, batch // 8192))
     if variant.startswith("dqn"):
-        config = DQNConfig(**sizes, posterior="exact" if variant == "dqn_exact" else "sampled",
+        config = DQNConfig(**sizes, inference="exact" if variant == "dqn_exact" else "sampled",
                            prior_floor=0.01 if variant == "dqn_exact" else 0.0)
         return make_dqn(config, guided=variant != "dqn")
     if variant == "gflan":
@@ -80,15 +75,10 @@ def algorithm(task: str, num_envs: int, variant: str):
 def build(task: str, num_envs: int, seeds: int, variant: str, updates: int):
     """The jitted chunk of `updates` updates for `seeds` seeds (vmapped as the driver does),
     compiled and run once."""
-    batch = num_envs * 32
-    algo = algorithm(task, num_envs, variant)
-    keys = jax.random.split(jax.random.key(0), seeds)
-    state = jax.jit(vmap_seeds(algo.init))(keys)
-    chunk = jax.jit(vmap_seeds(lambda r, t: algo.update(r, t, updates), in_axes=(0, None)))
-    t0 = time.perf_counter()
-    state, _ = jax.block_until_ready(chunk(state, TEACHERS[task]))
-    return {"chunk": chunk, "runner": state, "compile_s": time.perf_counter() - t0,
-            "times": [], "steps": updates * batch * seeds}
+    chunk, state, compile_s = benchlib.compiled_chunk(algorithm(task, num_envs, variant), seeds,
+                                                      updates, TEACHERS[task])
+    return {"chunk": chunk, "runner": state, "compile_s": compile_s,
+            "steps": updates * num_envs * 32 * seeds}
 
 
 def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int,
@@ -96,14 +86,11 @@ def measure(task: str, num_envs: int, seeds: int, updates: int, repeats: int,
     """The variants timed in alternation (`repeats` chunks each, best kept), so that a slow
     spell of the machine hits all alike."""
     runs = {v: build(task, num_envs, seeds, v, updates) for v in variants}
-    for _ in range(repeats):
-        for r in runs.values():
-            t0 = time.perf_counter()
-            r["runner"], _ = jax.block_until_ready(r["chunk"](r["runner"], TEACHERS[task]))
-            r["times"].append(time.perf_counter() - t0)
-    return {name: {"compile_s": r["compile_s"], "run_s": min(r["times"]),
-                   "steps_per_s": r["steps"] / min(r["times"]),
-                   "steps_per_s_median": r["steps"] / float(np.median(r["times"]))}
+    times = benchlib.alternate({v: (r["chunk"], r["runner"]) for v, r in runs.items()},
+                               TEACHERS[task], repeats)
+    return {name: {"compile_s": r["compile_s"], "run_s": min(times[name]),
+                   "steps_per_s": r["steps"] / min(times[name]),
+                   "steps_per_s_median": r["steps"] / float(np.median(times[name]))}
             for name, r in runs.items()}
 
 
@@ -167,50 +154,38 @@ def priors_table(out: dict) -> str:
 
 def main_priors(args) -> int:
     """`--family priors`: DQN, DQN-Prior, its exact variant, guided PPO, GFlan-Prior."""
-    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
-    path = Path(args.json if args.json_given else ROOT / "bench" / "prior_throughput.json")
+    path = Path(args.out or ROOT / "bench" / "prior_throughput.json")
     if args.markdown:
         print(priors_table(json.loads(path.read_text())))
         return 0
-    out = {"hardware": hardware, "results": []}
-    if path.exists() and not args.fresh:
-        old = json.loads(path.read_text())
-        if old.get("hardware") == hardware:
-            out["results"] = old["results"]
+    out = benchlib.merged(path, args.fresh)
     print(f"{'task':15s} {'envs':>5s} " + " ".join(f"{v:>10s}" for v in PRIOR_VARIANTS))
     for task in args.tasks:
         for n in args.envs:
             m = measure(task, n, 1, args.updates, args.repeats, PRIOR_VARIANTS)
-            row = {"task": task, "envs": n, "seeds": 1, **m}
-            out["results"] = [r for r in out["results"]
-                              if (r["task"], r["envs"]) != (task, n)] + [row]
+            benchlib.put(out, {"task": task, "envs": n, "seeds": 1, **m}, "task", "envs")
             print(f"{task:15s} {n:5d} " + " ".join(f"{m[v]['steps_per_s']:10,.0f}"
                                                      for v in PRIOR_VARIANTS), flush=True)
-            atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+            benchlib.save(path, out)
     print(priors_table(out))
     return 0
 
 
 def main_posterior(args) -> int:
     """`--family posterior`: the fixed teacher against the posterior teacher, side by side."""
-    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
-    path = Path(args.json if args.json_given else ROOT / "bench" / "posterior_throughput.json")
-    out = json.loads(path.read_text()) if path.exists() and not args.fresh else {}
-    if out.get("hardware") != hardware:
-        out = {"hardware": hardware, "results": []}
+    path = Path(args.out or ROOT / "bench" / "posterior_throughput.json")
+    # --markdown: the table of the file as it is, wherever it was measured
+    out = json.loads(path.read_text()) if args.markdown else benchlib.merged(path, args.fresh)
     if not args.markdown:
         for task in args.tasks:
             for n in args.envs:
                 m = measure(task, n, 1, args.updates, args.repeats, ("guided", "posterior"))
                 ratio = m["posterior"]["steps_per_s"] / m["guided"]["steps_per_s"]
-                out["results"] = [r for r in out["results"]
-                                  if (r["task"], r["envs"]) != (task, n)] + [
-                    {"task": task, "envs": n, **m, "posterior_over_fixed": ratio}]
+                benchlib.put(out, {"task": task, "envs": n, **m, "posterior_over_fixed": ratio},
+                             "task", "envs")
                 print(f"{task:15s} {n:5d} fixed {m['guided']['steps_per_s']:10,.0f} posterior "
                       f"{m['posterior']['steps_per_s']:10,.0f} ratio {ratio:.3f}", flush=True)
-                atomic_write_text(path, json.dumps(out, indent=1) + "\n")
+                benchlib.save(path, out)
     lines = ["| task | envs | fixed teacher steps/s | posterior teacher steps/s | posterior / "
              "fixed | compile s (fixed / posterior) |", "|---|---|---|---|---|---|"]
     for r in sorted(out["results"], key=lambda r: (r["task"], r["envs"])):
@@ -222,17 +197,17 @@ def main_posterior(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["ColoredDoorKey", "DoorKey"])
     p.add_argument("--envs", nargs="+", type=int, default=[64, 256, 1024, 4096, 8192])
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--updates", type=int, default=2, help="updates per timed chunk")
     p.add_argument("--repeats", type=int, default=4,
                    help="timed chunks per variant, alternating plain and guided; best kept")
-    p.add_argument("--json", default=None,
+    p.add_argument("--out", "--json", dest="out", default=None,
                    help="default: bench/train_throughput.json (bench/prior_throughput.json "
-                        "with --family priors)")
+                        "with --family priors, bench/posterior_throughput.json with --family "
+                        "posterior)")
     p.add_argument("--family", choices=("ppo", "priors", "posterior"), default="ppo",
                    help="ppo: plain / guided PPO (default); priors: the LLM-prior family")
     p.add_argument("--fresh", action="store_true",
@@ -240,23 +215,15 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (measures nothing)")
     args = p.parse_args(argv)
-    args.json_given = args.json is not None
     if args.family == "priors":
         return main_priors(args)
     if args.family == "posterior":
         return main_posterior(args)
-    args.json = args.json or str(ROOT / "bench" / "train_throughput.json")
+    path = Path(args.out or ROOT / "bench" / "train_throughput.json")
     if args.markdown:
-        print(markdown_table(json.loads(Path(args.json).read_text())))
+        print(markdown_table(json.loads(path.read_text())))
         return 0
-    hardware = {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
-    out = {"hardware": hardware, "results": []}
-    path = Path(args.json)
-    if path.exists() and not args.fresh:
-        old = json.loads(path.read_text())
-        if old.get("hardware") == hardware:  # rows measured elsewhere are not mixed in
-            out["results"] = old["results"]
+    out = benchlib.merged(path, args.fresh)
     for task in args.tasks:
         us = teacher_cost(task)
         out.setdefault("teacher_us_per_state", {})[task] = us
@@ -270,14 +237,13 @@ def main(argv=None) -> int:
                 m = measure(task, n, s, args.updates, args.repeats)
                 plain, guided = m["plain"], m["guided"]
                 ratio = guided["steps_per_s"] / plain["steps_per_s"]
-                row = {"task": task, "envs": n, "seeds": s, **m, "guided_over_plain": ratio}
-                out["results"] = [r for r in out["results"]
-                                  if (r["task"], r["envs"], r["seeds"]) != (task, n, s)] + [row]
+                benchlib.put(out, {"task": task, "envs": n, "seeds": s, **m,
+                                   "guided_over_plain": ratio}, "task", "envs", "seeds")
                 print(f"{task:15s} {n:5d} {s:5d} {plain['steps_per_s']:14,.0f} "
                       f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} "
                       f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f} "
                       f"{plain['compile_s']:7.1f}/{guided['compile_s']:<7.1f}", flush=True)
-                atomic_write_text(args.json, json.dumps(out, indent=1) + "\n")
+                benchlib.save(path, out)
     return 0
 
 

@@ -12,23 +12,17 @@ its effect on learning is the learning bench's to judge (`bench/learning.py --se
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 
-from benchlib import ROOT  # noqa: E402,F401  (the checkout's jaxrl3m on sys.path)
+import benchlib
 
-import jax  # noqa: E402
-
-from jaxrl3m.algos.ppo import PPOConfig, make_ppo  # noqa: E402
-from jaxrl3m.core.parallel import vmap_seeds  # noqa: E402
-from jaxrl3m.teacher.options import oracle_table  # noqa: E402
-from jaxrl3m.teacher.teacher import Teacher  # noqa: E402
+from jaxrl3m.algos.ppo import PPOConfig, make_ppo
+from jaxrl3m.teacher.options import oracle_table
+from jaxrl3m.teacher.teacher import Teacher
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = benchlib.parser(__doc__)
     p.add_argument("--task", default="DoorKey")
     p.add_argument("--envs", type=int, default=64)
     p.add_argument("--updates", type=int, default=12, help="updates per timed chunk")
@@ -44,22 +38,14 @@ def main(argv=None) -> int:
             algo = make_ppo(PPOConfig(task=args.task, num_envs=args.envs, num_steps=32, window=w,
                                       num_minibatches=max(4, batch // 8192),
                                       total_steps=batch * 10_000, kl_coef=1.0), guided=guided)
-            state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0),
-                                                                    args.seeds))
-            chunk = jax.jit(vmap_seeds(lambda s, t, a=algo: a.update(s, t, args.updates),
-                                       in_axes=(0, None)))
-            state, _ = jax.block_until_ready(chunk(state, teacher))
-            runs[(w, guided)] = [chunk, state, []]
-    for _ in range(args.repeats):
-        for r in runs.values():
-            t0 = time.perf_counter()
-            r[1], _ = jax.block_until_ready(r[0](r[1], teacher))
-            r[2].append(time.perf_counter() - t0)
+            chunk, state, _ = benchlib.compiled_chunk(algo, args.seeds, args.updates, teacher)
+            runs[(w, guided)] = (chunk, state)
+    times = benchlib.alternate(runs, teacher, args.repeats)
     steps = args.updates * batch * args.seeds
     for guided in (False, True):
-        base = steps / min(runs[(args.windows[0], guided)][2])
+        base = steps / min(times[(args.windows[0], guided)])
         for w in args.windows:
-            sps = steps / min(runs[(w, guided)][2])
+            sps = steps / min(times[(w, guided)])
             print(f"{args.task} {args.envs} envs, {'guided' if guided else 'plain '} PPO, "
                   f"window {w:2d}: {sps:10,.0f} env steps/s ({sps / base:.2f}x)")
     return 0

@@ -21,14 +21,14 @@ def test_unknown_task_lists_valid_names():
         assert name in msg
 
 
-def test_unknown_option_lists_valid_options():
+def test_unknown_keyword_lists_valid_keywords():
     with pytest.raises(ValueError) as e:
         envs.make("LavaDoorKey", veiw_size=7)
     msg = str(e.value)
-    assert "unknown option 'veiw_size'" in msg and "Did you mean 'view_size'" in msg
+    assert "unknown keyword 'veiw_size'" in msg and "Did you mean 'view_size'" in msg
     assert "max_steps" in msg and "fully_observed" in msg
-    # Fixed fields of a task are not options.
-    with pytest.raises(ValueError, match="unknown option 'n_lava'"):
+    # Fixed fields of a task are not keywords.
+    with pytest.raises(ValueError, match="unknown keyword 'n_lava'"):
         envs.make("LavaDoorKey", n_lava=3)
 
 
@@ -40,7 +40,7 @@ def test_unknown_option_lists_valid_options():
     (dict(min_room=11), "min_room=11"),
     (dict(size=4), "size=4 is too small"),
 ])
-def test_bad_option_values(opts, match):
+def test_bad_keyword_values(opts, match):
     with pytest.raises(ValueError, match=match):
         envs.make("DoorKey", **opts)
 

@@ -46,7 +46,7 @@ def test_bootstrap_and_choice_hand_computed():
     # sampled: max over proposals, which lie in the prior's support (k = 5 of {0, 1}: both,
     # with probability 1 - 2 * 0.5^5)
     np.testing.assert_allclose(bootstrap(key, q, logp, c), [2.0, 0.5])
-    exact = DQNConfig(task="DoorKey", posterior="exact", tau=0.5, prior_floor=0.1)
+    exact = DQNConfig(task="DoorKey", inference="exact", tau=0.5, prior_floor=0.1)
     lp = floored_log(jnp.exp(logp), 0.1)
     want = [0.5 * math.log(sum(math.exp(float(a) + float(b) / 0.5) for a, b in zip(lp[i], q[i])))
             for i in range(2)]
@@ -202,10 +202,23 @@ def test_dqn_prior_run_two_seeds_and_resume_equals_uninterrupted(tmp_path):
     assert again["eval"]["success"] == summary["eval"]["success"]
 
 
+def test_the_old_name_of_inference_is_read_with_a_note(capsys, tmp_path):
+    """`posterior: exact` of DQN-Prior (before it was `inference`) still loads, as `inference`;
+    PPO's `posterior` stays the posterior teacher's switch."""
+    config, _ = runs.load_config("dqn-prior", {"posterior": "exact", "prior_floor": 0.01})
+    assert config.inference == "exact"
+    assert "'posterior: exact' of algo dqn is now 'inference: exact'" in capsys.readouterr().err
+    old = tmp_path / "old.yaml"
+    old.write_text("algo: cql\nprior: oracle\nposterior: exact\nprior_floor: 0.01\n")
+    assert runs.load_config(str(old), {})[0].inference == "exact"
+    with pytest.raises(ConfigError, match="'posterior'"):
+        runs.load_config("ppo", {"posterior": "exact"})
+
+
 @pytest.mark.parametrize("key,value,match", [
     ("k", 0, "'k': must be at least 1"),
     ("tau", 0.0, "'tau': must be positive"),
-    ("posterior", "exact", "'prior_floor': posterior=exact"),
+    ("inference", "exact", "'prior_floor': inference=exact"),
     ("prior", "llm_cache/ColoredDoorKey-smollm2.json", "'prior'.*ColoredDoorKey"),
 ])
 def test_dqn_bad_input_names_the_key(key, value, match):

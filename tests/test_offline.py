@@ -150,7 +150,7 @@ def test_cql_logsumexp_hand_computed():
 def test_cql_loss_is_td_plus_penalty(dataset, guided):
     """The whole CQL(-Prior, exact) objective on a batch against a numpy re-computation."""
     ds, _ = dataset
-    c = OfflineConfig(task="DoorKey", posterior="exact", prior_floor=0.1, cql_alpha=2.0,
+    c = OfflineConfig(task="DoorKey", inference="exact", prior_floor=0.1, cql_alpha=2.0,
                       gamma=0.9, **{k: tuple(v) if k == "hidden" else v
                                     for k, v in TINY_NET.items()})
     algo = make_offline(c, guided=guided, objective="cql")
@@ -240,7 +240,7 @@ def test_bc_run_evaluates_on_heldout_layouts(dataset, tmp_path):
     ("cql-prior", {"dataset": "nowhere.npz"}, "no dataset at"),
     ("cql-prior", {"fraction": 1.5, "dataset": "x.npz"}, "'fraction' is 1.5, outside"),
     ("ppo", {"dataset": "x.npz"}, "'dataset' is for the offline"),
-    ("cql-prior", {"posterior": "exact"}, "'prior_floor'"),
+    ("cql-prior", {"inference": "exact"}, "'prior_floor'"),
 ])
 def test_offline_bad_input_names_the_problem(preset, over, match):
     with pytest.raises(ConfigError, match=match):

@@ -78,7 +78,7 @@ class TaskSection:
     def make_env(self):
         from .. import envs
         given = dict(view_size=self.view_size, max_steps=self.max_steps)
-        valid = envs.options(self.task)
+        valid = envs.keywords(self.task)
         return envs.make(self.task, **{k: v for k, v in given.items()
                                        if k in valid and v is not None})
 
@@ -87,7 +87,7 @@ class TaskSection:
         from .. import envs
         if self.task not in TASK_OPTIONS:
             try:
-                envs.options(self.task)
+                envs.keywords(self.task)
             except ValueError:
                 bad("task", f"{self.task!r} is not a task; valid: {', '.join(TASK_OPTIONS)} "
                             f"(with a teacher), NAVIX's DoorKey-NxN and the ids of "

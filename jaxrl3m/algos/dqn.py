@@ -17,12 +17,12 @@ stored, so the comparison DQN vs DQN-Prior is unaffected by the choice. The targ
 PQN's choice, frozen during its epochs).
 
 With a prior (`guided=True`), in state `s`:
-- acting (`posterior=sampled`, the paper's): draw `k` proposals `a_1..a_k ~ p(.|s)`, choose
+- acting (`inference=sampled`, the paper's): draw `k` proposals `a_1..a_k ~ p(.|s)`, choose
   `a_i` with probability `softmax_i(Q(s, a_i) / tau)`; with probability `epsilon` a proposal
   uniformly instead (epsilon over the proposals); evaluation takes the proposal with the highest Q;
 - target: `B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`, drawn afresh at update
   time (the prior's probabilities at every visited state are kept from acting: no second pass);
-- `posterior=exact`, the `k -> infinity` limit (Proposition 1): act from
+- `inference=exact`, the `k -> infinity` limit (Proposition 1): act from
   `softmax(log p(a|s) + Q(s, a) / tau)`, bootstrap from the soft value
   `B(s') = tau * logsumexp_a(log p(a|s') + Q_target(s', a) / tau)`; `prior_floor > 0` keeps `log p`
   finite.
@@ -48,7 +48,7 @@ from . import losses
 from .base import Algorithm, RolloutSection, TaskSection, as_inputs, check_sections, register
 from .optim import minibatch_epochs
 
-POSTERIORS = ("sampled", "exact")
+INFERENCES = ("sampled", "exact")
 
 
 @struct.dataclass
@@ -61,8 +61,8 @@ class DQNConfig(RolloutSection, NetworkSection, TaskSection):
     """Passes over each rollout."""
     # --- the prior (static part) ---
     k: int = bounded(5, static=True, at_least=1)
-    """Proposals drawn from the prior per state (posterior=sampled); the paper's code uses 5."""
-    posterior: str = bounded("sampled", static=True, choices=POSTERIORS)
+    """Proposals drawn from the prior per state (inference=sampled); the paper's code uses 5."""
+    inference: str = bounded("sampled", static=True, choices=INFERENCES)
     """sampled: k proposals re-weighted by softmax(Q / tau) (DQN-Prior); exact: the k -> infinity
     limit softmax(log p + Q / tau) and its soft target."""
     # --- coefficients (pytree leaves) ---
@@ -89,8 +89,8 @@ class DQNConfig(RolloutSection, NetworkSection, TaskSection):
     def check(self) -> "DQNConfig":
         """Raises `ConfigError` naming the field and the fix; returns self."""
         bad = check_sections(self)
-        if self.posterior == "exact" and not float(self.prior_floor) > 0:
-            bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01) "
+        if self.inference == "exact" and not float(self.prior_floor) > 0:
+            bad("prior_floor", "inference=exact takes log p(a|s): give a floor > 0 (e.g. 0.01) "
                                "so that log 0 never appears")
         return self
 
@@ -131,7 +131,7 @@ def choose(key: jax.Array, q: jax.Array, logp: jax.Array | None, c: DQNConfig,
     if logp is None:
         best = jnp.argmax(q, axis=-1)
         rand = jax.random.randint(k_rand, (n,), 0, num_actions)
-    elif c.posterior == "exact":
+    elif c.inference == "exact":
         post = logp + q / c.tau
         best = jnp.argmax(post, axis=-1) if greedy else jax.random.categorical(k_pick, post)
         rand = jax.random.categorical(k_rand, logp)  # a proposal: a draw from the prior
@@ -152,7 +152,7 @@ def bootstrap(key: jax.Array, q_next: jax.Array, logp_next: jax.Array | None, c:
     value `tau * logsumexp(log p + Q / tau)` (exact)."""
     if logp_next is None:
         return q_next.max(axis=-1)
-    if c.posterior == "exact":
+    if c.inference == "exact":
         return c.tau * jax.nn.logsumexp(logp_next + q_next / c.tau, axis=-1)
     props = propose(key, logp_next, c.k)
     return jnp.take_along_axis(q_next, props, axis=-1).max(axis=-1)

@@ -181,7 +181,7 @@ def kl_weight(schedule: str, update: jax.Array, start: float | jax.Array,
 
 
 def cql_logsumexp(key: jax.Array, q: jax.Array, logp: jax.Array | None, k: int,
-                  posterior: str = "sampled") -> jax.Array:
+                  inference: str = "sampled") -> jax.Array:
     """`f32[...]`: the first term of CQL's conservative penalty `logsumexp(Q(s, .)) - Q(s, a)`,
     over the actions a prior allows. `q` is `f32[..., A]`; `logp` the prior's log-probabilities
     at `s` (`None`: plain CQL, all actions). CQL-Prior (`sampled`, the paper's code):
@@ -189,7 +189,7 @@ def cql_logsumexp(key: jax.Array, q: jax.Array, logp: jax.Array | None, k: int,
     `logsumexp_a(log p(a|s) + Q(s, a))`, its expectation-weighted limit."""
     if logp is None:
         return jax.nn.logsumexp(q, axis=-1)
-    if posterior == "exact":
+    if inference == "exact":
         return jax.nn.logsumexp(logp + q, axis=-1)
     from ..teacher.teacher import propose
     props = propose(key, logp, k)

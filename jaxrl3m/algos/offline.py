@@ -11,7 +11,7 @@ uniformly from the dataset (or its first `data.size` transitions, see `OfflineDa
     y = r + gamma (1 - terminated) B(s')
 
 With a prior (CQL-Prior, Yan et al. 2025): `A(s)` is `k` proposals from the prior at `s` and
-`B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`; with `posterior: exact`,
+`B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`; with `inference: exact`,
 `logsumexp_a(log p(a|s) + Q(s, a))` and the soft value `tau logsumexp(log p + Q / tau)`. Without
 a prior (plain CQL): all 7 actions, `B = max_a Q_target(s', a)`. The pieces are the DQN-Prior
 module's (`dqn.bootstrap`, `dqn.choose`) and `losses.cql_logsumexp`. The target network is
@@ -48,7 +48,7 @@ from ..teacher.teacher import Prior
 from . import losses
 from .base import (Algorithm, GradientSection, Inputs, TaskSection, as_inputs, check_sections,
                    episode_free_metrics, register)
-from .dqn import POSTERIORS, QPolicy, bootstrap
+from .dqn import INFERENCES, QPolicy, bootstrap
 
 static = dict(pytree_node=False)
 OBJECTIVES = ("cql", "bc")
@@ -62,8 +62,8 @@ class OfflineConfig(GradientSection, NetworkSection, TaskSection):
     anneal_lr: bool = struct.field(**static, default=False)
     """Decay the learning rate linearly to 0 over the run."""
     k: int = bounded(5, static=True, at_least=1)
-    """Proposals from the prior per state (posterior=sampled)."""
-    posterior: str = bounded("sampled", static=True, choices=POSTERIORS)
+    """Proposals from the prior per state (inference=sampled)."""
+    inference: str = bounded("sampled", static=True, choices=INFERENCES)
     """sampled: logsumexp and max over k proposals (the paper's); exact: weighted by log p."""
     lr: float = bounded(5e-4, within="positive")
     """Adam learning rate."""
@@ -72,7 +72,7 @@ class OfflineConfig(GradientSection, NetworkSection, TaskSection):
     cql_alpha: float = bounded(5.0, within="non-negative")
     """Weight c of the conservative penalty (cql only)."""
     tau: float = bounded(0.1, within="positive")
-    """Temperature of the soft value (posterior=exact) and of sampled acting."""
+    """Temperature of the soft value (inference=exact) and of sampled acting."""
     prior_floor: float = bounded(0.0, within="[0, 1]")
     """The prior is (1 - prior_floor) p + prior_floor / A (exact needs > 0)."""
     target_tau: float = bounded(0.005, within="(0, 1]")
@@ -82,8 +82,8 @@ class OfflineConfig(GradientSection, NetworkSection, TaskSection):
 
     def check(self) -> "OfflineConfig":
         bad = check_sections(self)
-        if self.posterior == "exact" and not float(self.prior_floor) > 0:
-            bad("prior_floor", "posterior=exact takes log p(a|s): give a floor > 0 (e.g. 0.01)")
+        if self.inference == "exact" and not float(self.prior_floor) > 0:
+            bad("prior_floor", "inference=exact takes log p(a|s): give a floor > 0 (e.g. 0.01)")
         return self
 
 
@@ -182,7 +182,7 @@ class Offline(Algorithm):
         q_a = jnp.take_along_axis(out, a[:, None], -1)[:, 0]
         td = 0.5 * jnp.square(q_a - jax.lax.stop_gradient(y))
         penalty = losses.cql_logsumexp(k_pen, out, data.logp[o] if guided else None, c.k,
-                                       c.posterior) - q_a
+                                       c.inference) - q_a
         loss = jnp.mean(td + c.cql_alpha * penalty)
         return loss, {"loss": loss, "td_loss": td.mean(), "penalty": penalty.mean(),
                       "q_mean": q_a.mean()}

@@ -20,7 +20,7 @@ from ..errors import did_you_mean
 
 from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
                           abstract_state, decode, describe, describe_all, factors)
-from .doorkey import DoorKeyEnv, check_options
+from .doorkey import DoorKeyEnv, check_keywords
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
@@ -81,8 +81,9 @@ def _class(cls):
     return cls
 
 
-def options(name: str) -> tuple[str, ...]:
-    """The options `make(name, ...)` accepts."""
+def keywords(name: str) -> tuple[str, ...]:
+    """The keyword arguments `make(name, ...)` accepts (a task's "options" are its skills:
+    `jaxrl3m.teacher.options`)."""
     cls, fixed = _spec(name)
     return tuple(f.name for f in dataclasses.fields(cls) if f.name != "name" and f.name not in fixed)
 
@@ -104,34 +105,34 @@ def _spec(name: str):
 
 
 def make(name: str, **overrides: Any):
-    """Builds a task by name, with options overriding its defaults.
+    """Builds a task by name, with keyword arguments overriding its defaults.
 
-    Options of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5), `view_size`
-    (3), `fully_observed` (False), `max_steps` (150), `layouts` ("all"). Options of DoorKey-NxN
+    Keywords of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5), `view_size`
+    (3), `fully_observed` (False), `max_steps` (150), `layouts` ("all"). Keywords of DoorKey-NxN
     (NAVIX's, with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any
     NAVIX id (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`,
     `penalty_coeff` (NAVIX's defaults).
 
     Raises:
-      ValueError: for an unknown task or option (the message lists the valid ones) or an option
+      ValueError: for an unknown task or keyword (the message lists the valid ones) or a
         value that cannot work.
     """
     cls, fixed = _spec(name)
-    valid = options(name)
+    valid = keywords(name)
     for key, value in overrides.items():
         if key not in valid:
-            raise ValueError(f"unknown option {key!r} for task {name!r}."
+            raise ValueError(f"unknown keyword {key!r} for task {name!r}."
                              f"{did_you_mean(key, valid)} "
-                             f"Valid options: {', '.join(valid)}")
+                             f"Valid keywords: {', '.join(valid)}")
         field_type = {f.name: f.type for f in dataclasses.fields(cls)}[key]
         if "bool" in str(field_type) and not isinstance(value, bool):
-            raise ValueError(f"option {key!r} of {name!r} must be True or False, got {value!r}")
+            raise ValueError(f"keyword {key!r} of {name!r} must be True or False, got {value!r}")
         if "int" in str(field_type) and not (isinstance(value, int) and not isinstance(value, bool)
                                              or (value is None and "None" in str(field_type))):
-            raise ValueError(f"option {key!r} of {name!r} must be an integer, got {value!r}")
+            raise ValueError(f"keyword {key!r} of {name!r} must be an integer, got {value!r}")
     env = cls(name=name, **fixed, **overrides)
     if isinstance(env, DoorKeyEnv):
-        check_options(env)
+        check_keywords(env)
     return env
 
 
@@ -139,5 +140,5 @@ __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
     "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask",
     "Observation", "TASKS", "TimeStep", "abstract_state", "decode", "describe", "describe_all",
-    "factors", "make", "options", "render_text",
+    "factors", "keywords", "make", "render_text",
 ]

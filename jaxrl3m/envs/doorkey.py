@@ -32,7 +32,7 @@ from .types import (DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EM
 
 @dataclasses.dataclass(frozen=True)
 class DoorKeyEnv:
-    """A DoorKey-family task. Build one with `jaxrl3m.envs.make(name, **options)`.
+    """A DoorKey-family task. Build one with `jaxrl3m.envs.make(name, **keywords)`.
 
     All fields are static (hashable), so `jax.jit(env.step)` compiles once per configuration.
     """
@@ -200,8 +200,8 @@ class DoorKeyEnv:
 LAYOUT_SPLITS = ("all", "train", "heldout")
 
 
-def check_options(env: DoorKeyEnv) -> None:
-    """Raises ValueError naming the option and the fix when a configuration cannot work."""
+def check_keywords(env: DoorKeyEnv) -> None:
+    """Raises ValueError naming the keyword and the fix when a configuration cannot work."""
     if env.size < 5:
         raise ValueError(f"size={env.size} is too small: the grid needs at least 5x5 cells "
                          "(a room with walls and a 3x3 interior)")

@@ -24,7 +24,7 @@ agent's remembered map in an 11 x 11 window centred on it and turned to its head
 carried object drawn in the agent's own cell (MiniGrid's and NAVIX's first-person convention);
 `"symbolic"` is the whole remembered map with the agent drawn as `(agent, 0, direction)`;
 `flatten=True` makes it a vector (NAVIX's `PPO` and `PQN` networks read flat observations).
-Keyword arguments of `navix.make` other than NAVIX's are the task's options (`size`,
+Keyword arguments of `navix.make` other than NAVIX's are the task's keywords (`size`,
 `max_steps`, `view_size`, `fully_observed`, `layouts`).
 """
 
@@ -186,12 +186,12 @@ class NavixTask(nx.Environment):
 
     @classmethod
     def of(cls, name: str, observation: str = "window", flatten: bool = False,
-           gamma: float = 0.99, disable_autoreset: bool = False, **options) -> "NavixTask":
+           gamma: float = 0.99, disable_autoreset: bool = False, **keywords) -> "NavixTask":
         from . import make
         if observation not in OBSERVATIONS:
             raise ValueError(f"unknown observation {observation!r}; valid: "
                              f"{', '.join(OBSERVATIONS)}")
-        task = make(name, **options)
+        task = make(name, **keywords)
         h, w = task.grid_shape
         shape = (WINDOW, WINDOW, 3) if observation == "window" else (h, w, 3)
         shape = (shape[0] * shape[1] * shape[2],) if flatten else shape

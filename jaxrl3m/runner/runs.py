@@ -13,6 +13,7 @@ the teacher) and fails with a `ConfigError` before any folder is created.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,20 @@ class RunConfig:
 INITS = ("scratch", "source")
 
 
+def migrate(values: dict[str, Any]) -> dict[str, Any]:
+    """Config values written before a key was renamed, under its new name (with a note on
+    stderr): DQN-Prior's and CQL-Prior's `posterior: sampled|exact` is `inference` (one meaning
+    per key: `posterior` is PPO's posterior teacher, a bool)."""
+    old = values.get("posterior")
+    if str(values.get("algo", "")) in ("dqn", "cql") and isinstance(old, str) and \
+            "inference" not in values:
+        print(f"note: config key 'posterior: {old}' of algo {values['algo']} is now "
+              f"'inference: {old}' (read as such; write the new name)", file=sys.stderr)
+        values = {k: v for k, v in values.items() if k != "posterior"}
+        values["inference"] = old
+    return values
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[Any, RunConfig]:
     """`(algorithm config, RunConfig)` from a YAML file or preset name (or defaults) plus
     overrides, checked. The algorithm is the `algo` key (default ppo)."""
@@ -152,6 +167,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[Any
         path = resolve_config(path)
     values = load_yaml(path) if path else {}
     values.update(overrides)
+    values = migrate(values)
     spec = algos.get(str(values.get("algo", RunConfig.algo)))
     algo_config, run = build((spec.config, RunConfig), values)
     if not run.name and path:
@@ -199,7 +215,7 @@ def create_run(algo_config: Any, run: RunConfig, path: Path | None = None
 
 def check_same_settings(path: Path, algo_config: Any, run: RunConfig) -> None:
     """Refuses to reuse `path` for a run with other settings than the ones it holds."""
-    old = yaml.safe_load((path / "config.yaml").read_text())
+    old = migrate(yaml.safe_load((path / "config.yaml").read_text()))
     values = config_values(algo_config, run)
     differ = sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))
     if differ:

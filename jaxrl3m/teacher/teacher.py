@@ -92,7 +92,7 @@ def _one_row(obs: Observation) -> jax.Array:
 
 
 def uniform_action_prior(num_actions: int = 7) -> TablePrior:
-    """`p(a|s) = 1 / A` in every state: no knowledge at all (with `posterior: exact`, acting
+    """`p(a|s) = 1 / A` in every state: no knowledge at all (with `inference: exact`, acting
     from it is sampling from `softmax(Q / tau)`)."""
     return TablePrior(table=jnp.full((1, num_actions), 1.0 / num_actions), index=_one_row)
 
