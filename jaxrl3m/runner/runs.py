@@ -145,17 +145,18 @@ class RunConfig:
 INITS = ("scratch", "source")
 
 
-def migrate(values: dict[str, Any]) -> dict[str, Any]:
+def migrate(values: dict[str, Any], algo: str | None = None) -> dict[str, Any]:
     """Config values written before a key was renamed, under its new name (with a note on
     stderr): DQN-Prior's and CQL-Prior's `posterior: sampled|exact` is `inference` (one meaning
-    per key: `posterior` is PPO's posterior teacher, a bool)."""
+    per key: `posterior` is PPO's posterior teacher, a bool). `algo`: the run's algorithm, when
+    `values` (overrides) do not say."""
+    algo = str(values.get("algo", algo or ""))
     old = values.get("posterior")
-    if str(values.get("algo", "")) in ("dqn", "cql") and isinstance(old, str) and \
-            "inference" not in values:
-        print(f"note: config key 'posterior: {old}' of algo {values['algo']} is now "
+    if algo in ("dqn", "cql") and isinstance(old, str):
+        print(f"note: config key 'posterior: {old}' of algo {algo} is now "
               f"'inference: {old}' (read as such; write the new name)", file=sys.stderr)
         values = {k: v for k, v in values.items() if k != "posterior"}
-        values["inference"] = old
+        values.setdefault("inference", old)
     return values
 
 
@@ -166,8 +167,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[Any
     if path:
         path = resolve_config(path)
     values = load_yaml(path) if path else {}
-    values.update(overrides)
-    values = migrate(values)
+    algo = str({**values, **overrides}.get("algo", RunConfig.algo))
+    values = {**migrate(values, algo), **migrate(overrides, algo)}
     spec = algos.get(str(values.get("algo", RunConfig.algo)))
     algo_config, run = build((spec.config, RunConfig), values)
     if not run.name and path:
