@@ -20,7 +20,8 @@ from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import TEACHER_TASKS, oracle_table, task_options, uniform_table
 from jaxrl3m.core import collector
 from jaxrl3m.core.evaluation import evaluate
-from jaxrl3m.teacher.teacher import Teacher, reachable_states, teacher_logits
+from jaxrl3m.teacher.teacher import (Teacher, compute_reachable, reachable_states,
+                                     shipped_reachable, teacher_logits)
 from jaxrl3m.teacher.skills import TARGETS, Packing, knowledge, skill_outputs
 from jaxrl3m.teacher.table import TableError, load_table, make_table, save_table
 
@@ -251,8 +252,14 @@ def test_skills_only_read_the_observation():
 
 
 def test_reachable_states_are_consistent():
+    """The shipped states (what `reachable_states` reads) are what `compute_reachable` finds
+    now; a change of the tasks or the teacher that moves them fails here: rerun
+    `python -m jaxrl3m.teacher.teacher` and commit jaxrl3m/teacher/reachable.json."""
+    shipped = shipped_reachable()
+    assert set(shipped) == set(TEACHER_TASKS)
     for task in TEACHER_TASKS:
         r = reachable_states(task)
+        assert r == shipped[task] == compute_reachable(task), task
         assert 0 in r and all(0 <= i < NUM_ABSTRACT_STATES for i in r)
     assert not any(i in reachable_states("DoorKey") for i in (13, 20))  # no key of another colour
 

@@ -288,18 +288,60 @@ def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_ste
     return seen
 
 
+REACHABLE_FILE = Path(__file__).resolve().parent / "reachable.json"
+"""The reachable abstract states of the built-in tasks, computed by `compute_reachable` and
+shipped (a rollout of 300k teacher steps per task: 10-15 s on 2 CPU cores each time a process
+asked); `python -m jaxrl3m.teacher.teacher` rewrites it, and the test suite recomputes it."""
+
 _REACHABLE: dict[str, tuple[int, ...]] = {}
 
 
+def compute_reachable(task: str) -> tuple[int, ...]:
+    """The abstract states that occur in `task`: those the oracle teacher with 30% random
+    actions visits in 1024 environments x 300 steps (key 0; deterministic)."""
+    from ..envs import make
+    seen = visited_states(make(task), Teacher.create(task, oracle_table(task)),
+                          jax.random.key(0), 1024, 300)
+    return tuple(int(i) for i in np.flatnonzero(seen))
+
+
+def shipped_reachable() -> dict[str, tuple[int, ...]]:
+    """`REACHABLE_FILE`'s states per task, if it was made with this abstraction version
+    (else none: they are computed)."""
+    import json
+    from ..envs.abstraction import ABSTRACTION_VERSION
+    try:
+        data = json.loads(REACHABLE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("abstraction_version") != ABSTRACTION_VERSION:
+        return {}
+    return {task: tuple(states) for task, states in data.get("states", {}).items()}
+
+
 def reachable_states(task: str) -> tuple[int, ...]:
-    """The abstract states that occur in `task` (the oracle teacher with 30% random actions,
-    1024 environments x 300 steps; deterministic)."""
+    """The abstract states that occur in `task` (`compute_reachable`; the built-in tasks' are
+    shipped in `REACHABLE_FILE`)."""
     if task not in _REACHABLE:
-        from ..envs import make
-        seen = visited_states(make(task), Teacher.create(task, oracle_table(task)),
-                              jax.random.key(0), 1024, 300)
-        _REACHABLE[task] = tuple(int(i) for i in np.flatnonzero(seen))
+        shipped = shipped_reachable()
+        _REACHABLE[task] = shipped[task] if task in shipped else compute_reachable(task)
     return _REACHABLE[task]
+
+
+def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int, ...]]:
+    """Recomputes the shipped reachable states (of `tasks`, default every task with a
+    teacher) and writes `REACHABLE_FILE` atomically."""
+    import json
+    from ..core.io import atomic_write_text
+    from ..envs.abstraction import ABSTRACTION_VERSION
+    from .options import TASK_OPTIONS
+    states = {t: compute_reachable(t) for t in (tasks or tuple(TASK_OPTIONS))}
+    atomic_write_text(REACHABLE_FILE, json.dumps({
+        "abstraction_version": ABSTRACTION_VERSION,
+        "made_by": "python -m jaxrl3m.teacher.teacher (compute_reachable: the oracle teacher "
+                   "with 30% random actions, 1024 environments x 300 steps, key 0)",
+        "states": {t: list(v) for t, v in states.items()}}, indent=1) + "\n")
+    return states
 
 
 def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_actions: int
@@ -312,3 +354,9 @@ def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_acti
     probs = jax.lax.cond(any_seed(lam > 0), lambda: teacher.probs(flat),
                          lambda: jnp.zeros((t * n, num_actions)))
     return probs.reshape(t, n, num_actions)
+
+
+if __name__ == "__main__":
+    for _task, _states in write_reachable().items():
+        print(f"{_task}: {len(_states)} reachable abstract states")
+    print(f"wrote {REACHABLE_FILE}")
