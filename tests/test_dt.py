@@ -54,11 +54,13 @@ def test_embeddings_path_equals_token_path(tiny):
     m = load_model(str(tiny[0]))
     tokens = jnp.asarray([[5, 9, 200, 3, 77, 12]])
     dec = Decoder(m.config)
-    h_tokens, _ = dec.apply(m.params, tokens)
+    # jitted (one program per path; op by op, every primitive compiles alone)
+    h_tokens, _ = jax.jit(dec.apply)(m.params, tokens)
     emb = m.params["params"]["embed"]["embedding"][tokens]
-    h_emb, _ = dec.apply(m.params, None, embeddings=emb)
+    from_embeddings = jax.jit(lambda p, e: dec.apply(p, None, embeddings=e))
+    h_emb, _ = from_embeddings(m.params, emb)
     np.testing.assert_array_equal(np.asarray(h_tokens), np.asarray(h_emb))
-    h_other, _ = dec.apply(m.params, None, embeddings=emb + 0.1)
+    h_other, _ = from_embeddings(m.params, emb + 0.1)
     assert not np.allclose(h_other, h_tokens)
 
 

@@ -255,6 +255,13 @@ def test_model_errors_are_clear(tmp_path):
     (tmp_path / "bad.gguf").write_bytes(b"GGUF not really")
     with pytest.raises(ModelError, match="not a readable GGUF"):
         load_model(str(tmp_path / "bad.gguf"))
+    # a file cut short, in its tensors or in its header (jaxrl3m.llm.gguf.read_gguf)
+    (tmp_path / "m").mkdir()
+    whole = write_tiny_models(tmp_path / "m")[0].read_bytes()
+    for size, why in ((len(whole) - 100, "runs past the end"), (300, "ends inside its header")):
+        (tmp_path / "cut.gguf").write_bytes(whole[:size])
+        with pytest.raises(ModelError, match=f"cut.gguf is not a readable GGUF.*{why}"):
+            load_model(str(tmp_path / "cut.gguf"))
     (tmp_path / "folder").mkdir()
     with pytest.raises(ModelError, match="config.json is missing"):
         load_model(str(tmp_path / "folder"))

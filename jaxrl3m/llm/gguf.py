@@ -113,7 +113,10 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
             data = buf[start + offset: start + offset + n_bytes].reshape(-1, row)
             tensors[name] = Tensor(dims, kind, data)
         return fields, tensors
-    except (ValueError, struct.error, KeyError, OSError) as e:
+    except struct.error:
+        raise ModelError(f"{path} is not a readable GGUF file: it ends inside its header (cut "
+                         "short? download or copy it again)") from None
+    except (ValueError, KeyError, OSError) as e:
         raise ModelError(f"{path} is not a readable GGUF file ({type(e).__name__}: {e})") from None
 
 
