@@ -121,3 +121,23 @@ def minigrid_env(layout: Layout, size=10, max_steps=150, view_size=3):
 
 def carried_code(env) -> tuple[int, int, int]:
     return tuple(int(x) for x in env.carrying.encode()) if env.carrying else (EMPTY, 0, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume through the driver, for every algorithm's run
+# ---------------------------------------------------------------------------------------------
+def resume_equals_uninterrupted(full, keys: tuple[str, ...], stop_after: int):
+    """The run in folder `full` again, from its `config.yaml`, as `stopped` beside it: stopped
+    after `stop_after` updates (a chunk boundary), then resumed. Asserts that its `metrics.csv`
+    holds the uninterrupted run's `keys`, row for row, bit for bit (NaN equal to NaN). Returns
+    the stopped run's folder and the resumed run's summary."""
+    from jaxrl3m.core import metrics as curves
+    from jaxrl3m.runner import driver, runs
+    config, run = runs.load_config(str(full / "config.yaml"), {"name": "stopped"})
+    stopped, run = runs.create_run(config, run)
+    assert driver.train_run(config, run, stopped, progress=False, stop_after=stop_after) is None
+    summary = driver.train_run(config, run, stopped, progress=False, resume=True)
+    a, b = curves.read_csv(full / "metrics.csv"), curves.read_csv(stopped / "metrics.csv")
+    table = lambda rows: np.array([[r[k] for k in keys] for r in rows], dtype=float)  # noqa: E731
+    assert len(a) == len(b) and np.array_equal(table(a), table(b), equal_nan=True), (keys, a, b)
+    return stopped, summary

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import resume_equals_uninterrupted
 
 from jaxrl3m.algos import losses
 from jaxrl3m.algos.dqn import DQNConfig, bootstrap, choose, make_dqn
@@ -192,13 +193,7 @@ def test_dqn_prior_run_two_seeds_and_resume_equals_uninterrupted(tmp_path):
     rows = curves.read_csv(full / "metrics.csv")
     assert len(rows) == 2 * 4 and all(math.isfinite(r["loss"]) for r in rows)
     assert summary["eval"]["greedy"] and len(summary["eval"]["success"]) == 2
-    config, run = runs.load_config(str(full / "config.yaml"), {"name": "stopped"})
-    stopped, run = runs.create_run(config, run)
-    assert driver.train_run(config, run, stopped, progress=False, stop_after=2) is None
-    again = driver.train_run(config, run, stopped, progress=False, resume=True)
-    a, b = rows, curves.read_csv(stopped / "metrics.csv")
-    assert [(r["loss"], r["q_mean"], r["epsilon"]) for r in a] == \
-        [(r["loss"], r["q_mean"], r["epsilon"]) for r in b]
+    _, again = resume_equals_uninterrupted(full, ("loss", "q_mean", "epsilon"), stop_after=2)
     assert again["eval"]["success"] == summary["eval"]["success"]
 
 

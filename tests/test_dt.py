@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import traverse_util
+from helpers import resume_equals_uninterrupted
 from test_llm import write_tiny_models
 
 from jaxrl3m.algos import Inputs
@@ -194,12 +195,7 @@ def test_tiny_lamo_two_seeds_learns_and_resume_equals_uninterrupted(tiny, tmp_pa
     assert all(math.isfinite(r["lm_heldout"]) for r in rows)
     assert [r["loss"] for r in rows if r["seed"] == 0] != [r["loss"] for r in rows
                                                             if r["seed"] == 1]
-    c2, run2 = runs.load_config(str(full / "config.yaml"), {"name": "stopped"})
-    stopped, run2 = runs.create_run(c2, run2)
-    assert driver.train_run(c2, run2, stopped, progress=False, stop_after=2) is None
-    driver.train_run(c2, run2, stopped, progress=False, resume=True)
-    b = curves.read_csv(stopped / "metrics.csv")
-    assert [(r["loss"], r["accuracy"]) for r in rows] == [(r["loss"], r["accuracy"]) for r in b]
+    resume_equals_uninterrupted(full, ("loss", "accuracy"), stop_after=2)
     # the checkpoint holds what trains, not the base model
     algo = make_dt(config(gguf_path))
     state = runs.restore_run(full)[3]

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import resume_equals_uninterrupted
 
 from jaxrl3m import envs
 from jaxrl3m.algos import losses
@@ -215,12 +216,7 @@ def test_cql_prior_two_seeds_and_resume_equals_uninterrupted(dataset, tmp_path):
     assert rows[-1]["env_steps"] == 40 and summary["dataset_episodes"] == 20
     assert [r["loss"] for r in rows if r["seed"] == 0] != [r["loss"] for r in rows
                                                             if r["seed"] == 1]
-    config, run = runs.load_config(str(full / "config.yaml"), {"name": "stopped"})
-    stopped, run = runs.create_run(config, run)
-    assert driver.train_run(config, run, stopped, progress=False, stop_after=2) is None
-    driver.train_run(config, run, stopped, progress=False, resume=True)
-    b = curves.read_csv(stopped / "metrics.csv")
-    assert [(r["loss"], r["q_mean"]) for r in rows] == [(r["loss"], r["q_mean"]) for r in b]
+    resume_equals_uninterrupted(full, ("loss", "q_mean"), stop_after=2)
 
 
 def test_bc_run_evaluates_on_heldout_layouts(dataset, tmp_path):
