@@ -59,18 +59,17 @@ def read_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
 
         def take(fmt):
             nonlocal pos
-            out = struct.unpack_from("<" + fmt, buf, pos)
+            (out,) = struct.unpack_from("<" + fmt, buf, pos)
             pos += struct.calcsize("<" + fmt)
-            return out[0] if len(out) == 1 else out
+            return out
 
         def string():
             nonlocal pos
             n = take("Q")
-            out = bytes(buf[pos:pos + n]).decode("utf-8", errors="replace")
             if pos + n > len(buf):
                 raise ValueError("the file ends inside a string")
             pos += n
-            return out
+            return bytes(buf[pos - n:pos]).decode("utf-8", errors="replace")
 
         def value(kind):
             nonlocal pos

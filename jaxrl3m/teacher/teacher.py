@@ -14,6 +14,7 @@ offline algorithms' priors all use this one object; `compose` builds it from a r
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..core.io import atomic_write_text
 from ..core.parallel import any_seed
 from ..errors import ConfigError
-from ..envs.abstraction import NUM_ABSTRACT_STATES, abstract_state
+from ..envs.abstraction import ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, abstract_state
 from ..envs.types import Observation
 from .mixture import mix, option_distributions, teacher_probs
-from .options import oracle_table, past_policy_option, task_options, uniform_table
+from .options import (TASK_OPTIONS, oracle_table, past_policy_option, task_options,
+                      uniform_table)
 from .options import with_past_policies
 from .table import TableError, load_table
 
@@ -308,8 +311,6 @@ def compute_reachable(task: str) -> tuple[int, ...]:
 def shipped_reachable() -> dict[str, tuple[int, ...]]:
     """`REACHABLE_FILE`'s states per task, if it was made with this abstraction version
     (else none: they are computed)."""
-    import json
-    from ..envs.abstraction import ABSTRACTION_VERSION
     try:
         data = json.loads(REACHABLE_FILE.read_text())
     except (OSError, ValueError):
@@ -331,10 +332,6 @@ def reachable_states(task: str) -> tuple[int, ...]:
 def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int, ...]]:
     """Recomputes the shipped reachable states (of `tasks`, default every task with a
     teacher) and writes `REACHABLE_FILE` atomically."""
-    import json
-    from ..core.io import atomic_write_text
-    from ..envs.abstraction import ABSTRACTION_VERSION
-    from .options import TASK_OPTIONS
     states = {t: compute_reachable(t) for t in (tasks or tuple(TASK_OPTIONS))}
     atomic_write_text(REACHABLE_FILE, json.dumps({
         "abstraction_version": ABSTRACTION_VERSION,
