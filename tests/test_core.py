@@ -152,7 +152,8 @@ def test_teacher_and_bootstrap_skips_stay_conds_under_vmap_over_seeds():
                        num_minibatches=2, update_epochs=1, hidden=(16,), window=5, kl_coef=1.0)
     algo = make_ppo(config)
     teacher = algo.teacher(oracle_table("DoorKey"))
-    states = jax.vmap(algo.init)(jax.random.split(jax.random.key(0), 2))
+    # shapes are all make_jaxpr needs (running init op by op compiled ~100 small programs)
+    states = jax.eval_shape(jax.vmap(algo.init), jax.random.split(jax.random.key(0), 2))
     conds = lambda vmap: str(jax.make_jaxpr(vmap(lambda s, t: algo.update(s, t, 1),
                                                  in_axes=(0, None)))(states, teacher)).count(
         "cond[")
@@ -386,6 +387,28 @@ def test_checkpoints_restore_a_state_written_before_a_none_field_existed(tmp_pat
         ckpt.restore(3, _After(x=jnp.zeros(5), key=jax.random.key(0)))
     ckpt.close()
 
+
+
+def test_a_restored_state_is_placed_as_a_fresh_one_and_needs_no_second_program(tmp_path):
+    """orbax hands back committed arrays; a fresh state is uncommitted, and a program lowered
+    for one form differs from the other's (every resume and every evaluation of a run folder
+    compiled its program again). A template of shapes only restores the same values."""
+    fresh = jax.jit(lambda k: _Before(x=jnp.arange(4.0), key=jax.random.split(k, 2)))(
+        jax.random.key(7))
+    ckpt = Checkpoints(tmp_path / "c")
+    ckpt.save(1, fresh)
+    ckpt.manager.wait_until_finished()
+    restored = ckpt.restore(1, fresh)
+    from_shapes = ckpt.restore(1, jax.eval_shape(lambda: fresh))
+    ckpt.close()
+    step = jax.jit(lambda s: s.replace(x=s.x + 1, key=jax.vmap(jax.random.fold_in)(s.key,
+                                                                                   jnp.arange(2))))
+    want = step.lower(fresh).as_text()
+    for out in (restored, from_shapes):
+        assert not any(x.committed for x in jax.tree.leaves(out))
+        assert step.lower(out).as_text() == want
+        np.testing.assert_array_equal(out.x, fresh.x)
+        np.testing.assert_array_equal(jax.random.key_data(out.key), jax.random.key_data(fresh.key))
 
 # ---------------------------------------------------------------------------------------------
 # The fast input path and the driver's chunks

@@ -124,10 +124,10 @@ def test_guided_ppo_with_the_posterior_teacher():
     assert fixed.init(jax.random.key(0)).options is None  # the fixed teacher keeps no estimates
     # Teacher.mixture over precomputed options = Teacher.probs
     oracle = fixed.teacher(oracle_table("DoorKey"))
-    obs = jax.vmap(fixed.env.reset)(jax.random.split(jax.random.key(1), 8)).obs
-    option_probs, applicable = oracle.option_probs(obs)
-    np.testing.assert_allclose(oracle.mixture(obs, option_probs, applicable),
-                               oracle.probs(obs), atol=1e-6)
+    obs = jax.jit(jax.vmap(fixed.env.reset))(jax.random.split(jax.random.key(1), 8)).obs
+    mixture = jax.jit(lambda t, obs: t.mixture(obs, *t.option_probs(obs)))
+    np.testing.assert_allclose(mixture(oracle, obs), jax.jit(lambda t, o: t.probs(o))(oracle, obs),
+                               atol=1e-6)
     for key, value in (("posterior_tau", 0.0), ("posterior_rate", 0.0), ("posterior_floor", 1.0)):
         with pytest.raises(ConfigError, match=key):
             PPOConfig(**base, posterior=True, **{key: value}).check()

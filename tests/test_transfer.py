@@ -136,7 +136,7 @@ def test_source_parameters_are_really_loaded(tmp_path, source_run):
     d, run = runs.create_run(ppo, run)
     driver.train_run(ppo, run, d, progress=False)
     ckpt = Checkpoints(d / "checkpoints")
-    state = ckpt.restore(ckpt.latest(), runs.init_states(setup.algo, run))
+    state = ckpt.restore(ckpt.latest(), runs.state_shapes(setup.algo, run))
     ckpt.close()
     assert int(state.update[0]) == 1
     for s in range(2):

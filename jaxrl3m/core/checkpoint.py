@@ -11,21 +11,48 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 
 def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return (isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
+            and jnp.issubdtype(x.dtype, jax.dtypes.prng_key))
+
+
+def _key_data(x: Any) -> Any:
+    return (jax.random.key_data(x) if isinstance(x, jax.Array)
+            else jax.eval_shape(jax.random.key_data, x))
+
+
+def _key_impl(x: Any) -> Any:
+    # a template of shapes only (`runs.state_shapes`) carries the implementation in its dtype
+    return jax.random.key_impl(x) if isinstance(x, jax.Array) else x.dtype._impl
 
 
 def _unkey(tree: Any) -> Any:
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+    return jax.tree.map(lambda x: _key_data(x) if _is_key(x) else x, tree)
+
+
+def _like(d: Any, t: Any) -> Any:
+    """A restored leaf placed as the template's: orbax returns committed arrays, a fresh state
+    is uncommitted, and a program traced for one form is compiled again for the other (every
+    resume and every evaluation of a run folder paid a second compilation). Committed
+    templates (placed on a mesh) keep orbax's arrays, which already follow their shardings."""
+    if isinstance(d, jax.Array) and (isinstance(t, jax.ShapeDtypeStruct) or
+                                     (isinstance(t, jax.Array) and not t.committed)):
+        return jax.device_put(np.asarray(d))
+    return d
 
 
 def _rekey(data: Any, template: Any) -> Any:
-    return jax.tree.map(lambda d, t: jax.random.wrap_key_data(d, impl=jax.random.key_impl(t))
-                        if _is_key(t) else d, data, template)
+    def one(d, t):
+        if _is_key(t):
+            return jax.random.wrap_key_data(_like(d, _key_data(t)), impl=_key_impl(t))
+        return _like(d, t)
+
+    return jax.tree.map(one, data, template)
 
 
 class Checkpoints:
@@ -45,10 +72,11 @@ class Checkpoints:
         return self.manager.latest_step()
 
     def restore(self, step: int, template: Any) -> Any:
-        """The tree saved at `step`, shaped like `template` (typed keys restored). A state field
-        that is None in `template` may be missing from the checkpoint: checkpoints written
-        before the field existed (e.g. `PPOState.options`, the posterior teacher's estimates)
-        still restore."""
+        """The tree saved at `step`, shaped like `template` (arrays, or `jax.ShapeDtypeStruct`s
+        such as `runs.state_shapes`'; typed keys restored), placed as a fresh state is. A state
+        field that is None in `template` may be missing from the checkpoint: checkpoints
+        written before the field existed (e.g. `PPOState.options`, the posterior teacher's
+        estimates) still restore."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unkey(template))
         try:
             try:

@@ -321,6 +321,12 @@ def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
     return jax.jit(vmap_seeds(algo.init, in_axes=(0, None)))(keys, params)
 
 
+def state_shapes(algo: Any, run: RunConfig) -> Any:
+    """The shapes and dtypes of `init_states` without computing it (nothing compiles): the
+    template a checkpoint restores into."""
+    return jax.eval_shape(lambda: init_states(algo, run))
+
+
 def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
     """A run folder's configs, setup and state at its last checkpoint."""
     run_dir = Path(run_dir)
@@ -331,7 +337,7 @@ def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
     if step is None:
         ckpt.close()
         raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
-    state = ckpt.restore(step, init_states(s.algo, run))
+    state = ckpt.restore(step, state_shapes(s.algo, run))
     ckpt.close()
     s.algo.check_restored(state, s.frozen)
     return algo_config, run, s, state, int(step)
