@@ -51,6 +51,8 @@ def pytest_runtest_setup(item):
 
 
 def pytest_runtest_logfinish(nodeid, location):
+    if _current["test"] != nodeid:  # xdist's controller hears of every worker's tests
+        return
     row = {"test": nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
            "wall": round(time.perf_counter() - _current["t0"], 3),
            "events": _current["events"]}

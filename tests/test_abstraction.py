@@ -112,7 +112,7 @@ def test_scripted_episode_walks_through_expected_states():
 
 def test_jit_vmap_and_no_retracing():
     env = envs.make("ColoredDoorKey")
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 16))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 16))
 
     @jax.jit
     @chex.assert_max_traces(n=1)

@@ -49,7 +49,7 @@ def test_bad_keyword_values(opts, match):
 def test_shapes_dtypes_and_finite_in_batches(task):
     env = envs.make(task)
     n = 32
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), n))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), n))
     chex.clear_trace_counter()  # the footprint is shared by the parametrized cases
 
     def batched_step(state, action):
@@ -74,7 +74,7 @@ def test_autoreset_convention():
     """A done step returns the new episode's state/obs and the old episode's final_obs."""
     env = envs.make("LavaDoorKey", max_steps=8)
     n = 64
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), n))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), n))
     step = jax.jit(jax.vmap(env.step))
     saw_done = saw_continue = False
     for t in range(12):
@@ -114,7 +114,7 @@ def test_navix_doorkey_through_make(size):
     env = envs.make(f"DoorKey-{size}x{size}", max_steps=20)
     assert env.horizon == 20 and envs.make(f"DoorKey-{size}x{size}").horizon == 10 * size * size
     n = 8
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), n))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), n))
     step = jax.jit(jax.vmap(env.step))
     truncated_at = []
     for t in range(25):
@@ -156,7 +156,7 @@ def test_batch_step_resets_only_ended_episodes_with_the_same_values(task, per_pa
     from jaxrl3m.envs import autoreset
     env = envs.make(task, max_steps=7)
     n = 16
-    state = jax.vmap(env.reset)(jax.random.split(jax.random.key(3), n)).state
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(3), n)).state
 
     def run(stepper):
         def body(s, k):

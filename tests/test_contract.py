@@ -105,7 +105,7 @@ def test_inputs_are_a_record_not_a_tuple():
     algo = algos.make("ppo", algos.PPOConfig(task="DoorKey", **NET), guided=False)
     assert algos.as_inputs(None) == algos.Inputs()
     with pytest.raises(ConfigError, match="Inputs"):
-        algo.update(algo.init(jax.random.key(0)), (None, None))
+        jax.eval_shape(lambda: algo.update(algo.init(jax.random.key(0)), (None, None)))
     with pytest.raises(ConfigError, match="not a registered algorithm.*ppo"):
         algos.make("ppp")
 

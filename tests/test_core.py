@@ -354,13 +354,14 @@ def test_no_import_circle_and_commands_stay_on_top():
 def test_heads_share_one_encoder():
     from jaxrl3m.nets import Network
     env = make_ppo(PPOConfig(task="DoorKey")).env
-    obs = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4)).obs
+    obs = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(0), 4)).obs
     ac, q = Network(head="actor_critic", hidden=(16,)), Network(head="q", hidden=(16,))
-    p_ac, p_q = ac.init(jax.random.key(0), obs), q.init(jax.random.key(0), obs)
+    p_ac, p_q = jax.jit(ac.init)(jax.random.key(0), obs), jax.jit(q.init)(jax.random.key(0), obs)
     shapes = lambda p: jax.tree.map(lambda x: x.shape, p["params"]["encoder"])
     assert shapes(p_ac) == shapes(p_q) and set(p_q["params"]) == {"encoder", "q"}
     # PPO's trained encoder can be carried into a Q network as it is.
-    q_values = q.apply({"params": {**p_q["params"], "encoder": p_ac["params"]["encoder"]}}, obs)
+    q_values = jax.jit(q.apply)({"params": {**p_q["params"],
+                                            "encoder": p_ac["params"]["encoder"]}}, obs)
     assert q_values.shape == (4, 7)
 
 

@@ -99,7 +99,7 @@ def test_only_adapters_embeddings_and_head_train(tiny):
     algo = make_dt(config(gguf_path, lm_coef=0.1))
     frozen = algo.frozen()
     data, _ = algo.prepare(ds)
-    state = algo.init(jax.random.key(0))
+    state = jax.jit(algo.init)(jax.random.key(0))
     adapters = traverse_util.flatten_dict(state.params["transformer"])
     assert adapters and {k[-1] for k in adapters} == {"lora_a", "lora_b"}
     assert {k[-2] for k in adapters} == {"q", "k", "v"}
@@ -113,9 +113,9 @@ def test_only_adapters_embeddings_and_head_train(tiny):
     used = traverse_util.flatten_dict(algo.full_params(new.params, frozen)["params"]["transformer"])
     for k, v in traverse_util.flatten_dict(frozen.transformer).items():
         np.testing.assert_array_equal(np.asarray(used[k]), np.asarray(v))
-    assert not jax.tree.leaves(make_dt(config(gguf_path, tuning="frozen")).init(
-        jax.random.key(0)).params["transformer"])
-    full = make_dt(config(gguf_path, tuning="full")).init(jax.random.key(0)).params
+    assert not jax.tree.leaves(jax.eval_shape(make_dt(config(gguf_path, tuning="frozen")).init,
+                                              jax.random.key(0)).params["transformer"])
+    full = jax.jit(make_dt(config(gguf_path, tuning="full")).init)(jax.random.key(0)).params
     deltas = traverse_util.flatten_dict(full["transformer"])
     assert ("layers", "gate", "kernel") in deltas and not any(np.any(v) for v in deltas.values())
 
@@ -148,9 +148,10 @@ def test_evaluation_policy_sees_the_windows_training_sees(tiny):
     algo = make_dt(config(gguf_path, lm_coef=0.0, context=3))
     frozen = algo.frozen()
     data, _ = algo.prepare(ds)
-    params = algo.init(jax.random.key(0)).params
-    params = jax.tree.map(lambda x: x + 0.05 * jnp.sin(jnp.arange(x.size).reshape(x.shape))
-                          if x.dtype == jnp.float32 else x, params)  # nonzero adapters too
+    params = jax.jit(algo.init)(jax.random.key(0)).params
+    params = jax.jit(lambda p: jax.tree.map(
+        lambda x: x + 0.05 * jnp.sin(jnp.arange(x.size).reshape(x.shape))
+        if x.dtype == jnp.float32 else x, p))(params)  # nonzero adapters too
     e = int(np.argmax(ds["episode_length"]))
     starts = np.concatenate([[0], np.cumsum(ds["episode_length"])[:-1]])
     first, n = int(starts[e]), min(int(ds["episode_length"][e]), 7)
@@ -160,19 +161,22 @@ def test_evaluation_policy_sees_the_windows_training_sees(tiny):
     pp = (params, frozen, jnp.float32(target))
     memory = policy.initial_memory(pp, jax.tree.map(lambda x: x[:1], obs_all))
     K = algo.config.context
+    # jitted, each piece one program (op by op, every primitive compiled alone)
+    step, end_step = jax.jit(lambda *a: policy(*a)), jax.jit(policy.end_step)
+    apply, windows = jax.jit(algo.apply), jax.jit(algo.windows)
     for t in range(n):
         obs = jax.tree.map(lambda x: x[t:t + 1], obs_all)
-        _, _, memory = policy(pp, obs, jax.random.key(t), memory)
-        got = algo.apply(params, frozen, memory.rtg, memory.cells, memory.carried,
-                         memory.action, memory.timestep, memory.valid)[0, -1]
+        _, _, memory = step(pp, obs, jax.random.key(t), memory)
+        got = apply(params, frozen, memory.rtg, memory.cells, memory.carried,
+                    memory.action, memory.timestep, memory.valid)[0, -1]
         s = max(0, t - K + 1)
-        w = algo.windows(data, jnp.asarray([first + s]))
-        want = algo.apply(params, frozen, *w)[0, t - s]
+        w = windows(data, jnp.asarray([first + s]))
+        want = apply(params, frozen, *w)[0, t - s]
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=2e-5)
         a = int(ds["action"][first + t])
         memory = memory.replace(action=memory.action.at[:, -1].set(a))
-        memory = policy.end_step(pp, memory, jnp.asarray([ds["reward"][first + t]]),
-                                 jnp.asarray([False]))
+        memory = end_step(pp, memory, jnp.asarray([ds["reward"][first + t]]),
+                          jnp.asarray([False]))
 
 
 # ---------------------------------------------------------------------------------------------

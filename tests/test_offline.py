@@ -42,10 +42,10 @@ def test_train_and_heldout_layouts_are_disjoint():
     keys = jax.random.split(jax.random.key(0), 512)
     for split, want in (("train", False), ("heldout", True)):
         env = envs.make("DoorKey", layouts=split)
-        lay = jax.vmap(env.sample_layout)(keys)
-        assert (np.asarray(jax.vmap(layout_lib.held_out)(lay)) == want).all()
-    lay = jax.vmap(envs.make("DoorKey").sample_layout)(keys)  # "all": about 1 in 8 held out
-    assert 0.07 < float(jax.vmap(layout_lib.held_out)(lay).mean()) < 0.19
+        lay = jax.jit(jax.vmap(env.sample_layout))(keys)
+        assert (np.asarray(jax.jit(jax.vmap(layout_lib.held_out))(lay)) == want).all()
+    lay = jax.jit(jax.vmap(envs.make("DoorKey").sample_layout))(keys)  # "all": 1 in 8 held out
+    assert 0.07 < float(jax.jit(jax.vmap(layout_lib.held_out))(lay).mean()) < 0.19
     with pytest.raises(ValueError, match="layouts='test' is unknown"):
         envs.make("DoorKey", layouts="test")
 
@@ -76,10 +76,11 @@ def test_dataset_structure_and_round_trip(dataset):
 
 def test_compact_observations_decode_exactly():
     env = envs.make("ColoredDoorKey")
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), 16))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 16))
     obs = ts.obs
+    step = jax.jit(jax.vmap(env.step))
     for _ in range(5):
-        ts = jax.vmap(env.step)(ts.state, jax.random.randint(jax.random.key(_), (16,), 0, 7))
+        ts = step(ts.state, jax.random.randint(jax.random.key(_), (16,), 0, 7))
     for o in (obs, ts.obs):
         back = dsl.decode_obs(*dsl.encode_obs(o).values())
         jax.tree.map(np.testing.assert_array_equal, back, o)
@@ -157,19 +158,22 @@ def test_cql_loss_is_td_plus_penalty(dataset, guided):
     algo = make_offline(c, guided=guided, objective="cql")
     prior = Teacher.create("DoorKey", resolve_prior("oracle", "DoorKey")[0]) if guided else None
     data = offline_data(ds, algo.network, prior, 0.1)
-    params = algo.init(jax.random.key(0)).params
-    target = algo.init(jax.random.key(1)).params
+    init = jax.jit(algo.init)
+    params, target = init(jax.random.key(0)).params, init(jax.random.key(1)).params
     idx = jnp.arange(0, ds.num_transitions, 7)
-    loss, stats = algo.loss(params, target, data, idx, jax.random.key(2), c)
+    loss, stats = jax.jit(lambda *a: algo.loss(*a, c))(params, target, data, idx,
+                                                        jax.random.key(2))
     o = np.asarray(data.obs_index)[np.asarray(idx)]
     obs, nxt = ds.observations(o), ds.observations(o + 1)
-    q = np.asarray(algo.network.apply(params, obs), np.float64)
-    qn = np.asarray(algo.network.apply(target, nxt), np.float64)
+    apply = jax.jit(algo.network.apply)
+    q = np.asarray(apply(params, obs), np.float64)
+    qn = np.asarray(apply(target, nxt), np.float64)
     a = ds["action"][np.asarray(idx)].astype(int)
     r, term = ds["reward"][np.asarray(idx)], ds["terminated"][np.asarray(idx)]
     if guided:
-        lp = np.asarray(prior.log_probs(obs, 0.1), np.float64)
-        lpn = np.asarray(prior.log_probs(nxt, 0.1), np.float64)
+        log_probs = jax.jit(lambda p, o: p.log_probs(o, 0.1))
+        lp = np.asarray(log_probs(prior, obs), np.float64)
+        lpn = np.asarray(log_probs(prior, nxt), np.float64)
         boot = 0.1 * np.log(np.exp(lpn + qn / 0.1).sum(1))
         lse = np.log(np.exp(lp + q).sum(1))
     else:
@@ -184,15 +188,17 @@ def test_cql_loss_is_td_plus_penalty(dataset, guided):
 def test_bc_times_prior_only_acts_in_the_prior_support():
     c = OfflineConfig(task="DoorKey", hidden=(16,), window=5)
     algo = make_offline(c, guided=True, objective="bc")
-    params = algo.init(jax.random.key(0)).params
+    params = jax.jit(algo.init)(jax.random.key(0)).params
     table = np.zeros_like(resolve_prior("oracle", "DoorKey")[0])
     table[:, 0] = 1.0  # every state: the first skill only
     prior = Teacher.create("DoorKey", table)
-    obs = envs.make("DoorKey").reset(jax.random.key(3)).obs
+    obs = jax.jit(envs.make("DoorKey").reset)(jax.random.key(3)).obs
     obs = jax.tree.map(lambda x: jnp.stack([x] * 64), obs)
-    support = np.asarray(prior.probs(obs)) > 0
+    support = np.asarray(jax.jit(lambda p, o: p.probs(o))(prior, obs)) > 0
     pol = algo.policy(greedy=False)
-    acts = np.asarray(pol(algo.evaluation_params(params, prior), obs, jax.random.key(4))[0])
+    act = jax.jit(lambda params, prior, obs, key: pol(algo.evaluation_params(params, prior), obs,
+                                                      key)[0])
+    acts = np.asarray(act(params, prior, obs, jax.random.key(4)))
     assert support[np.arange(64), acts].all()
 
 

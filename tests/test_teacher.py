@@ -96,7 +96,7 @@ def _reference_paths(tag, state, pos, direction, target_cells):
 
 def _random_observations(task, n, steps, seed):
     env = make(task)
-    ts = jax.vmap(env.reset)(jax.random.split(jax.random.key(seed), n))
+    ts = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(seed), n))
 
     def body(ts, k):
         a = jax.random.randint(k, (n,), 0, 3)  # turns and moves explore the map
@@ -132,7 +132,8 @@ def test_packed_bitboards_shift_like_the_grid(shape):
 @pytest.mark.parametrize("task", ["LavaDoorKey", "ColoredDoorKey"])
 def test_navigation_matches_reference_bfs(task):
     obs = _random_observations(task, 40, 25, seed=3)
-    ks = jax.jit(jax.vmap(knowledge))(obs)
+    # numpy on the host: indexing device arrays in the loop would dispatch (and compile) op by op
+    obs, ks = jax.device_get((obs, jax.jit(jax.vmap(knowledge))(obs)))
     checked = 0
     for b in range(40):
         grid = np.asarray(obs.grid[b])

@@ -77,9 +77,9 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     probs = jax.jit(lambda t, obs: t.probs(obs))
     teacher = lambda table, obs, n, past: probs(trainer.teacher(table, past), obs)
     n = obs.agent_dir.shape[0]
-    params = trainer.init_params(jax.random.key(3))
-    other = trainer.init_params(jax.random.key(4))
-    past = jax.nn.softmax(trainer.apply(params, obs)[0])
+    init_params = jax.jit(trainer.init_params)
+    params, other = init_params(jax.random.key(3)), init_params(jax.random.key(4))
+    past = jax.nn.softmax(jax.jit(trainer.apply)(params, obs)[0])
     skills_only = probs(plain.teacher(oracle_table(task)), obs)
 
     # Kickstarting: all the prior on the past policy -> the teacher is that policy.
@@ -106,7 +106,8 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
     with pytest.raises(ConfigError, match="shape"):
         trainer.teacher(oracle_table(task), (params,))
     with pytest.raises(ConfigError, match="past policies"):  # a teacher without the column
-        trainer.update(trainer.init(jax.random.key(0)), plain.teacher(oracle_table(task)), 1)
+        jax.eval_shape(lambda: trainer.update(trainer.init(jax.random.key(0)),  # traced only
+                                              plain.teacher(oracle_table(task)), 1))
 
 
 # ---------------------------------------------------------------------------------------------
