@@ -37,6 +37,7 @@ echo "== 1/3 raw stepping"
 
 echo "== 2/3 training throughput"
 "$PY" bench/train_throughput.py --tasks $TRAIN_TASKS --envs $TRAIN_ENVS --seeds 1 \
+  --variants plain guided \
   --repeats $REPEATS --fresh --json "$OUT/train.json"
 
 echo "== 3/3 the main job, first and second run"

@@ -202,6 +202,9 @@ def main(argv=None) -> int:
     p.add_argument("--envs", nargs="+", type=int, default=[64, 256, 1024, 4096, 8192])
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--updates", type=int, default=2, help="updates per timed chunk")
+    p.add_argument("--variants", nargs="+", default=["plain", "guided", "guided_lambda0"],
+                   choices=["plain", "guided", "guided_lambda0"],
+                   help="PPO variants timed (plain and guided always; default all three)")
     p.add_argument("--repeats", type=int, default=4,
                    help="timed chunks per variant, alternating plain and guided; best kept")
     p.add_argument("--out", "--json", dest="out", default=None,
@@ -215,6 +218,8 @@ def main(argv=None) -> int:
     p.add_argument("--markdown", action="store_true",
                    help="print the Markdown table of the JSON and exit (measures nothing)")
     args = p.parse_args(argv)
+    if not {"plain", "guided"} <= set(args.variants):
+        p.error("--variants must include plain and guided (the ratio reported)")
     if args.family == "priors":
         return main_priors(args)
     if args.family == "posterior":
@@ -234,14 +239,15 @@ def main(argv=None) -> int:
     for task in args.tasks:
         for n in args.envs:
             for s in args.seeds:
-                m = measure(task, n, s, args.updates, args.repeats)
+                m = measure(task, n, s, args.updates, args.repeats, tuple(args.variants))
                 plain, guided = m["plain"], m["guided"]
                 ratio = guided["steps_per_s"] / plain["steps_per_s"]
                 benchlib.put(out, {"task": task, "envs": n, "seeds": s, **m,
                                    "guided_over_plain": ratio}, "task", "envs", "seeds")
                 print(f"{task:15s} {n:5d} {s:5d} {plain['steps_per_s']:14,.0f} "
                       f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} "
-                      f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f} "
+                      + (f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f} "
+                         if "guided_lambda0" in m else f"{'-':>14s} ") +
                       f"{plain['compile_s']:7.1f}/{guided['compile_s']:<7.1f}", flush=True)
                 benchlib.save(path, out)
     return 0

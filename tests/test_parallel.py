@@ -25,8 +25,12 @@ from jaxrl3m.core import parallel
 from jaxrl3m.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["ppo", "task=DoorKey", "seeds=2", "num_envs=8", "num_steps=8", "total_steps=256",
-        "log_every=2", "eval_episodes=4", "hidden=[16]", "--no-progress"]
+# test_ppo's run (`_tiny_cli_args`): on one device its programs are that test's, compiled once
+# per run of the suite (the persistent cache is shared by the suite's processes).
+TINY = ["configs/DoorKey-oracle.yaml", "seeds=2", "num_envs=8", "num_steps=8",
+        "num_minibatches=2", "update_epochs=2", "hidden=[16]", "window=5", "total_steps=640",
+        "log_every=5", "eval_episodes=16", "--no-progress"]
+UPDATES, CHUNK = 10, 5
 IGNORED = {"wall_s", "steps_per_second"}
 
 
@@ -51,7 +55,7 @@ def assert_same_run(a: Path, b: Path, rtol: float = 1e-4) -> None:
     """Same metrics (to `rtol`: reductions are summed in another order on other devices) and
     the same held-out evaluation."""
     ra, rb = read_metrics(a), read_metrics(b)
-    assert len(ra) == len(rb) == 8  # 2 seeds x 4 updates
+    assert len(ra) == len(rb) == 2 * UPDATES  # 2 seeds
     for x, y in zip(ra, rb):
         for k in x:
             if k not in IGNORED:
@@ -71,17 +75,23 @@ FOUR_DEVICES = textwrap.dedent("""
     from jaxrl3m.train import main
     out = sys.argv[1]
     assert len(jax.devices()) == 4
-    tiny = json.loads(sys.argv[2])
+    tiny, chunk = json.loads(sys.argv[2]), int(sys.argv[3])
+    lowered = []  # the training chunks lowered (one program per run, whatever the placement)
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _, fun_name="", **kw: lowered.append(fun_name)
+        if event.endswith("jaxpr_to_mlir_module_duration") and fun_name == "jit(chunk)" else None)
+    chunks = {}
     for d in (1, 4):
         assert main(tiny + [f"devices={d}", f"runs_dir={out}", f"name=d{d}"]) == 0
-    # Where the state lives on 4 devices: 2 seeds x 2 environment halves.
-    c, run = load_config("ppo", dict(task="DoorKey", seeds=2, num_envs=8, num_steps=8,
-                                     total_steps=256, hidden=[16], devices=4))
+        chunks[d], lowered[:] = len(lowered), []
+    # Where the state lives on 4 devices: 2 seeds x 2 environment halves (the run's own
+    # compiled chunk).
+    c, run = load_config(f"{out}/d4/config.yaml", {})
     s = setup(c, run)
     pl = driver.placement_of(s.algo, run)
     state = parallel.put(init_states(s.algo, run), pl)
     with parallel.using(pl):
-        new, _ = driver.chunk_fn(s.algo, 2, pl)(state, parallel.put(s.inputs, pl, False))
+        new, _ = driver.chunk_fn(s.algo, chunk, pl)(state, parallel.put(s.inputs, pl, False))
     specs = {"grid": tuple(new.env.state.grid.sharding.spec),
              "kernel": tuple(new.params["params"]["policy"]["kernel"].sharding.spec),
              "mesh": dict(pl.mesh.shape)}
@@ -95,7 +105,7 @@ FOUR_DEVICES = textwrap.dedent("""
         parallel.place(2, None, 4)  # offline: nothing to split but seeds
     except ConfigError as e:
         errors.append(str(e))
-    print("RESULT", json.dumps({"specs": specs, "errors": errors}))
+    print("RESULT", json.dumps({"specs": specs, "errors": errors, "chunks": chunks}))
 """)
 
 
@@ -104,7 +114,8 @@ def four_devices(tmp_path_factory):
     """One subprocess with 4 forced host devices: the tiny run on 1 and on 4 devices."""
     out = tmp_path_factory.mktemp("devices")
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
-    p = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out), json.dumps(TINY)],
+    p = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(out), json.dumps(TINY),
+                        str(CHUNK)],
                        cwd=ROOT, env=env_with(XLA_FLAGS=flags.strip()), capture_output=True,
                        text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -118,6 +129,8 @@ def test_four_devices_equal_one(four_devices):
     assert result["specs"]["mesh"] == {"seed": 2, "env": 2}
     assert result["specs"]["grid"] == ["seed", "env"]  # environments split within a seed
     assert result["specs"]["kernel"] == ["seed"]  # parameters: one copy per seed's devices
+    # the chunk's outputs are put back on its inputs' shardings: one program per run
+    assert result["chunks"] == {"1": 1, "4": 1}
 
 
 def test_bad_placements(four_devices):
@@ -151,7 +164,8 @@ def test_two_processes_equal_one(four_devices, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
     assert "final success" in outs[0][0] and "final success" not in outs[1][0]
     assert_same_run(ref / "d1", tmp_path / "p")
-    shards = list((tmp_path / "p" / "checkpoints" / "4" / "default").glob("ocdbt.process_*"))
+    shards = list((tmp_path / "p" / "checkpoints" / str(UPDATES) / "default").glob(
+        "ocdbt.process_*"))
     assert len(shards) == 2  # each process wrote its own seed's shards
 
 

@@ -172,6 +172,18 @@ def put(tree: Any, placement: Placement, seed_axis: bool = True) -> Any:
     return jax.tree.map(one, tree)
 
 
+def keeper(tree: Any, placement: Placement) -> Callable[[Any], Any]:
+    """A function that puts a tree shaped like `tree` back on `tree`'s shardings (the identity
+    without a mesh). A chunk's outputs come back sharded as XLA's sharding propagation chose
+    (environments split on the `env` axis, for one), and a program called with other input
+    shardings than its first call's is compiled again: every multi-device run compiled its
+    chunk twice."""
+    if placement.mesh is None:
+        return lambda t: t
+    shardings = jax.tree.map(lambda x: x.sharding, tree)
+    return jax.jit(lambda t: t, out_shardings=shardings)
+
+
 def _data_sharding(sharding, data: np.ndarray, key: jax.Array):
     """The sharding of a key array's raw data (one more trailing axis than the keys)."""
     spec = tuple(sharding.spec) + (None,) * (data.ndim - len(tuple(sharding.spec)))

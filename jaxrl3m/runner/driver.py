@@ -220,10 +220,12 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     bar = Progress(total * steps_per_update * run.seeds, progress and main,
                    done * steps_per_update * run.seeds, algo.progress_unit)
 
+    placed = parallel.keeper(state, placement)
+
     def launch(state, first):
         n = min(size, total - first)
         with parallel.using(placement):
-            return n, fn(state, inputs, n)
+            return n, fn(placed(state), inputs, n)
 
     def stops_at(update):
         return stop_after is not None and stop_after <= update < total
