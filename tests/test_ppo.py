@@ -118,16 +118,19 @@ def test_kl_schedules():
 # ---------------------------------------------------------------------------------------------
 # The trainer
 # ---------------------------------------------------------------------------------------------
-def _run(config: PPOConfig, guided: bool, table, n: int, env=None):
+def _run(config: PPOConfig, guided: bool, table, n: int, env=None, hp=None):
+    """`n` updates from one seed; `hp`: traced hyperparameters (`config`'s static keys), so
+    that runs differing only in a coefficient share one compiled program."""
     algo = make_ppo(config, guided, env)
     state = jax.jit(algo.init)(jax.random.key(3))
-    return jax.jit(algo.update, static_argnums=2)(state, Teacher.create(config.task, table), n)
+    return jax.jit(algo.update, static_argnums=2)(state, Teacher.create(config.task, table), n,
+                                                  hp)
 
 
 def test_kl_coef_zero_is_exactly_plain_ppo():
     config = PPOConfig(task="DoorKey", total_steps=8 * 8 * 3, kl_coef=0.0, **TINY)
     table = jnp.asarray(oracle_table("DoorKey"))
-    guided, m_guided = _run(config, True, table, 3)
+    guided, m_guided = _run(config, True, table, 3, hp=config)  # kl_coef a traced zero
     plain, m_plain = _run(config, False, table, 3)
     chex.assert_trees_all_equal(guided.params, plain.params)
     np.testing.assert_array_equal(m_guided["loss"], m_plain["loss"])
@@ -135,7 +138,7 @@ def test_kl_coef_zero_is_exactly_plain_ppo():
     reverse, _ = _run(dataclasses.replace(config, kl_direction="reverse"), True, table, 3)
     chex.assert_trees_all_equal(reverse.params, plain.params)
     # ... and the guidance really acts when kl_coef > 0.
-    pulled, m_pulled = _run(dataclasses.replace(config, kl_coef=1.0), True, table, 3)
+    pulled, m_pulled = _run(config, True, table, 3, hp=config.replace(kl_coef=1.0))
     assert float(m_pulled["kl_teacher"][0]) > 0 and float(m_pulled["lambda"][0]) == 1.0
     assert not np.allclose(jax.tree.leaves(pulled.params)[0], jax.tree.leaves(plain.params)[0])
 
