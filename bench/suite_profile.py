@@ -55,6 +55,7 @@ def pytest_runtest_logfinish(nodeid, location):
         return
     row = {"test": nodeid, "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
            "wall": round(time.perf_counter() - _current["t0"], 3),
+           "start": round(time.time() - (time.perf_counter() - _current["t0"]), 3),
            "events": _current["events"]}
     with open(os.environ.get("SUITE_PROFILE", "suite_profile.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

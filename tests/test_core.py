@@ -117,9 +117,9 @@ def test_collector_plays_exactly_one_episode_per_environment():
 # ---------------------------------------------------------------------------------------------
 def _observations(task: str, n: int = 64):
     env = make_ppo(PPOConfig(task=task)).env
-    carry = collector.reset(env, jax.random.key(2), n)
-    _, tr = jax.jit(lambda c: collector.rollout(env, collector.Random(7), None, c,
-                                                jax.random.key(3), 4))(carry)
+    _, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
+                                                collector.reset(env, k, n), jax.random.key(3),
+                                                4))(jax.random.key(2))
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
 
 
@@ -441,13 +441,13 @@ def test_fast_input_path_gives_the_reference_outputs_and_gradients(network):
     from jaxrl3m.nets import Network
     env = make("ColoredDoorKey")
     # States mid-episode (keys and doors of several colours seen, something carried).
-    carry = collector.reset(env, jax.random.key(1), 32)
-    carry, tr = jax.jit(lambda c: collector.rollout(env, collector.Random(7), None, c,
-                                                    jax.random.key(2), 40))(carry)
+    carry, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
+                                                    collector.reset(env, k, 32),
+                                                    jax.random.key(2), 40))(jax.random.key(1))
     obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
     net = Network(network=network)
-    params = net.init(jax.random.key(0), obs)
-    cells, carried = net.encode(obs)
+    params = jax.jit(net.init)(jax.random.key(0), obs)
+    cells, carried = jax.jit(net.encode)(obs)
     assert cells.dtype == jnp.int16 and carried.dtype == jnp.int16
     assert int(cells.max()) < 990 and int(carried.max()) < 66 and len(np.unique(cells)) > 5
     fast = jax.jit(net.apply_codes)(params, cells, carried)
