@@ -12,6 +12,16 @@ from jaxrl3m.envs.types import (DIR_VEC, DOOR, EAST, EMPTY, FORWARD, KEY, LEFT, 
                                 TOGGLE)
 
 
+# The suite's tiny guided-PPO run (DoorKey, oracle teacher, 2 seeds, 10 updates in chunks of
+# 5, 16 held-out episodes): the files that train through the command use it as it is (test_ppo,
+# test_core, test_parallel), so its programs compile once per run of the suite (the persistent
+# compilation cache is shared by the suite's processes). Settings a test varies come after it.
+TINY_RUN = ["configs/DoorKey-oracle.yaml", "seeds=2", "num_envs=8", "num_steps=8",
+            "num_minibatches=2", "update_epochs=2", "hidden=[16]", "window=5",
+            "total_steps=640", "log_every=5", "eval_episodes=16", "--no-progress"]
+TINY_RUN_UPDATES, TINY_RUN_CHUNK = 10, 5
+
+
 def make_layout(room=(10, 10), door=(0, 3), door_colour=0, keys=((2, 2),), key_colours=None,
                 lava=(), agent=(1, 1), agent_dir=EAST) -> Layout:
     """A Layout from plain Python values (positions are (row, col))."""

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
+from helpers import TINY_RUN
 
 from jaxrl3m import algos, train as train_cli
 from jaxrl3m.algos.ppo import PPOConfig, make_ppo
@@ -184,8 +185,8 @@ def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path,
     else:
         assert f"checkpoint {last} in" in err and f"at update {last + 1} " in err
     assert not (tmp_path / "boom" / "summary.json").exists()
-    # A healthy run under the same guard is not stopped.
-    assert train_cli.main(_cli(tmp_path, "fine", "max_loss=1e4")) == 0
+    # A healthy run under the same guard is not stopped (the suite's tiny run: compiled once).
+    assert train_cli.main([*TINY_RUN, "name=fine", f"runs_dir={tmp_path}", "max_loss=1e4"]) == 0
     # A checkpoint that does not fit the run's config (another version, other keys) is named.
     cfg = tmp_path / "fine" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("- 16", "- 32"))
@@ -197,7 +198,7 @@ def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path,
 
 def test_tensorboard_logging(tmp_path):
     pytest.importorskip("tensorboardX")
-    assert train_cli.main(_cli(tmp_path, "tb", "tensorboard=true")) == 0
+    assert train_cli.main([*TINY_RUN, "name=tb", f"runs_dir={tmp_path}", "tensorboard=true"]) == 0
     events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
 

@@ -20,17 +20,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import TINY_RUN, TINY_RUN_CHUNK, TINY_RUN_UPDATES
 
 from jaxrl3m.core import parallel
 from jaxrl3m.core.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-# test_ppo's run (`_tiny_cli_args`): on one device its programs are that test's, compiled once
-# per run of the suite (the persistent cache is shared by the suite's processes).
-TINY = ["configs/DoorKey-oracle.yaml", "seeds=2", "num_envs=8", "num_steps=8",
-        "num_minibatches=2", "update_epochs=2", "hidden=[16]", "window=5", "total_steps=640",
-        "log_every=5", "eval_episodes=16", "--no-progress"]
-UPDATES, CHUNK = 10, 5
+TINY, UPDATES, CHUNK = TINY_RUN, TINY_RUN_UPDATES, TINY_RUN_CHUNK
 IGNORED = {"wall_s", "steps_per_second"}
 
 

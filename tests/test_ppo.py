@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import struct
+from helpers import TINY_RUN
 
 from jaxrl3m import train as train_cli
 from jaxrl3m.algos import losses
@@ -295,10 +296,7 @@ def test_prior_of_another_task_is_refused(tmp_path, capsys):
 
 
 def _tiny_cli_args(tmp_path, name):
-    return ["configs/DoorKey-oracle.yaml", f"name={name}", f"runs_dir={tmp_path}",
-            "num_envs=8", "num_steps=8", "num_minibatches=2", "update_epochs=2", "hidden=[16]",
-            "window=5", "total_steps=640", "log_every=5", "eval_episodes=16", "--seeds", "2",
-            "--no-progress"]
+    return [*TINY_RUN, f"name={name}", f"runs_dir={tmp_path}"]
 
 
 def test_train_writes_a_run_and_resume_equals_uninterrupted(tmp_path, capsys):
