@@ -205,7 +205,7 @@ def test_a_table_with_a_past_policy_column_is_used_as_the_llm_wrote_it(tmp_path,
 def test_teacher_alone_is_evaluated_not_trained(tmp_path):
     ppo, run = runs.load_config("transfer/2-teacher",
                                 {"task": "ColoredDoorKey", "runs_dir": str(tmp_path),
-                                 "eval_episodes": 64, "seeds": 2})
+                                 "eval_episodes": 16, "seeds": 2})  # the study's program
     d, run = runs.create_run(ppo, run)
     summary = driver.train_run(ppo, run, d, progress=False)
     assert not (d / "checkpoints").exists() and summary["learn"] is False
@@ -230,7 +230,8 @@ def test_study_runs_all_approaches_and_reuses_them(tmp_path, capsys):
             "llm_cache/ColoredDoorKey-vicuna33b-llm4teach.json", "--seeds", "2",
             "--runs-dir", str(tmp_path), "--out", str(out), "--no-progress",
             "--set", "total_steps=256", "eval_episodes=16", "log_every=4", *TINY_KEYS,
-            "--source-set", "total_steps=128", "eval_episodes=0", *TINY_KEYS]
+            "--source-set", "total_steps=128", "eval_episodes=0", "seeds=2", *TINY_KEYS]
+    # (the source_run fixture's settings: its compiled programs serve)
     assert transfer.main(args) == 0
     printed = capsys.readouterr().out
     assert (tmp_path / "transfer" / "source-DoorKey" / "summary.json").is_file()
