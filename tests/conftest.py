@@ -46,8 +46,7 @@ SLOW = {
     "test_contract.py": ("test_the_contract", "test_train_is_init_then_every_update"),
     "test_core.py": ("test_divergence_stops_the_run", "test_teacher_and_bootstrap_skips",
                      "test_a_chunk_skips_its_surplus_updates", "test_navix_is_imported_only",
-                     "test_heads_share_one_encoder", "test_tensorboard_logging",
-                     "test_fast_input_path_gives_the_reference_outputs"),
+                     "test_tensorboard_logging"),
     "test_dqn_prior.py": ("test_dqn_prior_run_two_seeds", "test_dqn_prior_learns_q_star",
                           "test_transfer_study_with_the_dqn_learner"),
     "test_dt.py": ("",),  # every test: its module fixture writes models and collects data
@@ -56,8 +55,7 @@ SLOW = {
                     "test_precompute_with_the_jax_backend", "test_precompute_scores_a_past_policy"),
     "test_navix.py": ("test_navix_task_through_our_trainer", "test_navix_ppo_runs_on_our_task"),
     "test_offline.py": ("test_bc_run_evaluates_on_heldout_layouts", "test_shuffled_prior_is_wrong",
-                        "test_compact_observations_decode", "test_cql_loss_is_td_plus_penalty",
-                        "test_bc_times_prior", "test_cql_prior_two_seeds",
+                        "test_cql_loss_is_td_plus_penalty", "test_cql_prior_two_seeds",
                         "test_dataset_structure_and_round_trip"),
     "test_parallel.py": ("",),  # every test: its module fixture trains on 4 devices
     "test_posterior.py": ("test_guided_ppo_with_the_posterior_teacher",),
