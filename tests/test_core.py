@@ -153,7 +153,7 @@ def test_teacher_and_bootstrap_skips_stay_conds_under_vmap_over_seeds():
                        num_minibatches=2, update_epochs=1, hidden=(16,), window=5, kl_coef=1.0)
     algo = make_ppo(config)
     teacher = algo.teacher(oracle_table("DoorKey"))
-    # shapes are all make_jaxpr needs (running init op by op compiled ~100 small programs)
+    # shapes are all make_jaxpr needs (running init op by op compiles every primitive alone)
     states = jax.eval_shape(jax.vmap(algo.init), jax.random.split(jax.random.key(0), 2))
     conds = lambda vmap: str(jax.make_jaxpr(vmap(lambda s, t: algo.update(s, t, 1),
                                                  in_axes=(0, None)))(states, teacher)).count(
