@@ -244,10 +244,10 @@ def main(argv=None) -> int:
                 ratio = guided["steps_per_s"] / plain["steps_per_s"]
                 benchlib.put(out, {"task": task, "envs": n, "seeds": s, **m,
                                    "guided_over_plain": ratio}, "task", "envs", "seeds")
+                zero = (f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f}"
+                        if "guided_lambda0" in m else f"{'-':>14s}")
                 print(f"{task:15s} {n:5d} {s:5d} {plain['steps_per_s']:14,.0f} "
-                      f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} "
-                      + (f"{m['guided_lambda0']['steps_per_s'] / plain['steps_per_s']:14.3f} "
-                         if "guided_lambda0" in m else f"{'-':>14s} ") +
+                      f"{guided['steps_per_s']:15,.0f} {ratio:12.3f} {zero} "
                       f"{plain['compile_s']:7.1f}/{guided['compile_s']:<7.1f}", flush=True)
                 benchlib.save(path, out)
     return 0

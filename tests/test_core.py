@@ -390,7 +390,6 @@ def test_checkpoints_restore_a_state_written_before_a_none_field_existed(tmp_pat
     ckpt.close()
 
 
-
 def test_a_restored_state_is_placed_as_a_fresh_one_and_needs_no_second_program(tmp_path):
     """orbax hands back committed arrays; a fresh state is uncommitted, and a program lowered
     for one form differs from the other's (every resume and every evaluation of a run folder
@@ -411,6 +410,7 @@ def test_a_restored_state_is_placed_as_a_fresh_one_and_needs_no_second_program(t
         assert step.lower(out).as_text() == want
         np.testing.assert_array_equal(out.x, fresh.x)
         np.testing.assert_array_equal(jax.random.key_data(out.key), jax.random.key_data(fresh.key))
+
 
 # ---------------------------------------------------------------------------------------------
 # The fast input path and the driver's chunks

@@ -120,8 +120,8 @@ def test_kl_schedules():
 # The trainer
 # ---------------------------------------------------------------------------------------------
 def _run(config: PPOConfig, guided: bool, table, n: int, env=None, hp=None):
-    """`n` updates from one seed; `hp`: traced hyperparameters (`config`'s static keys), so
-    that runs differing only in a coefficient share one compiled program."""
+    """`n` updates from one seed; `hp`: the hyperparameters passed traced (a config with
+    `config`'s static keys), so that runs differing only in a coefficient share one program."""
     algo = make_ppo(config, guided, env)
     state = jax.jit(algo.init)(jax.random.key(3))
     return jax.jit(algo.update, static_argnums=2)(state, Teacher.create(config.task, table), n,

@@ -205,7 +205,7 @@ def test_a_table_with_a_past_policy_column_is_used_as_the_llm_wrote_it(tmp_path,
 def test_teacher_alone_is_evaluated_not_trained(tmp_path):
     ppo, run = runs.load_config("transfer/2-teacher",
                                 {"task": "ColoredDoorKey", "runs_dir": str(tmp_path),
-                                 "eval_episodes": 16, "seeds": 2})  # the study's program
+                                 "eval_episodes": 64, "seeds": 2})
     d, run = runs.create_run(ppo, run)
     summary = driver.train_run(ppo, run, d, progress=False)
     assert not (d / "checkpoints").exists() and summary["learn"] is False

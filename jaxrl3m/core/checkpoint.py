@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -49,7 +49,7 @@ def _like(d: Any, t: Any) -> Any:
 def _rekey(data: Any, template: Any) -> Any:
     def one(d, t):
         if _is_key(t):
-            return jax.random.wrap_key_data(_like(d, _key_data(t)), impl=_key_impl(t))
+            return jax.random.wrap_key_data(_like(d, t), impl=_key_impl(t))
         return _like(d, t)
 
     return jax.tree.map(one, data, template)
