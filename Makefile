@@ -7,8 +7,9 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 	$$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1 && { echo $$p; break; }; done)
 # Two pytest workers (pytest-xdist), one file per worker so module fixtures are shared: the
 # suite mostly compiles, and XLA compiles on one thread, so 2 workers on 2 cores beat one
-# process (bench/RESULTS.md, "The test suite").
-PYTEST_ARGS ?= -q -n 2 --dist loadfile
+# process (bench/RESULTS.md, "The test suite"). Files go to the workers heaviest first
+# (tests/conftest.py, HEAVY_FIRST; xdist's own order is by number of tests), so both end together.
+PYTEST_ARGS ?= -q -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
 

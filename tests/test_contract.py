@@ -22,7 +22,8 @@ from jaxrl3m.teacher.options import oracle_table
 from jaxrl3m.teacher.teacher import Teacher
 
 NET = {"hidden": (16,), "window": 5}
-CONFIGS = {  # every registered algorithm, tiny, and whether it is built guided
+CONFIGS = {  # every registered algorithm, tiny, and whether it is built guided (PPO's is the
+    # README's example, so that its `train` program is compiled once per run of the suite)
     "ppo": (dict(num_envs=4, num_steps=4, num_minibatches=2, update_epochs=1,
                  total_steps=32, kl_coef=1.0), True),
     "dqn": (dict(num_envs=4, num_steps=4, num_minibatches=2, update_epochs=1,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from flax import struct
 from helpers import TINY_RUN
 
@@ -29,8 +30,6 @@ from jaxrl3m.teacher.options import oracle_table
 from jaxrl3m.teacher.teacher import Teacher
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["num_envs=8", "num_steps=8", "num_minibatches=2", "update_epochs=2", "hidden=[16]",
-        "window=5"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,26 +165,18 @@ def test_teacher_and_bootstrap_skips_stay_conds_under_vmap_over_seeds():
 # ---------------------------------------------------------------------------------------------
 # The driver: divergence guard, TensorBoard
 # ---------------------------------------------------------------------------------------------
-def _cli(tmp_path, name, *extra):
-    return ["DoorKey-oracle", f"name={name}", f"runs_dir={tmp_path}", *TINY,
-            "total_steps=320", "log_every=1", "eval_episodes=0", *extra, "--no-progress"]
-
-
 def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path, capsys):
-    # lr=1e12 used to reach a loss of 1e25 and run on; max_loss stops it at once.
-    assert train_cli.main(_cli(tmp_path, "boom", "lr=1e12", "max_loss=1e4", "--seeds", "2")) == 2
+    # A diverging run (lr=1e12 used to reach a loss of 1e25 and run on) is stopped at the
+    # first chunk whose loss exceeds max_loss; here any real loss does (the suite's tiny run,
+    # compiled once), so the command's whole path is taken without a program of its own.
+    assert train_cli.main([*TINY_RUN, "name=boom", f"runs_dir={tmp_path}", "max_loss=1e-9"]) == 2
     err = capsys.readouterr().err
-    assert "training diverged" in err and "at update" in err and "(seed " in err
-    assert "Lower lr (now 1e+12)" in err
-    ckpt = Checkpoints(tmp_path / "boom" / "checkpoints")
-    last = ckpt.latest()
-    ckpt.close()
-    if last is None:
-        assert "no checkpoint was written yet" in err
-    else:
-        assert f"checkpoint {last} in" in err and f"at update {last + 1} " in err
+    assert "training diverged" in err and "exceeds max_loss=1e-09 at update 1 (seed " in err
+    lr = yaml.safe_load((tmp_path / "boom" / "config.yaml").read_text())["lr"]
+    assert f"Lower lr (now {float(lr):g})" in err
+    assert "no checkpoint was written yet" in err  # stopped in the first chunk
     assert not (tmp_path / "boom" / "summary.json").exists()
-    # A healthy run under the same guard is not stopped (the suite's tiny run: compiled once).
+    # A healthy run under a guard is not stopped.
     assert train_cli.main([*TINY_RUN, "name=fine", f"runs_dir={tmp_path}", "max_loss=1e4"]) == 0
     # A checkpoint that does not fit the run's config (another version, other keys) is named.
     cfg = tmp_path / "fine" / "config.yaml"
@@ -194,6 +185,29 @@ def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path,
     capsys.readouterr()
     assert evaluate.main([str(tmp_path / "fine"), "--episodes", "4"]) == 2
     assert "does not fit this run's state" in capsys.readouterr().err
+
+
+def test_divergence_check_finds_the_first_bad_update_and_names_the_last_checkpoint(tmp_path):
+    from jaxrl3m.runner.driver import TrainingDiverged, check_divergence
+
+    class Saved:  # the checkpoints a run has written so far
+        directory = tmp_path / "checkpoints"
+
+        def __init__(self, last):
+            self.last = last
+
+        def latest(self):
+            return self.last
+
+    loss = np.array([[0.5, 0.7, 2e5, np.nan], [0.4, np.inf, 0.3, 0.2]], np.float32)
+    with pytest.raises(TrainingDiverged, match=r"loss inf is not finite at update 12 \(seed 1\)"
+                       r"\. Lower lr\. The last good state is checkpoint 10 in .*checkpoints "
+                       r"\(--resume"):
+        check_divergence({"loss": loss}, 10, 1e4, Saved(10), "Lower lr.")
+    with pytest.raises(TrainingDiverged, match=r"loss 2e\+05 exceeds max_loss=10000 at update 3 "
+                       r"\(seed 0\).*no checkpoint was written yet"):
+        check_divergence({"loss": loss[:1]}, 0, 1e4, Saved(None), "Lower lr.")
+    check_divergence({"loss": loss[:, :2][:1]}, 0, 1e4, Saved(None), "Lower lr.")  # healthy: no error
 
 
 def test_tensorboard_logging(tmp_path):
