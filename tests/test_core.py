@@ -115,12 +115,18 @@ def test_collector_plays_exactly_one_episode_per_environment():
 # ---------------------------------------------------------------------------------------------
 # The teacher object
 # ---------------------------------------------------------------------------------------------
-def _observations(task: str, n: int = 64):
-    env = make_ppo(PPOConfig(task=task)).env
+def _random_observations(env, n: int, steps: int, seed: int):
+    """The observations of `n` environments over `steps` uniformly random actions (reset with
+    key `seed`, acting with key `seed + 1`), flattened to `[steps * n]`; one program."""
     _, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
-                                                collector.reset(env, k, n), jax.random.key(3),
-                                                4))(jax.random.key(2))
+                                                collector.reset(env, k, n),
+                                                jax.random.key(seed + 1), steps))(
+        jax.random.key(seed))
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
+
+
+def _observations(task: str, n: int = 64):
+    return _random_observations(make_ppo(PPOConfig(task=task)).env, n, 4, seed=2)
 
 
 def test_teacher_object_probabilities_floor_and_proposals():
@@ -454,12 +460,8 @@ def _reference_apply(net, params, cells, carried):
 def test_fast_input_path_gives_the_reference_outputs_and_gradients(network):
     from jaxrl3m.envs import make
     from jaxrl3m.nets import Network
-    env = make("ColoredDoorKey")
     # States mid-episode (keys and doors of several colours seen, something carried).
-    carry, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
-                                                    collector.reset(env, k, 32),
-                                                    jax.random.key(2), 40))(jax.random.key(1))
-    obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
+    obs = _random_observations(make("ColoredDoorKey"), 32, 40, seed=1)
     net = Network(network=network)
     params = jax.jit(net.init)(jax.random.key(0), obs)
     cells, carried = jax.jit(net.encode)(obs)
