@@ -11,7 +11,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # (tests/conftest.py, HEAVY_FIRST; xdist's own order is by number of tests), so both end together.
 PYTEST_ARGS ?= -q -n 2 --dist loadfile --no-loadscope-reorder
 
-.PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix clean
+.PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix check-openai clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -123,5 +123,17 @@ bench-navix: $(VENV)/.installed
 	$(PY) bench/navix_peers.py --tasks DoorKey --budget 1000000
 	$(PY) bench/navix_peers.py --tasks Navix-DoorKey-5x5 --agents navix-ppo-matched --navix-obs symbolic
 
+# The openai backend against a real server: llama-cpp-python's OpenAI-compatible server (built from
+# source into its own venv, ~10 min on 2 cores the first time) serving the SmolLM2 GGUF on
+# loopback; the table it gives must agree with the jax backend's (bench/check_openai.py).
+OPENAI_VENV := .openai-venv
+$(OPENAI_VENV)/.installed:
+	$(PYTHON312) -m venv $(OPENAI_VENV)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(OPENAI_VENV)/bin/python -m pip install -q 'llama-cpp-python[server]==0.3.36'
+	@touch $@
+
+check-openai: $(VENV)/.model $(OPENAI_VENV)/.installed
+	$(PY) bench/check_openai.py --venv $(OPENAI_VENV)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(OPENAI_VENV) .pytest_cache

@@ -76,6 +76,18 @@ def collect(task: str, policy: str, episodes: int, epsilon: float = 0.0, seed: i
                             transitions_per_s=float(arrays["action"].shape[0] / wall))
 
 
+def check_out(path: str) -> None:
+    """Refuses an --out that cannot be written, before anything is collected."""
+    import os
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"--out {path!r} is a folder; give a file name in it (e.g. "
+                          f"{out / 'DoorKey-expert.npz'})")
+    parent = out.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {path!r}: the folder {str(parent)!r} is not writable")
+
+
 def recipe_path(out_dir: str | Path, task: str, recipe: str, seed: int) -> Path:
     return Path(out_dir) / f"{task}-{recipe}-s{seed}.npz"
 
@@ -120,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.recipes:
             build_recipes(args.out_dir, args.episodes or 10_000, seeds=range(args.seeds))
             return 0
-        missing = [k for k in ("task", "policy", "episodes", "out") if not getattr(args, k)]
+        missing = [k for k in ("task", "policy", "episodes", "out") if getattr(args, k) is None]
         if missing:
             raise ConfigError(f"give {', '.join('--' + k for k in missing)} (or --recipes)")
+        if args.episodes < 1:
+            raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+        check_out(args.out)
         if args.batch < 1:
             raise ConfigError(f"--batch must be at least 1, got {args.batch}")
         ds = collect(args.task, args.policy, args.episodes, args.epsilon, args.seed, args.batch,

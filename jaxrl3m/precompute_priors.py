@@ -58,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--samples", type=int, default=10, help="answers sampled per state (sample mode)")
     g.add_argument("--timeout", type=float, default=60.0)
     g.add_argument("--retries", type=int, default=5)
+    g.add_argument("--chat-template", default="auto", metavar="auto|plain|MODEL|FILE.jinja",
+                   help="how log-probability mode renders the chat: the served model's template "
+                        "from a local copy (an alias such as smollm2, a .gguf file or a model "
+                        "folder: the jax backend's exact strings) or a .jinja file; auto (default):"
+                        " the server's /props or a served model id that is a local file, else "
+                        "plain text (recorded in the table; it cannot match the jax backend)")
     g = p.add_argument_group("table backend")
     g.add_argument("--table-file", default=None, help="YAML file of hand-written probabilities")
     return p
@@ -99,7 +105,8 @@ def compute(args: argparse.Namespace):
         from .llm.openai_backend import OpenAIScorer
         scorer = OpenAIScorer(base_url=args.base_url, model=args.model, api_key=args.api_key,
                               mode=args.openai_mode, samples=args.samples, timeout=args.timeout,
-                              retries=args.retries, log=_log)
+                              retries=args.retries, log=_log,
+                              chat=chat_format(args) if args.openai_mode != "sample" else None)
         score_fn, load_s = scorer, 0.0
         model_meta = {"model": args.model, "base_url": args.base_url}
     t1 = time.perf_counter()
@@ -108,7 +115,7 @@ def compute(args: argparse.Namespace):
     probs = scores_to_probs(scores, prompt.temperature)
     extra = {}
     if args.backend == "openai":
-        extra["openai_mode"] = scorer.used_mode
+        extra.update(scorer.stats())
     reach = reachable_states(args.task)
     held_out = tuple(i for i in reach if i not in prompt.example_states())
     return make_table(
@@ -121,6 +128,42 @@ def compute(args: argparse.Namespace):
         score_seconds=round(score_s, 2), **extra)
 
 
+def chat_format(args: argparse.Namespace):
+    """The `--chat-template` of the openai backend's log-probability mode."""
+    from pathlib import Path
+    from .llm.openai_backend import ChatFormat, server_chat_format
+    spec = args.chat_template
+    if spec == "plain":
+        return ChatFormat.plain()
+    if spec == "auto":
+        found = server_chat_format(args.base_url, args.model, min(args.timeout, 10.0))
+        if found is None:
+            _log("note: the server does not tell its chat template and --chat-template was not "
+                 "given: log-probability mode scores a plain-text rendering, which cannot match "
+                 "the jax backend's table (give --chat-template MODEL or FILE.jinja)")
+            return ChatFormat.plain()
+        _log(f"chat template: {found.source}")
+        return found
+    if spec.endswith(".jinja"):
+        if not Path(spec).is_file():
+            raise ValueError(f"--chat-template {spec!r}: no such file")
+        return ChatFormat.from_jinja(Path(spec).read_text(), f"file:{spec}")
+    return ChatFormat.from_model(spec)
+
+
+def check_out(path: str) -> None:
+    """Refuses an `--out` that cannot be written, before any work."""
+    import os
+    from pathlib import Path
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"--out {path!r} is a folder; give a file name in it (e.g. "
+                         f"{out / 'DoorKey-mymodel.json'})")
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {path!r}: the folder {str(parent)!r} is not writable")
+
+
 def _prompt_meta(prompt) -> dict:
     import dataclasses
     d = dataclasses.asdict(prompt)
@@ -131,11 +174,12 @@ def _prompt_meta(prompt) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        check_out(args.out)
         table = compute(args)
+        path = save_table(table, args.out)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    path = save_table(table, args.out)
     meta = table.metadata
     reach = reachable_states(args.task)
     msg = f"wrote {path} ({args.backend}"

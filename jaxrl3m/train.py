@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, help="seeds trained together in one vmap")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last "
                                                        "checkpoint")
+    p.add_argument("--allow-changed", nargs="+", default=[], metavar="KEY",
+                   help="with --resume: accept these config keys or inputs (prior, dataset, "
+                        "source, model) differing from the run's start (recorded in the run's "
+                        "inputs.json); without it a resume refuses any change")
     p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.add_argument("--coordinator", metavar="HOST:PORT", help="multi-process run: process 0's "
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.config and "=" in args.config:  # only overrides were given
             args.overrides.insert(0, args.config)
             args.config = None
+        if args.allow_changed and not args.resume:
+            raise ConfigError("--allow-changed goes with --resume RUN_DIR")
         if args.resume:
             if args.config or args.overrides or args.seeds:
                 raise ConfigError("--resume takes the run's own config.yaml; do not give a "
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {run_dir}: {run.algo} on {c.task}, prior {run.prior}, {run.seeds} seed(s), "
               f"{size}", file=sys.stderr)
         summary = train_run(algo_config, run, run_dir, resume=bool(args.resume),
-                            progress=not args.no_progress, prepared=prepared)
+                            progress=not args.no_progress, prepared=prepared,
+                            allow_changed=tuple(args.allow_changed))
     except (ConfigError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

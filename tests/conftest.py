@@ -50,6 +50,9 @@ SLOW = {
     "test_dqn_prior.py": ("test_dqn_prior_run_two_seeds", "test_dqn_prior_learns_q_star",
                           "test_transfer_study_with_the_dqn_learner"),
     "test_dt.py": ("",),  # every test: its module fixture writes models and collects data
+    "test_faults.py": ("test_resume_refuses", "test_bit_rot_in_the_latest",
+                       "test_a_run_folder_in_use", "test_a_garbage_line",
+                       "test_evaluate_needs_no_prior", "test_starts_that_cannot_work"),
     "test_layout.py": ("test_single_draw_never_fails_exhaustively",),
     "test_llm.py": ("test_gemma3_270m_matches_transformers", "test_smollm2_matches_transformers",
                     "test_precompute_with_the_jax_backend", "test_precompute_scores_a_past_policy"),
@@ -76,7 +79,7 @@ SLOW = {
 # default order, by number of tests, left one idle for the last minute.
 HEAVY_FIRST = ("test_transfer.py", "test_teacher.py", "test_ppo.py", "test_core.py", "test_dt.py",
                "test_parallel.py", "test_llm.py", "test_bench.py", "test_api.py",
-               "test_contract.py", "test_offline.py", "test_dqn_prior.py",
+               "test_contract.py", "test_faults.py", "test_offline.py", "test_dqn_prior.py",
                "test_parity_minigrid.py", "test_readme_and_cli.py", "test_navix.py",
                "test_layout.py", "test_posterior.py")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -182,13 +183,23 @@ def test_divergence_stops_the_run_and_names_update_seed_and_checkpoint(tmp_path,
     assert f"Lower lr (now {float(lr):g})" in err
     assert "no checkpoint was written yet" in err  # stopped in the first chunk
     assert not (tmp_path / "boom" / "summary.json").exists()
+    # The folder of a start that failed before any checkpoint says so (it is not a run).
+    failed = json.loads((tmp_path / "boom" / "failed.json").read_text())
+    assert "TrainingDiverged" in failed["error"] and "exceeds max_loss" in failed["error"]
+    from jaxrl3m import evaluate
+    assert evaluate.main([str(tmp_path / "boom"), "--episodes", "4"]) == 2
+    assert "its start failed: TrainingDiverged" in capsys.readouterr().err
     # A healthy run under a guard is not stopped.
     assert train_cli.main([*TINY_RUN, "name=fine", f"runs_dir={tmp_path}", "max_loss=1e4"]) == 0
-    # A checkpoint that does not fit the run's config (another version, other keys) is named.
+    # config.yaml edited after the run: refused, naming the key (inputs.json records the start).
     cfg = tmp_path / "fine" / "config.yaml"
     cfg.write_text(cfg.read_text().replace("- 16", "- 32"))
-    from jaxrl3m import evaluate
     capsys.readouterr()
+    assert evaluate.main([str(tmp_path / "fine"), "--episodes", "4"]) == 2
+    assert "config.yaml was edited after the run started (hidden: [16]" in capsys.readouterr().err
+    # Without the record (a folder written before records), a checkpoint that does not fit the
+    # run's config (another version, other keys) is named.
+    (tmp_path / "fine" / "inputs.json").unlink()
     assert evaluate.main([str(tmp_path / "fine"), "--episodes", "4"]) == 2
     assert "does not fit this run's state" in capsys.readouterr().err
 

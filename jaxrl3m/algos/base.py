@@ -244,6 +244,12 @@ class Algorithm:
     evaluation_needs_data: ClassVar[bool] = False
     """Evaluation reads the dataset (a Decision Transformer's target return)."""
 
+    @property
+    def evaluation_needs_teacher(self) -> bool:
+        """Evaluation reads the teacher or prior (`evaluation_params`): DQN-Prior, CQL-Prior and
+        BC-Prior act with their prior; PPO's policy acts alone."""
+        return False
+
     # -- what the algorithm is built on ---------------------------------------------------
     @property
     def env(self):

@@ -199,6 +199,10 @@ class DQN(Algorithm):
         """The collector policy for evaluation, with `evaluation_params`."""
         return QPolicy(self.network, self.config, self.guided, greedy)
 
+    @property
+    def evaluation_needs_teacher(self) -> bool:
+        return self.guided
+
     def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
         """What `policy` acts from (no exploration): the Q-network's parameters (per seed), the
         prior and epsilon = 0 (shared); `evaluation_axes` is its vmap prefix."""

@@ -145,6 +145,10 @@ class Offline(Algorithm):
             return BCPolicy(self.network, self.config, self.guided, greedy)
         return QPolicy(self.network, self.config, self.guided, greedy)
 
+    @property
+    def evaluation_needs_teacher(self) -> bool:
+        return self.guided
+
     def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
         prior = as_inputs(inputs).teacher
         return (params, prior if self.guided else None, jnp.float32(0.0))

@@ -2,7 +2,11 @@
 
 Typed PRNG keys are stored as their raw key data and wrapped back on restore. Orbax writes each
 checkpoint to a temporary folder and renames it when complete, so a stopped run never leaves a
-half-written checkpoint behind.
+half-written checkpoint behind. Once orbax has finished, a manifest of the sha256 of every file
+of the checkpoint is written into its folder (`jaxrl3m.core.integrity`); a restore verifies it
+first, so bit rot or a partial copy is an error naming the file, never a silently different
+state. `restore_newest` falls back to the newest checkpoint that verifies, and moves the damaged
+newer ones aside (to `<run>/damaged_checkpoints/`), saying so.
 """
 
 from __future__ import annotations
@@ -10,10 +14,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import shutil
+import sys
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from ..errors import ConfigError
+from . import integrity
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be written or read back as it was written."""
 
 
 def _is_key(x) -> bool:
@@ -65,11 +80,73 @@ class Checkpoints:
                                                                  create=True))
 
     def save(self, step: int, tree: Any) -> None:
-        self.manager.save(step, args=ocp.args.StandardSave(_unkey(tree)))
-        self.manager.wait_until_finished()
+        """Writes checkpoint `step` and, once orbax has finished, its manifest (process 0).
+        A full disk (or any failed write) is a CheckpointError that names the folder; the
+        checkpoints written before stay as they were."""
+        try:
+            self.manager.save(step, args=ocp.args.StandardSave(_unkey(tree)))
+            self.manager.wait_until_finished()
+            if jax.process_index() == 0:
+                integrity.write_manifest(self.step_dir(step))
+        except Exception as e:  # noqa: BLE001 - orbax wraps OS errors in many kinds
+            err = _os_error(e)
+            what = (f"{err.strerror or err}" if err is not None
+                    else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+            free = shutil.disk_usage(self.directory).free / 1e6
+            older = [s for s in self.manager.all_steps() if s < step]
+            raise CheckpointError(
+                f"could not write checkpoint {step} in {self.directory} ({what}; {free:,.0f} MB "
+                f"free there). " + ("Free some space (or fix the folder's permissions) and "
+                                    f"--resume: checkpoint {max(older)} is intact."
+                                    if older else "Free some space (or fix the folder's "
+                                    "permissions) and train again.")) from None
+
+    def step_dir(self, step: int) -> Path:
+        return self.directory / str(int(step))
 
     def latest(self) -> int | None:
         return self.manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """Every complete checkpoint's step, newest first."""
+        return sorted(self.manager.all_steps(), reverse=True)
+
+    def verify(self, step: int) -> bool:
+        """Checks checkpoint `step` against its manifest (False: it has none, as checkpoints
+        written before 2026-12-04; IntegrityError: a file differs or is missing)."""
+        return integrity.verify_manifest(self.step_dir(step))
+
+    def restore_newest(self, template: Any, log=None) -> tuple[int, Any] | None:
+        """`(step, tree)` of the newest checkpoint that verifies and restores; None if there is
+        no checkpoint. Damaged newer ones are moved to `<run>/damaged_checkpoints/` (so that
+        training can write those steps again) and `log` is told which and why."""
+        log = log or (lambda m: print(m, file=sys.stderr))
+        steps = self.steps()
+        damaged: list[tuple[int, str]] = []
+        for step in steps:
+            try:
+                tree = self.restore(step, template)
+            except CheckpointError as e:
+                damaged.append((step, str(e)))
+                continue
+            if damaged:
+                self._set_aside([s for s, _ in damaged])
+                log(f"warning: checkpoint(s) {', '.join(str(s) for s, _ in damaged)} damaged "
+                    f"({damaged[0][1]}); moved to {self.directory.parent / 'damaged_checkpoints'}"
+                    f"; using checkpoint {step}, the newest that verifies")
+            return step, tree
+        if damaged:
+            raise CheckpointError(
+                f"no checkpoint in {self.directory} can be restored: {damaged[0][1]}. "
+                "Train the run again (or restore the folder from a backup)")
+        return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        aside = self.directory.parent / "damaged_checkpoints"
+        aside.mkdir(exist_ok=True)
+        for s in steps:
+            self.step_dir(s).rename(aside / f"{s}-{time.strftime('%Y%m%dT%H%M%S')}")
+        self.manager.reload()
 
     def restore(self, step: int, template: Any) -> Any:
         """The tree saved at `step`, shaped like `template` (arrays, or `jax.ShapeDtypeStruct`s
@@ -79,16 +156,23 @@ class Checkpoints:
         estimates) still restore."""
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _unkey(template))
         try:
+            verified = self.verify(step)
+        except integrity.IntegrityError as e:
+            raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: {e}"
+                                  ) from None
+        try:
             try:
                 data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
             except Exception:
                 data = self._restore_without_none_fields(step, abstract)
         except Exception as e:  # orbax raises many kinds: tree, shape, dtype, missing files
-            from .config import ConfigError
-            raise ConfigError(
-                f"checkpoint {step} in {self.directory} does not fit this run's state (it was "
-                f"written by another version of jaxrl3m, with other network or size keys, or "
-                f"it is damaged): {type(e).__name__}: {str(e).splitlines()[0][:300]}. Train "
+            why = ("it verifies against its manifest, so it was written by another version of "
+                   "jaxrl3m or with other network or size keys" if verified else
+                   "it was written by another version of jaxrl3m, with other network or size "
+                   "keys, or it is damaged")
+            raise CheckpointError(
+                f"checkpoint {step} in {self.directory} does not fit this run's state ({why}): "
+                f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}. Train "
                 "the run again (run folders written before the core refactor of 2026-11-22 "
                 "cannot be resumed)") from None
         return _rekey(data, template)
@@ -110,3 +194,21 @@ class Checkpoints:
 
     def close(self) -> None:
         self.manager.close()
+
+    def __enter__(self) -> "Checkpoints":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind an exception (orbax and tensorstore wrap them), if any."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+

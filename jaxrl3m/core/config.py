@@ -15,6 +15,7 @@ plain `pip install`; a path to any YAML file works too.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -56,9 +57,16 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path.resolve() in _seen:
         raise ConfigError(f"config file {str(path)!r} inherits itself through 'base'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(path)!r} is not text (a binary or damaged file); "
+                          "give a YAML file of key: value lines") from None
+    except OSError as e:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {e.strerror}") from None
+    data = parse_yaml(text, f"config file {str(path)!r}")
+    if data is None:
+        raise ConfigError(f"config file {str(path)!r} is empty; give at least one key (e.g. "
+                          "task: DoorKey), or no file to train the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r} must be a mapping of key: value")
     base = data.pop("base", None)
@@ -67,6 +75,34 @@ def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     merged = load_yaml(path.parent / base, _seen + (path.resolve(),))
     merged.update(data)
     return merged
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last
+    value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(
+                    f"{self._source}: key {key!r} is given twice (lines "
+                    f"{seen[key] + 1} and {key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text (safe), a key given twice in a mapping refused; errors name `source`."""
+    loader = _UniqueKeyLoader(text)
+    loader._source = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source} is not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -103,11 +139,16 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
             raise ConfigError(f"config key {key!r} must be a list of {_type_name(inner)}, "
                               f"got {value!r}")
         return tuple(coerce(key, v, inner) for v in value)
-    if tp is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+    if tp in (float, int) and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 and 1e9 (no dot) as strings
             value = float(value)
         except ValueError:
             pass
+    if tp is int and isinstance(value, float) and value.is_integer():
+        value = int(value)  # total_steps=1e9, 2.0e6
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and not math.isfinite(value) and key not in INFINITE_OK:
+        raise ConfigError(f"config key {key!r} must be a finite number, got {value!r}")
     ok = {bool: lambda v: isinstance(v, bool),
           int: lambda v: isinstance(v, int) and not isinstance(v, bool),
           float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -116,6 +157,11 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"config key {key!r} must be {_type_name(tp)}, got {value!r} "
                           f"({type(value).__name__})")
     return float(value) if tp is float else value
+
+
+INFINITE_OK = ("max_loss", "checkpoint_every")
+"""Float keys for which infinity means something (no divergence guard; checkpoints only at the
+end); every other float key must be finite."""
 
 
 def key_space(classes: tuple[type, ...]) -> dict[str, tuple[type, Any]]:

@@ -7,7 +7,9 @@ gives it (and the pooled return) per seed from a run's rows.
 
 `metrics.csv` is appended to after every chunk of updates (`MetricsLog`), never rewritten while a
 run trains: a run killed mid-write loses at most the line being written, which `read_csv` drops,
-and `--resume` cuts the file back to the last checkpoint once, atomically.
+and `--resume` cuts the file back to the last checkpoint once, atomically. Any other line that
+is not a row of numbers (an edit, a damaged file), or a (seed, update) given twice, is an error
+naming the line: `MetricsLog.read` never drops one silently.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ..errors import ConfigError
 from .io import atomic_write_text
 
 
@@ -50,6 +53,10 @@ def read_csv(path: str | Path) -> list[dict]:
             if None not in row.values() and None not in row]
 
 
+class MetricsError(ConfigError):
+    """A metrics file that is not what the run wrote."""
+
+
 class MetricsLog:
     """`metrics.csv` of a run, appended to one chunk of rows at a time (flushed and synced)."""
 
@@ -57,7 +64,39 @@ class MetricsLog:
         self.path, self.columns = Path(path), list(columns)
 
     def read(self) -> list[dict]:
-        return read_csv(self.path) if self.path.exists() else []
+        """The rows, checked: every complete line a row of numbers under this run's columns,
+        each (seed, update) once; only a cut last line (a kill mid-write) is dropped."""
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            lines = f.read().split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        elif lines:
+            lines.pop()  # cut mid-write
+        fix = (f"restore the file, or delete that line (the rows after the last checkpoint "
+               f"are rewritten on --resume)")
+        if not lines:
+            return []
+        if lines[0].split(",") != self.columns:
+            raise MetricsError(f"{self.path}: line 1 is not this run's header "
+                               f"({','.join(self.columns[:4])},...); {fix}")
+        rows, seen = [], set()
+        for n, line in enumerate(lines[1:], start=2):
+            cells = line.split(",")
+            values = [_num(v) for v in cells]
+            if len(cells) != len(self.columns) or not all(
+                    isinstance(v, (int, float)) for v in values):
+                raise MetricsError(f"{self.path}: line {n} is not a row of "
+                                   f"{len(self.columns)} numbers ({line[:80]!r}); {fix}")
+            row = dict(zip(self.columns, values))
+            key = (row["seed"], row["update"])
+            if key in seen:
+                raise MetricsError(f"{self.path}: line {n} repeats seed {key[0]}, update "
+                                   f"{key[1]} (two processes wrote this run?); {fix}")
+            seen.add(key)
+            rows.append(row)
+        return rows
 
     def truncate(self, last_update: int) -> list[dict]:
         """Keeps the rows up to `last_update` (a resumed run's checkpoint), atomically; returns

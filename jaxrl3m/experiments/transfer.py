@@ -318,10 +318,18 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
                               f"--learner ppo")
     if target not in TEACHER_TASKS:
         raise ConfigError(f"--target {target!r}: valid targets: {', '.join(TEACHER_TASKS)}")
-    # Check every approach's configuration before training anything.
+    # Check every approach's configuration and the prior table before training anything.
     for a in approaches:
         approach_configs(a, target, prior, seeds, source or "<source>", out, overrides,
                          config_dir)
+    if any(load_yaml(config_dir / f"{APPROACHES[a][0]}.yaml").get("prior", "none") != "none"
+           for a in approaches):
+        from ..teacher.teacher import resolve_prior
+        try:
+            resolve_prior(prior, target)
+        except ConfigError as e:
+            raise ConfigError("--prior: " + str(e).replace("config key 'prior': ", "")
+                              ) from None
     t0 = time.perf_counter()
     source_path = ensure_source(source, runs_dir, dict(source_overrides or {}), progress,
                                 config_dir)

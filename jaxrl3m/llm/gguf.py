@@ -126,17 +126,24 @@ def load_gguf(path: Path, name: str) -> Model:
     def field(key, default=None):
         return fields.get(key, default)
 
+    def need(key):
+        if fields.get(key) is None:
+            raise ModelError(f"{path}: metadata {key!r} is missing; the file is incomplete or "
+                             "was not written by llama.cpp's converter (re-convert it, or serve "
+                             "it with an OpenAI-compatible server and use --backend openai)")
+        return fields[key]
+
     arch = field("general.architecture")
     if arch not in ("llama", "qwen2", "gemma3"):
         raise ModelError(f"{path}: architecture {arch!r} is not supported by jaxrl3m's decoder "
                          f"({SUPPORTED}); serve it with an OpenAI-compatible server and use "
                          "`--backend openai`")
-    n_heads = int(field(f"{arch}.attention.head_count"))
-    dim = int(field(f"{arch}.embedding_length"))
-    tokens = field("tokenizer.ggml.tokens")
+    n_heads = int(need(f"{arch}.attention.head_count"))
+    dim = int(need(f"{arch}.embedding_length"))
+    tokens = need("tokenizer.ggml.tokens")
     gemma = {}
     if arch == "gemma3":
-        n_layers = int(field(f"{arch}.block_count"))
+        n_layers = int(need(f"{arch}.block_count"))
         scaling = field(f"{arch}.rope.scaling.type")
         gemma = dict(qk_norm=True, post_norms=True, activation="gelu_tanh",
                      embed_scale=float(np.sqrt(np.float32(dim))),
@@ -146,9 +153,9 @@ def load_gguf(path: Path, name: str) -> Model:
                      rope_scale=float(field(f"{arch}.rope.scaling.factor", 1.0))
                      if scaling == "linear" else 1.0)
     cfg = DecoderConfig(
-        vocab_size=len(tokens), dim=dim, n_layers=int(field(f"{arch}.block_count")),
+        vocab_size=len(tokens), dim=dim, n_layers=int(need(f"{arch}.block_count")),
         n_heads=n_heads, n_kv_heads=int(field(f"{arch}.attention.head_count_kv", n_heads)),
-        ffn_dim=int(field(f"{arch}.feed_forward_length")),
+        ffn_dim=int(need(f"{arch}.feed_forward_length")),
         rope_theta=float(field(f"{arch}.rope.freq_base", 10000.0)),
         rms_eps=float(field(f"{arch}.attention.layer_norm_rms_epsilon", 1e-5)),
         tie_embeddings="output.weight" not in tensors,

@@ -33,8 +33,10 @@ from ..core import metrics as metrics_io
 from ..core.checkpoint import Checkpoints
 from ..core.config import ConfigError
 from ..core.evaluation import evaluate, evaluate_algo, precompile_algo
+from ..core.integrity import RunLock
 from ..core.io import atomic_write_json
 from ..core import parallel
+from . import record
 from .runs import RunConfig, Setup, init_states, setup as make_setup
 
 
@@ -168,17 +170,56 @@ class TensorBoard:
 
 def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = False,
               progress: bool = True, stop_after: int | None = None,
-              prepared: Setup | None = None) -> dict[str, Any] | None:
+              prepared: Setup | None = None, allow_changed: tuple[str, ...] = ()
+              ) -> dict[str, Any] | None:
     """Trains (or continues) the run in `run_dir`; returns the summary.
 
+    The folder is locked for the call (`jaxrl3m.core.integrity.RunLock`: a second process is
+    refused). A fresh run records its settings and inputs (`jaxrl3m.runner.record`); a resumed
+    one (`resume=True`) is refused when they changed, except the keys in `allow_changed`.
     `stop_after` stops once that many updates are done, as an interruption would (returns
     None; `resume=True` continues it). `prepared`: the run's `runs.setup`, when the caller
-    already built it (to check everything before creating the folder).
+    already built it (to check everything before creating the folder). A start that fails
+    before any checkpoint leaves `failed.json` (what went wrong) in the folder.
     """
-    s = prepared or make_setup(algo_config, run)
     run_dir = Path(run_dir)
-    if not run.learn:
-        return evaluate_teacher_run(s, run, run_dir)
+    lock = RunLock(run_dir) if parallel.is_main_process() else None
+    try:
+        s = prepared or make_setup(algo_config, run)
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        if parallel.is_main_process():
+            if resume:
+                record.check(run_dir, algo_config, run, tuple(allow_changed), log)
+            else:
+                record.start(run_dir, algo_config, run)
+        if not run.learn:
+            return evaluate_teacher_run(s, run, run_dir)
+        return _train(algo_config, run, run_dir, s, resume, progress, stop_after)
+    except BaseException as e:
+        if parallel.is_main_process() and not isinstance(e, KeyboardInterrupt):
+            mark_failed_start(run_dir, e)
+        raise
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def mark_failed_start(run_dir: Path, error: BaseException) -> None:
+    """Writes `failed.json` into a run folder that has no checkpoint (nothing to resume), so
+    that it is not taken for a run: evaluate and source= name the failure."""
+    from .runs import FAILED
+    ckpts = run_dir / "checkpoints"
+    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+        return
+    try:
+        atomic_write_json(run_dir / FAILED, {"error": f"{type(error).__name__}: {error}",
+                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    except OSError:
+        pass
+
+
+def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bool,
+           progress: bool, stop_after: int | None) -> dict[str, Any] | None:
     algo, c = s.algo, algo_config
     names, steps_per_update = algo.metrics, algo.steps_per_update
     total = c.num_updates
@@ -186,53 +227,59 @@ def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = Fa
     main = parallel.is_main_process()  # writes metrics, summaries, plots, evaluation
     if placement.devices > 1 and progress and main:
         print(f"placing {run.seeds} seed(s) on {placement.describe()}", file=sys.stderr)
-    ckpt = Checkpoints(run_dir / "checkpoints")
     log = metrics_io.MetricsLog(run_dir / "metrics.csv", columns(algo))
     state = parallel.put(init_states(algo, run, s.start), placement)
     inputs = parallel.put(s.inputs, placement, seed_axis=False)
     done, rows = 0, []
-    if resume and ckpt.latest() is not None:
-        done = ckpt.latest()
-        state = ckpt.restore(done, state)
-        algo.check_restored(parallel.to_host(state), s.frozen)
-        rows = (log.truncate(done) if main else
-                [r for r in log.read() if r["update"] <= done])
-        print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
-    elif log.path.exists() and main:
-        log.path.unlink()  # a fresh start of this folder
-    wall = rows[-1]["wall_s"] if rows else 0.0
-    hint = algo.divergence_hint(c)
-    size = min(run.log_every, total)
-    fn = chunk_fn(algo, size, placement)
-    compile_s = 0.0
-    if done < total:  # ahead of time, so that it is measured apart from training
-        t0 = time.perf_counter()
-        with parallel.using(placement):
-            fn.lower(state, inputs).compile()
-        compile_s = time.perf_counter() - t0
-        if progress and main:
-            print(f"compiled the training program in {compile_s:.1f} s", file=sys.stderr)
-    # The final evaluation's program compiles in the background while training runs.
-    warm = (precompile_algo(algo, state.params, s.inputs, run.seeds, run.eval_episodes,
-                            run.eval_greedy)
-            if run.eval_episodes and main and done < total and stop_after is None else None)
-    tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
-    bar = Progress(total * steps_per_update * run.seeds, progress and main,
-                   done * steps_per_update * run.seeds, algo.progress_unit)
+    ckpt = Checkpoints(run_dir / "checkpoints")
+    try:
+        found = ckpt.restore_newest(state) if resume else None
+        if found is not None:
+            done, state = found
+            algo.check_restored(parallel.to_host(state), s.frozen)
+            rows = (log.truncate(done) if main else
+                    [r for r in log.read() if r["update"] <= done])
+            print(f"resuming {run_dir} from update {done} of {total}", file=sys.stderr)
+        elif log.path.exists() and main:
+            log.path.unlink()  # a fresh start of this (locked) folder
+        wall = rows[-1]["wall_s"] if rows else 0.0
+        hint = algo.divergence_hint(c)
+        size = min(run.log_every, total)
+        fn = chunk_fn(algo, size, placement)
+        compile_s = 0.0
+        if done < total:  # ahead of time, so that it is measured apart from training
+            t0 = time.perf_counter()
+            with parallel.using(placement):
+                fn.lower(state, inputs).compile()
+            compile_s = time.perf_counter() - t0
+            if progress and main:
+                print(f"compiled the training program in {compile_s:.1f} s", file=sys.stderr)
+        # The final evaluation's program compiles in the background while training runs.
+        warm = (precompile_algo(algo, state.params, s.inputs, run.seeds, run.eval_episodes,
+                                run.eval_greedy)
+                if run.eval_episodes and main and done < total and stop_after is None else None)
+        tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
+        bar = Progress(total * steps_per_update * run.seeds, progress and main,
+                       done * steps_per_update * run.seeds, algo.progress_unit)
 
-    placed = parallel.keeper(state, placement)
+        placed = parallel.keeper(state, placement)
 
-    def launch(state, first):
-        n = min(size, total - first)
-        with parallel.using(placement):
-            return n, fn(placed(state), inputs, n)
+        def launch(state, first):
+            n = min(size, total - first)
+            with parallel.using(placement):
+                return n, fn(placed(state), inputs, n)
 
-    def stops_at(update):
-        return stop_after is not None and stop_after <= update < total
+        def stops_at(update):
+            return stop_after is not None and stop_after <= update < total
 
-    saved, last_save = done, time.monotonic()
-    pending = launch(state, done) if done < total else None
-    t_prev = time.perf_counter()
+        saved, last_save = done, time.monotonic()
+        pending = launch(state, done) if done < total else None
+        t_prev = time.perf_counter()
+    except BaseException:
+        if locals().get("warm") is not None:  # a compilation in the background ends first
+            locals()["warm"].join()
+        ckpt.close()
+        raise
     try:
         while pending is not None:
             n, (new_state, m) = pending

@@ -93,6 +93,11 @@ class RunConfig:
 
     def check(self) -> "RunConfig":
         from ..teacher.teacher import TEACHER_MODES
+        if self.name and (Path(self.name).name != self.name or self.name in (".", "..")
+                          or "\\" in self.name):
+            raise ConfigError(f"config key 'name': {self.name!r} is not a plain folder name (it "
+                              "would leave runs_dir); give a name without '/', '\\' or '..', "
+                              "and set runs_dir to choose where run folders go")
         for key in ("seeds", "log_every"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be at least 1, got "
@@ -193,30 +198,43 @@ def config_values(algo_config: Any, run: RunConfig) -> dict[str, Any]:
 def create_run(algo_config: Any, run: RunConfig, path: Path | None = None
                ) -> tuple[Path, RunConfig]:
     """Creates the run folder and writes its `config.yaml`: at `path`, or the first free
-    `runs_dir/name`, `name-2`, ... (the run's name is then the folder's)."""
+    `runs_dir/name`, `name-2`, ... (the run's name is then the folder's). The folder is taken
+    by an atomic `mkdir`, so two processes starting at once never share one."""
     main = jax.process_index() == 0
-    if path is None:
-        base = Path(run.runs_dir) / (run.name or "run")
-        path, i = base, 1
-        while main and path.exists():
-            i += 1
-            path = base.with_name(f"{base.name}-{i}")
-        if jax.process_count() > 1:  # every process takes the folder process 0 chose
-            import numpy as np
-            from jax.experimental import multihost_utils
-            i = int(multihost_utils.broadcast_one_to_all(np.int32(i)))
-            path = base if i == 1 else base.with_name(f"{base.name}-{i}")
-        run = dataclasses.replace(run, name=path.name)
-    path.mkdir(parents=True, exist_ok=True)
-    if main:
-        atomic_write_text(path / "config.yaml",
-                          yaml.safe_dump(config_values(algo_config, run), sort_keys=False))
+    try:
+        if path is None:
+            base = Path(run.runs_dir) / (run.name or "run")
+            base.parent.mkdir(parents=True, exist_ok=True)
+            path, i = base, 1
+            while main:
+                try:
+                    path.mkdir()
+                    break
+                except FileExistsError:
+                    i += 1
+                    path = base.with_name(f"{base.name}-{i}")
+            if jax.process_count() > 1:  # every process takes the folder process 0 chose
+                import numpy as np
+                from jax.experimental import multihost_utils
+                i = int(multihost_utils.broadcast_one_to_all(np.int32(i)))
+                path = base if i == 1 else base.with_name(f"{base.name}-{i}")
+            run = dataclasses.replace(run, name=path.name)
+        path.mkdir(parents=True, exist_ok=True)
+        if main:
+            atomic_write_text(path / "config.yaml",
+                              yaml.safe_dump(config_values(algo_config, run), sort_keys=False))
+    except PermissionError as e:
+        raise ConfigError(f"cannot create the run folder {str(path)!r}: permission denied on "
+                          f"{e.filename!r}; set runs_dir to a folder you can write to") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create the run folder {str(path)!r}: {e.strerror} "
+                          f"({e.filename}); set runs_dir to another folder") from None
     return path, run
 
 
 def check_same_settings(path: Path, algo_config: Any, run: RunConfig) -> None:
     """Refuses to reuse `path` for a run with other settings than the ones it holds."""
-    old = migrate(yaml.safe_load((path / "config.yaml").read_text()))
+    old = migrate(load_yaml(path / "config.yaml"))
     values = config_values(algo_config, run)
     differ = sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))
     if differ:
@@ -232,6 +250,20 @@ def read_run_config(run_dir: str | Path) -> tuple[Any, RunConfig]:
         raise ConfigError(f"{str(run_dir)!r} is not a run folder (no config.yaml); give a "
                           "folder written by python -m jaxrl3m.train")
     return load_config(run_dir / "config.yaml", {})
+
+
+FAILED = "failed.json"
+"""Written into a run folder whose start failed before any checkpoint (what went wrong)."""
+
+
+def failed_note(run_dir: Path) -> str:
+    """" (its start failed: ...)" for a folder marked as failed, else ""."""
+    import json
+    try:
+        why = json.loads((Path(run_dir) / FAILED).read_text())["error"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return f" (its start failed: {why[:300]})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,11 +290,15 @@ class Setup:
         return Inputs(teacher=self.teacher, data=self.data, frozen=self.frozen)
 
 
-def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
+def setup(algo_config: Any, run: RunConfig, with_data: bool = True,
+          evaluation: bool = False) -> Setup:
     """Resolves the prior table and the source policy of a run, builds its algorithm and
     teacher, and loads an offline algorithm's dataset (`with_data`; evaluation needs none, but a
     Decision Transformer's evaluation needs the target return its dataset gives).
-    Everything is checked here, before anything is written."""
+    `evaluation`: only what evaluating the trained policy needs (no teacher where the policy
+    acts without one: a PPO run whose prior table is gone can still be evaluated).
+    Everything is checked here, before anything is written, the devices included."""
+    from ..core import parallel
     from .. import algos
     from ..nets import Network
     from ..teacher import teacher as teachers
@@ -270,8 +306,14 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True) -> Setup:
     source = load_source(run, algo_config) if run.uses_source else None
     past = (source[0],) if source and run.teacher != "prior" else ()
     algo = spec.make(algo_config, guided=run.has_teacher, past_policies=past)
+    if run.learn:
+        parallel.place(run.seeds, algo.num_envs, run.devices)
+        if not evaluation:
+            from .resources import check_memory
+            check_memory(algo, run)
     teacher, info = None, {"prior": run.prior}
-    if run.has_teacher:
+    needs_teacher = not evaluation or not run.learn or algo.evaluation_needs_teacher
+    if run.has_teacher and needs_teacher:
         net = Network.from_config(algo_config, "actor_critic")
         teacher, info = teachers.compose(algo_config.task, run.prior, run.teacher, source,
                                          run.source_weight, net)
@@ -327,18 +369,31 @@ def state_shapes(algo: Any, run: RunConfig) -> Any:
     return jax.eval_shape(lambda: init_states(algo, run))
 
 
-def restore_run(run_dir: str | Path) -> tuple[Any, RunConfig, Setup, Any, int]:
-    """A run folder's configs, setup and state at its last checkpoint."""
+def restore_run(run_dir: str | Path, log=None) -> tuple[Any, RunConfig, Setup, Any, int]:
+    """A run folder's configs, setup (what evaluating its policy needs) and state at its newest
+    checkpoint that verifies (a damaged newer one is moved aside, and `log` told)."""
+    from . import record
     run_dir = Path(run_dir)
     algo_config, run = read_run_config(run_dir)
-    s = setup(algo_config, run, with_data=False)
-    ckpt = Checkpoints(run_dir / "checkpoints")
-    step = ckpt.latest()
-    if step is None:
-        ckpt.close()
-        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet; train it first")
-    state = ckpt.restore(step, state_shapes(s.algo, run))
-    ckpt.close()
+    recorded = record.read(run_dir)
+    if recorded is not None:
+        diff = {k: v for k, v in record.differences(
+            recorded, config_values(algo_config, run), recorded["inputs"]).items()}
+        if diff:
+            k = next(iter(diff))
+            raise ConfigError(f"{run_dir}/config.yaml was edited after the run started ({k}: "
+                              f"{diff[k]}); put it back (inputs.json holds the settings the "
+                              "checkpoints were trained with)")
+    s = setup(algo_config, run, with_data=False, evaluation=True)
+    if not (run_dir / "checkpoints").is_dir():
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet{failed_note(run_dir)}; "
+                          "train it first")
+    with Checkpoints(run_dir / "checkpoints") as ckpt:
+        found = ckpt.restore_newest(state_shapes(s.algo, run), log)
+    if found is None:
+        raise ConfigError(f"{str(run_dir)!r} has no checkpoint yet{failed_note(run_dir)}; "
+                          "train it first")
+    step, state = found
     s.algo.check_restored(state, s.frozen)
     return algo_config, run, s, state, int(step)
 

@@ -158,6 +158,9 @@ def load_table(path: str | os.PathLike, task: str | None = None) -> PriorTable:
                          + (f"Tables in {str(path.parent)!r}: {', '.join(avail)}. " if avail else "")
                          + "Make one with `python -m jaxrl3m.precompute_priors --task TASK "
                          "--backend oracle --out PATH`.")
+    if path.is_dir():
+        raise TableError(f"prior table {str(path)!r} is a folder; give a table file in it "
+                         "(llm_cache/<task>-<model>.json)")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

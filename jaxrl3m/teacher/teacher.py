@@ -191,12 +191,13 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
         return oracle_table(task), {"prior": "oracle"}
     if prior in ("uniform", "none"):
         return uniform_table(task), {"prior": prior}
-    path = Path(prior)
-    if not path.exists() and (SHIPPED_TABLES / path.name).is_file() and path.suffix == ".json":
-        path = SHIPPED_TABLES / path.name
+    path = prior_path(prior)
     if path.suffix != ".json" and not path.exists():
         raise ConfigError(f"config key 'prior': {prior!r} is neither oracle, uniform, none nor "
                           "a prior table file (e.g. llm_cache/ColoredDoorKey-smollm2.json)")
+    if path.is_dir():
+        raise ConfigError(f"config key 'prior': {prior!r} is a folder; give a prior table file "
+                          "in it (e.g. llm_cache/ColoredDoorKey-smollm2.json)")
     try:
         table = load_table(path, task)
     except TableError as e:
@@ -206,6 +207,22 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
                          "prior_backend": meta.get("backend"),
                          "prior_agreement": meta.get("agreement"),
                          "prior_past_policies": list(table.past_policies)}
+
+
+BUILTIN_PRIORS = ("oracle", "uniform", "none")
+"""Priors computed by the library itself (no file)."""
+
+
+def prior_path(prior: str) -> Path | None:
+    """The table file a `prior` value reads (a path that does not exist from here is looked up
+    among the shipped tables by its name); None for the built-in priors."""
+    prior = prior.removeprefix("shuffled:")
+    if prior in BUILTIN_PRIORS:
+        return None
+    path = Path(prior)
+    if not path.exists() and (SHIPPED_TABLES / path.name).is_file() and path.suffix == ".json":
+        path = SHIPPED_TABLES / path.name
+    return path
 
 
 def shuffle_rows(table: np.ndarray, task: str, seed: int = 0, tries: int = 1000) -> np.ndarray:

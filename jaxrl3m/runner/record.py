@@ -1,0 +1,175 @@
+"""What a run was made of, recorded so that `--resume` cannot mix settings or inputs silently.
+
+A run folder's `inputs.json` holds, from the run's start:
+- `config`: every key of the run, resolved (what `config.yaml` said then), and its sha256;
+- `inputs`: the sha256 of every file the run reads: the prior table (`prior`), the offline
+  dataset (`dataset`), the source run's checkpoint (`source`: its folder, step and manifest), the
+  base language model (`model`);
+- `changes`: what a user allowed to change on a resume (`--allow-changed KEY ...`), when.
+
+`check(run_dir, ...)` compares the run's settings and inputs now with the record and refuses a
+difference with a message naming the key (config keys by name; inputs by `prior`, `dataset`,
+`source`, `model`). A key named in `allow_changed` is accepted, and the change is recorded.
+A run folder written before records existed gets its record at its first resume.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..core.config import ConfigError
+from ..core.integrity import manifest_digest, sha256_file, sha256_tree
+from ..core.io import atomic_write_json
+
+RECORD = "inputs.json"
+INPUT_KEYS = ("prior", "dataset", "source", "model")
+"""The names of recorded input files (config keys of the same names say where they are)."""
+
+
+@functools.lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (cached per path, size and modification time within a process: a base
+    model is hundreds of MB) or of a folder's files."""
+    if path.is_dir():
+        return sha256_tree(path)
+    st = path.stat()
+    return _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def config_digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def input_files(algo_config: Any, run: Any) -> dict[str, dict[str, Any]]:
+    """`{name: {"path": ..., "sha256": ...}}` of the files the run reads now (names in
+    `INPUT_KEYS`). A file that does not exist is left out (the run's setup says so first)."""
+    from ..teacher.teacher import prior_path
+    out: dict[str, dict[str, Any]] = {}
+    path = prior_path(run.prior) if run.has_teacher else None
+    if path is not None and path.is_file():
+        out["prior"] = {"path": str(path), "sha256": file_digest(path)}
+    if run.dataset and Path(run.dataset).is_file():
+        out["dataset"] = {"path": run.dataset, "sha256": file_digest(Path(run.dataset))}
+    if run.uses_source and run.source:
+        src = source_checkpoint(Path(run.source))
+        if src is not None:
+            out["source"] = src
+    model = getattr(algo_config, "model", None)
+    if model and getattr(algo_config, "transformer", "") != "scratch":
+        from ..llm.loading import resolve
+        from ..llm.model import ModelError
+        try:
+            mpath = resolve(model)
+        except ModelError:
+            mpath = None
+        if mpath is not None:
+            out["model"] = {"path": str(mpath), "sha256": file_digest(mpath)}
+    return out
+
+
+def source_checkpoint(source: Path) -> dict[str, Any] | None:
+    """The source run's newest checkpoint: its folder, step and the sha256 of its manifest
+    (of its files where it has none)."""
+    ckpts = source / "checkpoints"
+    steps = sorted((int(p.name) for p in ckpts.iterdir() if p.name.isdigit()),
+                   reverse=True) if ckpts.is_dir() else []
+    if not steps:
+        return None
+    step_dir = ckpts / str(steps[0])
+    digest = manifest_digest(step_dir) or sha256_tree(step_dir)
+    return {"path": str(source), "step": steps[0], "sha256": digest}
+
+
+def write(run_dir: Path, values: dict[str, Any], inputs: dict[str, dict[str, Any]],
+          changes: list | None = None) -> Path:
+    return atomic_write_json(run_dir / RECORD, {
+        "config": values, "config_sha256": config_digest(values), "inputs": inputs,
+        "changes": changes or []})
+
+
+def read(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / RECORD
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        assert isinstance(data, dict) and isinstance(data["config"], dict)
+        assert data["config_sha256"] == config_digest(data["config"])
+        return data
+    except (ValueError, KeyError, AssertionError, TypeError, UnicodeDecodeError):
+        raise ConfigError(f"{path} is damaged (not the record this library wrote); restore it "
+                          "or train the run again") from None
+
+
+def start(run_dir: Path, algo_config: Any, run: Any) -> None:
+    """Records a fresh run's settings and inputs."""
+    from .runs import config_values
+    write(run_dir, config_values(algo_config, run), input_files(algo_config, run))
+
+
+def differences(recorded: dict[str, Any], values: dict[str, Any],
+                inputs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """`{key: what changed}` between a record and the run's settings and inputs now."""
+    out = {}
+    old = recorded["config"]
+    for k in sorted(set(old) | set(values)):
+        if old.get(k) != values.get(k):
+            out[k] = f"{old.get(k)!r} when the run started, {values.get(k)!r} now"
+    for k in INPUT_KEYS:
+        a, b = recorded["inputs"].get(k), inputs.get(k)
+        if a is None and b is None:
+            continue
+        if a is None or b is None or a.get("sha256") != b.get("sha256"):
+            where = (b or a)["path"]
+            out[k] = (f"{where} is gone" if b is None else
+                      f"{where} is not the file the run started with (sha256 "
+                      f"{a['sha256'][:12]}... then, {b['sha256'][:12]}... now)" if a else
+                      f"{where} was not recorded")
+    return out
+
+
+def check(run_dir: Path, algo_config: Any, run: Any, allow_changed: tuple[str, ...] = (),
+          log=None) -> None:
+    """Refuses to resume `run_dir` when its settings or inputs differ from the record (keys in
+    `allow_changed` excepted, and recorded as changed)."""
+    from .runs import config_values
+    values = config_values(algo_config, run)
+    inputs = input_files(algo_config, run)
+    recorded = read(run_dir)
+    if recorded is None:
+        if log:
+            log(f"note: {run_dir} has no {RECORD} (written before inputs were recorded); "
+                "recording its settings and inputs as they are now")
+        write(run_dir, values, inputs)
+        return
+    diff = differences(recorded, values, inputs)
+    unknown = [k for k in allow_changed if k not in values and k not in INPUT_KEYS]
+    if unknown:
+        raise ConfigError(f"--allow-changed {' '.join(unknown)}: not a config key or an input "
+                          f"({', '.join(INPUT_KEYS)})")
+    refused = {k: v for k, v in diff.items() if k not in allow_changed}
+    if refused:
+        raise ConfigError(
+            f"{run_dir} cannot be resumed as it is: "
+            + "; ".join(f"{k}: {v}" for k, v in list(refused.items())[:4])
+            + (f" (and {len(refused) - 4} more)" if len(refused) > 4 else "")
+            + ". A resumed run continues the run that started, with the same settings and "
+            "inputs: put them back, or start a new run; if you mean the change, resume with "
+            f"--allow-changed {' '.join(refused)} (recorded in {RECORD})")
+    if diff:
+        change = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
+                  "allowed": {k: diff[k] for k in sorted(diff)}}
+        write(run_dir, values, inputs, recorded.get("changes", []) + [change])
+        if log:
+            log(f"note: resuming {run_dir} with changes you allowed: {', '.join(sorted(diff))} "
+                f"(recorded in {RECORD})")
