@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from .core.config import ConfigError
+from .core.io import check_output_file
 from .offline import dataset as dsl
 from .runner import policies
 
@@ -74,18 +75,6 @@ def collect(task: str, policy: str, episodes: int, epsilon: float = 0.0, seed: i
                             shares=[c.share for c in comps], epsilon=epsilon, seed=seed,
                             layouts=layouts, collect_wall_s=wall,
                             transitions_per_s=float(arrays["action"].shape[0] / wall))
-
-
-def check_out(path: str) -> None:
-    """Refuses an --out that cannot be written, before anything is collected."""
-    import os
-    out = Path(path)
-    if out.is_dir():
-        raise ConfigError(f"--out {path!r} is a folder; give a file name in it (e.g. "
-                          f"{out / 'DoorKey-expert.npz'})")
-    parent = out.parent
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise ConfigError(f"--out {path!r}: the folder {str(parent)!r} is not writable")
 
 
 def recipe_path(out_dir: str | Path, task: str, recipe: str, seed: int) -> Path:
@@ -137,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"give {', '.join('--' + k for k in missing)} (or --recipes)")
         if args.episodes < 1:
             raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
-        check_out(args.out)
+        check_output_file(args.out)
         if args.batch < 1:
             raise ConfigError(f"--batch must be at least 1, got {args.batch}")
         ds = collect(args.task, args.policy, args.episodes, args.epsilon, args.seed, args.batch,

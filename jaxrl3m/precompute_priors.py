@@ -21,6 +21,7 @@ import sys
 import time
 
 
+from .core.io import check_output_file
 from .teacher.options import TEACHER_TASKS, oracle_table, uniform_table
 from .teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from .teacher.prompt import load_prompt
@@ -151,19 +152,6 @@ def chat_format(args: argparse.Namespace):
     return ChatFormat.from_model(spec)
 
 
-def check_out(path: str) -> None:
-    """Refuses an `--out` that cannot be written, before any work."""
-    import os
-    from pathlib import Path
-    out = Path(path)
-    if out.is_dir():
-        raise ValueError(f"--out {path!r} is a folder; give a file name in it (e.g. "
-                         f"{out / 'DoorKey-mymodel.json'})")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {path!r}: the folder {str(parent)!r} is not writable")
-
-
 def _prompt_meta(prompt) -> dict:
     import dataclasses
     d = dataclasses.asdict(prompt)
@@ -174,7 +162,7 @@ def _prompt_meta(prompt) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        check_out(args.out)
+        check_output_file(args.out)
         table = compute(args)
         path = save_table(table, args.out)
     except (ValueError, RuntimeError, OSError) as e:

@@ -294,7 +294,8 @@ def test_commands_refuse_bad_paths_and_counts_before_working(tmp_path, capsys):
     with pytest.raises(ConfigError, match="is a folder"):
         from jaxrl3m.teacher.teacher import resolve_prior
         resolve_prior(str(tmp_path), "DoorKey")
-    assert priors_report.main([str(tmp_path)]) != 0 or "is a folder" in capsys.readouterr().err
+    assert priors_report.main([str(tmp_path), "--no-png"]) == 2
+    assert f"prior table {str(tmp_path)!r} is a folder" in capsys.readouterr().err
 
 
 def test_policy_spec_errors_speak_of_the_policy(tmp_path):
@@ -465,3 +466,26 @@ def test_arguments_and_a_closed_port_fail_at_once(tmp_path, capsys):
                                    "--base-url", url, "--out", str(tmp_path / "t.json"),
                                    "--chat-template", "plain"]) == 2  # default retries
     assert "nothing answers at" in capsys.readouterr().err and time.perf_counter() - t0 < 10
+
+
+def test_sampled_answers_are_pooled_as_frequencies_over_option_orders():
+    # An option named in one option order only has frequency 0 in the others; averaging
+    # log-frequencies made every such state -inf (a non-finite table).
+    from jaxrl3m.teacher.priors import llm_prior_scores, scores_to_probs
+    from jaxrl3m.teacher.prompt import load_prompt
+
+    class Sampled:
+        pool, calls = "frequency", 0
+
+        def __call__(self, msgs, options):
+            s = np.full((len(msgs), len(options)), -np.inf)
+            s[:, self.calls % len(options)] = 0.0  # every answer names one option per order
+            self.calls += 1
+            return s
+
+    prompt = load_prompt(None)
+    fake = Sampled()
+    scores = llm_prior_scores(fake, "DoorKey", prompt)
+    n = prompt.permutations
+    assert fake.calls == n and np.isfinite(scores_to_probs(scores, 1.0)).all()
+    np.testing.assert_allclose(np.exp(scores[:, :n]), 1.0 / n, rtol=1e-6)

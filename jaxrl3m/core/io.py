@@ -27,6 +27,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def check_output_file(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuses an output file that cannot be written (a folder, an unwritable folder), before
+    any work is done for it; ConfigError names `flag`."""
+    from ..errors import ConfigError
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a folder; give a file name in it")
+    parent = out.parent
+    if parent.exists() and not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {str(path)!r}: the folder {str(parent)!r} is not writable")
+
+
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
     """`data` as indented JSON, written atomically."""
     return atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -160,6 +160,12 @@ class OpenAIScorer:
         self.unparsed_answers = 0
         self.requests = 0
 
+    @property
+    def pool(self) -> str:
+        """How `jaxrl3m.teacher.priors` averages this backend's scores over option orders:
+        sampled answers' frequencies, or log-probabilities."""
+        return "frequency" if self.used_mode == "sample" else "log"
+
     def stats(self) -> dict:
         """What the table's metadata records of the scoring."""
         out = {"openai_mode": self.used_mode, "chat_template": self.chat.source,

@@ -3,7 +3,10 @@
 `llm_prior_scores(score_fn, task, prompt)` asks for every abstract state (and, for calibration,
 a content-free state) in every option order the prompt wants, averages the log-probabilities over
 orders, subtracts the content-free scores when calibrating, and returns `f32[S, K]` scores in the
-task's option order. `scores_to_probs` applies the temperature.
+task's option order. `scores_to_probs` applies the temperature. A backend whose scores are log
+frequencies of sampled answers (`score_fn.pool == "frequency"`, the openai backend's sample mode)
+has its frequencies averaged over orders instead: an option no answer named in one order has
+frequency 0 there, not a score of minus infinity for the whole state.
 
 `score_fn(list_of_messages, options_in_order) -> f32[N, len(options)]` is the backend: the jax
 decoder (`jaxrl3m.llm.scoring`) or an OpenAI-compatible server (`jaxrl3m.llm.openai_backend`).
@@ -30,6 +33,7 @@ def llm_prior_scores(score_fn: ScoreFn, task: str, prompt: Prompt,
     options = list(task_options(task)) + [past_policy_option(t) for t in past_policies]
     texts = describe_all() + ([CONTENT_FREE] if prompt.calibrate else [])
     total = np.zeros((len(texts), len(options)), np.float64)
+    freq = np.zeros_like(total)
     orders = option_orders(len(options), prompt.permutations)
     for n, order in enumerate(orders):
         listed = [options[j] for j in order]
@@ -41,7 +45,14 @@ def llm_prior_scores(score_fn: ScoreFn, task: str, prompt: Prompt,
             raise RuntimeError(f"backend returned scores of shape {s.shape}, expected "
                                f"{(len(texts), len(options))}")
         total += s
+        freq += np.exp(s)  # exp(-inf) = 0
     scores = total / len(orders)
+    if getattr(score_fn, "pool", "log") == "frequency":
+        if prompt.calibrate:
+            raise ValueError("calibration subtracts log-probabilities; sampled answers give "
+                             "frequencies with zeros: use calibrate: false with sampled answers")
+        with np.errstate(divide="ignore"):
+            scores = np.log(freq / len(orders))
     if prompt.calibrate:
         scores = scores[:-1] - scores[-1:]
     return scores.astype(np.float32)
