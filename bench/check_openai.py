@@ -114,12 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         # /extras/tokenize) against ours on every scored text (prompt, then prompt + option).
         from jaxrl3m.llm.scoring import encode
         model = load_model_cached(args.model)
+        root = OpenAIScorer(base.removesuffix("/v1"), gguf, retries=1, timeout=120)
         same, total = 0, 0
         for m in msgs:
             prompt = scorer.chat.render(m)
             for answer in [""] + [scorer.chat.answer(o) for o in options]:
                 ours = encode(model, prompt) + (encode(model, answer) if answer else [])
-                theirs = scorer._post("../extras/tokenize", {"input": prompt + answer})["tokens"]
+                theirs = root._post("extras/tokenize", {"input": prompt + answer})["tokens"]
                 same += ours == theirs
                 total += 1
     finally:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, to_dict
 from ..core.integrity import manifest_digest, sha256_file, sha256_tree
 from ..core.io import atomic_write_json
 
@@ -113,8 +113,7 @@ def read(run_dir: Path) -> dict[str, Any] | None:
 
 def start(run_dir: Path, algo_config: Any, run: Any) -> None:
     """Records a fresh run's settings and inputs."""
-    from .runs import config_values
-    write(run_dir, config_values(algo_config, run), input_files(algo_config, run))
+    write(run_dir, to_dict(run, algo_config), input_files(algo_config, run))
 
 
 def differences(recorded: dict[str, Any], values: dict[str, Any],
@@ -142,8 +141,7 @@ def check(run_dir: Path, algo_config: Any, run: Any, allow_changed: tuple[str, .
           log=None) -> None:
     """Refuses to resume `run_dir` when its settings or inputs differ from the record (keys in
     `allow_changed` excepted, and recorded as changed)."""
-    from .runs import config_values
-    values = config_values(algo_config, run)
+    values = to_dict(run, algo_config)  # what config.yaml holds (runs.config_values)
     inputs = input_files(algo_config, run)
     recorded = read(run_dir)
     if recorded is None:

@@ -29,14 +29,13 @@ def available_memory() -> tuple[float, str] | None:
         return None
 
 
-def memory_needed(algo: Any, run: Any) -> tuple[float, float]:
+def memory_needed(algo: Any, run: Any, shapes: Any) -> tuple[float, float]:
     """`(state bytes, rollout bytes)` a run needs at least, from shapes alone (nothing is
-    allocated or compiled): every seed's training state, and one update's rollout of
-    observations (online algorithms)."""
-    from .runs import state_shapes
+    allocated or compiled): every seed's training state (`shapes`, `runs.state_shapes`), and one
+    update's rollout of observations (online algorithms)."""
     nbytes = lambda tree: float(sum(x.size * x.dtype.itemsize  # noqa: E731
                                     for x in jax.tree.leaves(tree)))
-    state = nbytes(state_shapes(algo, run))
+    state = nbytes(shapes)
     rollout = 0.0
     if not algo.offline:
         obs = jax.eval_shape(lambda: algo.env.reset(jax.random.key(0)).obs)
@@ -44,14 +43,14 @@ def memory_needed(algo: Any, run: Any) -> tuple[float, float]:
     return state, rollout
 
 
-def check_memory(algo: Any, run: Any) -> None:
+def check_memory(algo: Any, run: Any, shapes: Any) -> None:
     """Refuses a run whose state and rollout alone exceed the memory the device has left,
     before anything is allocated (an allocation that fails inside XLA ends the process with
     std::bad_alloc, or an out-of-memory trace deep in JAX)."""
     have = available_memory()
     if have is None:
         return
-    state, rollout = memory_needed(algo, run)
+    state, rollout = memory_needed(algo, run, shapes)
     from ..core.parallel import place
     devices = place(run.seeds, algo.num_envs, run.devices).devices
     need = (state + rollout) / max(devices, 1)

@@ -310,7 +310,7 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True,
         parallel.place(run.seeds, algo.num_envs, run.devices)
         if not evaluation:
             from .resources import check_memory
-            check_memory(algo, run)
+            check_memory(algo, run, state_shapes(algo, run))
     teacher, info = None, {"prior": run.prior}
     needs_teacher = not evaluation or not run.learn or algo.evaluation_needs_teacher
     if run.has_teacher and needs_teacher:
