@@ -199,6 +199,16 @@ def test_checkpoint_manifest_detects_bit_rot_and_restore_newest_recovers(tmp_pat
         assert step == 1 and float(got["w"][5]) == 5.0 and "using checkpoint 1" in notes[0]
         ckpt.save(2, tree)  # the step can be written again
         assert ckpt.steps() == [2, 1]
+        victim = _biggest_file(tmp_path / "checkpoints" / "2")  # a partial copy: cut short
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        with pytest.raises(CheckpointError, match="checkpoint 2 .* is damaged: .* differs"):
+            ckpt.restore(2, tree)
+        assert ckpt.restore_newest(tree, notes.append)[0] == 1 and ckpt.steps() == [1]
+        (tmp_path / "checkpoints" / "1" / "stray").write_text("x")  # a file added
+        with pytest.raises(CheckpointError, match="does not list: stray"):
+            ckpt.restore(1, tree)
+        (tmp_path / "checkpoints" / "1" / "stray").unlink()
+        ckpt.save(2, tree)
         _flip(_biggest_file(tmp_path / "checkpoints" / "1"))
         _flip(_biggest_file(tmp_path / "checkpoints" / "2"))
         with pytest.raises(CheckpointError, match="no checkpoint .* can be restored"):

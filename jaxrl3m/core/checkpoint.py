@@ -145,7 +145,12 @@ class Checkpoints:
         aside = self.directory.parent / "damaged_checkpoints"
         aside.mkdir(exist_ok=True)
         for s in steps:
-            self.step_dir(s).rename(aside / f"{s}-{time.strftime('%Y%m%dT%H%M%S')}")
+            dst = aside / f"{s}-{time.strftime('%Y%m%dT%H%M%S')}"
+            n = 1
+            while dst.exists():
+                n += 1
+                dst = dst.with_name(f"{dst.name.split('.')[0]}.{n}")
+            self.step_dir(s).rename(dst)
         self.manager.reload()
 
     def restore(self, step: int, template: Any) -> Any:
