@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         root = OpenAIScorer(base.removesuffix("/v1"), gguf, retries=1, timeout=120)
         same, total = 0, 0
         for m in msgs:
-            prompt = scorer.chat.render(m)
+            text = scorer.chat.render(m)
             for answer in [""] + [scorer.chat.answer(o) for o in options]:
-                ours = encode(model, prompt) + (encode(model, answer) if answer else [])
-                theirs = root._post("extras/tokenize", {"input": prompt + answer})["tokens"]
+                ours = encode(model, text) + (encode(model, answer) if answer else [])
+                theirs = root._post("extras/tokenize", {"input": text + answer})["tokens"]
                 same += ours == theirs
                 total += 1
     finally:

@@ -13,7 +13,10 @@ the update, the seed and the last good checkpoint, which is left as it was), row
 run is stopped or interrupted with Ctrl-C). A resumed run (`resume=True`) cuts `metrics.csv`
 back to its last checkpoint and ends bit for bit where an uninterrupted run would.
 At the end: `summary.json`, `learning_curve.png` and the held-out evaluation (`eval.json`), whose
-program was compiled in a background thread while training ran.
+program was compiled in a background thread while training ran. The folder is locked while
+`train_run` runs; a resume is checked against the run's record of its settings and inputs and
+restores the newest checkpoint that verifies against its manifest (README, "What a run
+guarantees").
 """
 
 from __future__ import annotations

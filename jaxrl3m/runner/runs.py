@@ -1,7 +1,10 @@
 """Run folders and what a run is made of: `RunConfig`, the algorithm, the teacher, the source.
 
-A run folder (`runs/<name>/`) holds `config.yaml` (every key, resolved), `metrics.csv`,
-`learning_curve.png`, orbax checkpoints in `checkpoints/`, `eval.json` and `summary.json`. Every
+A run folder (`runs/<name>/`) holds `config.yaml` (every key, resolved), `inputs.json` (the
+settings and the sha256 of every input file at the start, `jaxrl3m.runner.record`), `metrics.csv`,
+`learning_curve.png`, orbax checkpoints in `checkpoints/` (each with a manifest of checksums),
+`eval.json` and `summary.json`; `.lock` while a process trains it, `failed.json` when its start
+failed before any checkpoint, `damaged_checkpoints/` when a damaged one was set aside. Every
 run folder can be evaluated (`python -m jaxrl3m.evaluate`), resumed (`--resume`) or used as the
 source policy of another run (`source=RUN_DIR`), whoever wrote it: the train command, the
 transfer study or the learning bench all go through `create_run`.
