@@ -8,6 +8,7 @@
     jaxrl3m report llm_cache/DoorKey-smollm2.json                 # python -m jaxrl3m.priors_report
     jaxrl3m transfer --target LavaDoorKey                         # the transfer study
     jaxrl3m rollout DoorKey                                       # watch the teacher act (text)
+    jaxrl3m render DoorKey-oracle --episodes 4 --out doorkey.gif  # pictures of episodes
 
 `jaxrl3m COMMAND --help` shows each command's own options.
 """
@@ -29,6 +30,7 @@ COMMANDS = {
     "report": ("jaxrl3m.priors_report", "describe a prior table (agreement, heat map)"),
     "transfer": ("jaxrl3m.experiments.transfer", "the five-approach transfer study"),
     "rollout": ("jaxrl3m.rollout", "play episodes and print them as text"),
+    "render": ("jaxrl3m.render", "pictures of episodes (GIF, MP4)"),
 }
 
 
