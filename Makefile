@@ -11,7 +11,7 @@ PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python
 # (tests/conftest.py, HEAVY_FIRST; xdist's own order is by number of tests), so both end together.
 PYTEST_ARGS ?= -q -n 2 --dist loadfile --no-loadscope-reorder
 
-.PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix check-openai clean
+.PHONY: venv model priors train transfer datasets test test-fast bench bench-peers bench-gpu bench-learning bench-priors bench-offline bench-lamo bench-scaling bench-navix check-openai docs docs-check clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12 not found (NAVIX 4 needs it); install it or set PYTHON312=/path/to/python3.12" >&2; exit 1; fi
@@ -122,6 +122,15 @@ bench-navix: $(VENV)/.installed
 	$(PY) bench/navix_peers.py --tasks Navix-DoorKey-5x5 Navix-DoorKey-8x8
 	$(PY) bench/navix_peers.py --tasks DoorKey --budget 1000000
 	$(PY) bench/navix_peers.py --tasks Navix-DoorKey-5x5 --agents navix-ppo-matched --navix-obs symbolic
+
+# The documentation site (mkdocs-material, mkdocstrings: docs/ and mkdocs.yml) into build/site; the
+# test suite builds it too, strictly. docs-check screenshots it in headless Chromium (Debian's
+# chromium package) and fails on a blank or broken page.
+docs: $(VENV)/.installed
+	$(PY) -m mkdocs build --strict
+
+docs-check: docs
+	$(PY) bench/docs_check.py
 
 # The openai backend against a real server: llama-cpp-python's OpenAI-compatible server (built from
 # source into its own venv, ~10 min on 2 cores the first time) serving the SmolLM2 GGUF on

@@ -31,6 +31,11 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be written or read back as it was written."""
 
 
+class CheckpointMismatch(CheckpointError):
+    """An intact checkpoint of another state (other keys, another version): no older one fits
+    better, so no fallback."""
+
+
 def _is_key(x) -> bool:
     return (isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
             and jnp.issubdtype(x.dtype, jax.dtypes.prng_key))
@@ -126,6 +131,8 @@ class Checkpoints:
         for step in steps:
             try:
                 tree = self.restore(step, template)
+            except CheckpointMismatch:
+                raise
             except CheckpointError as e:
                 damaged.append((step, str(e)))
                 continue
@@ -135,10 +142,12 @@ class Checkpoints:
                     f"({damaged[0][1]}); moved to {self.directory.parent / 'damaged_checkpoints'}"
                     f"; using checkpoint {step}, the newest that verifies")
             return step, tree
+        if len(damaged) == 1:
+            raise CheckpointError(damaged[0][1])
         if damaged:
             raise CheckpointError(
-                f"no checkpoint in {self.directory} can be restored: {damaged[0][1]}. "
-                "Train the run again (or restore the folder from a backup)")
+                f"no checkpoint in {self.directory} can be restored (steps "
+                f"{', '.join(str(s) for s, _ in damaged)}); the newest: {damaged[0][1]}")
         return None
 
     def _set_aside(self, steps: list[int]) -> None:
@@ -165,6 +174,16 @@ class Checkpoints:
         except integrity.IntegrityError as e:
             raise CheckpointError(f"checkpoint {step} in {self.directory} is damaged: {e}"
                                   ) from None
+        mismatch = self._mismatch(step, abstract)
+        if mismatch:
+            why = ("it verifies against its manifest, so it was written by another version of "
+                   "jaxrl3m or with other network or size keys" if verified else
+                   "it was written by another version of jaxrl3m or with other network or size "
+                   "keys")
+            raise CheckpointMismatch(
+                f"checkpoint {step} in {self.directory} does not fit this run's state ({why}): "
+                f"{mismatch}. Train the run again (run folders written before the core "
+                "refactor of 2026-11-22 cannot be resumed)")
         try:
             try:
                 data = self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -181,6 +200,38 @@ class Checkpoints:
                 "the run again (run folders written before the core refactor of 2026-11-22 "
                 "cannot be resumed)") from None
         return _rekey(data, template)
+
+    def _mismatch(self, step: int, abstract: Any) -> str:
+        """What differs between the checkpoint's stored shapes (orbax's metadata, read without
+        the arrays) and the template's, or "" (also when the metadata cannot be read). Checked
+        before a restore: a restore that fails half-way leaves orbax's reads pending, and
+        hundreds of lines of asyncio errors follow the message."""
+        from flax import serialization
+
+        def flat(tree):
+            out = {}
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+                key = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
+                               for k in path)
+                out[key] = (tuple(leaf.shape), np.dtype(leaf.dtype))
+            return out
+
+        try:
+            from etils import epath
+            meta = ocp.StandardCheckpointHandler().metadata(
+                epath.Path(self.step_dir(step) / "default"))
+            stored = flat(getattr(meta, "tree", meta))
+        except Exception:  # noqa: BLE001 - an older layout: orbax's restore will tell
+            return ""
+        want = flat(serialization.to_state_dict(abstract))
+        for key, (shape, dtype) in want.items():
+            if key not in stored:
+                return f"it has no {key!r}"
+            if stored[key] != (shape, dtype):
+                return (f"{key!r} is {stored[key][1]}{list(stored[key][0])} there, "
+                        f"{dtype}{list(shape)} here")
+        extra = sorted(set(stored) - set(want))
+        return f"it has {extra[0]!r}, which this run's state has not" if extra else ""
 
     def _restore_without_none_fields(self, step: int, abstract: Any) -> Any:
         from flax import serialization
