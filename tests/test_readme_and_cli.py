@@ -11,11 +11,20 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_python_snippet_runs(capsys):
+    """The README's and the docs' Python snippets run as written (each page's in order, in one
+    namespace)."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks, "README has a Python snippet"
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
     assert "You carry" in capsys.readouterr().out
+    ran = 0
+    for page in sorted((README.parent / "docs").glob("*.md")):
+        namespace: dict = {}
+        for code in re.findall(r"```python\n(.*?)```", page.read_text(), re.S):
+            exec(compile(code, str(page), "exec"), namespace)
+            ran += 1
+    assert ran >= 6
 
 
 def test_readme_test_command_is_what_ci_runs():
