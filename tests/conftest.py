@@ -49,6 +49,7 @@ SLOW = {
                      "test_tensorboard_logging"),
     "test_dqn_prior.py": ("test_dqn_prior_run_two_seeds", "test_dqn_prior_learns_q_star",
                           "test_transfer_study_with_the_dqn_learner"),
+    "test_docs.py": ("test_the_walkthrough_runs",),
     "test_dt.py": ("",),  # every test: its module fixture writes models and collects data
     "test_faults.py": ("test_resume_refuses", "test_bit_rot_in_the_latest",
                        "test_a_run_folder_in_use", "test_a_garbage_line",

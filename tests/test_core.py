@@ -227,11 +227,19 @@ def test_divergence_check_finds_the_first_bad_update_and_names_the_last_checkpoi
     check_divergence({"loss": loss[:, :2][:1]}, 0, 1e4, Saved(None), "Lower lr.")  # healthy: no error
 
 
-def test_tensorboard_logging(tmp_path):
+def test_tensorboard_logging(tmp_path, monkeypatch):
+    # TensorBoard and Weights & Biases (offline: no network) in one run.
     pytest.importorskip("tensorboardX")
-    assert train_cli.main([*TINY_RUN, "name=tb", f"runs_dir={tmp_path}", "tensorboard=true"]) == 0
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert train_cli.main([*TINY_RUN, "name=tb", f"runs_dir={tmp_path}", "tensorboard=true",
+                           "wandb=true", "wandb_mode=offline", "wandb_project=test"]) == 0
     events = list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100
+    logs = list((tmp_path / "tb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert logs, list((tmp_path / "tb").rglob("*"))[:20]
+    data = logs[0].read_bytes()
+    assert b"seed1/loss" in data and b"seed0/kl_teacher" in data
 
 
 # ---------------------------------------------------------------------------------------------

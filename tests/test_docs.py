@@ -31,3 +31,28 @@ def test_the_readme_is_short_and_its_doc_links_exist():
     assert len(links) >= 10
     missing = [link for link in links if not (ROOT / link).exists()]
     assert not missing, missing
+
+
+def test_the_walkthrough_runs_on_its_tiny_budgets(capsys):
+    import runpy
+    runpy.run_path(str(ROOT / "docs" / "walkthrough.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "held-out success per seed:" in out and "inputs.json" in out
+    assert re.search(r"episode\.gif: \d+ frames, success in \d+ steps", out)
+
+
+def test_results_tables_are_what_the_benchmark_json_makes():
+    import importlib.util
+    import json
+    spec = importlib.util.spec_from_file_location("tables", ROOT / "bench" / "tables.py")
+    tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tables)
+    assert tables.main(["--check"]) == 0
+    made = tables.tables()
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"<!-- table:{name} -->\n{t}\n<!-- /table:{name} -->" in readme
+               for name, t in made.items())
+    # A re-measured figure changes the table (and --check would then fail on the old README).
+    peers = json.loads((ROOT / "bench" / "peers.json").read_text())
+    peers["results"]["doorkey"]["ours"]["wall_s"] = 10.0
+    assert tables.fill(readme, {"peers": tables.peers_table(peers)}) != readme

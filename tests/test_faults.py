@@ -288,6 +288,8 @@ def test_config_quirks_are_refused_or_read_as_meant(tmp_path):
     assert run.max_loss == float("inf")
     with pytest.raises(ConfigError, match="must be int"):
         runs.load_config(None, parse_overrides(["num_envs=2.5"]))
+    with pytest.raises(ConfigError, match="'wandb_mode': 'sometimes' is unknown"):
+        runs.load_config(None, parse_overrides(["wandb_mode=sometimes"]))
 
 
 def test_commands_refuse_bad_paths_and_counts_before_working(tmp_path, capsys):

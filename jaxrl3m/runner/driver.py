@@ -34,7 +34,7 @@ import numpy as np
 
 from ..core import metrics as metrics_io
 from ..core.checkpoint import Checkpoints
-from ..core.config import ConfigError
+from ..core.config import ConfigError, to_dict
 from ..core.evaluation import evaluate, evaluate_algo, precompile_algo
 from ..core.integrity import RunLock
 from ..core.io import atomic_write_json
@@ -171,6 +171,36 @@ class TensorBoard:
         self.writer.close()
 
 
+class WandB:
+    """Every metric of every seed as `seed<k>/<metric>` against environment steps, in a
+    Weights & Biases run named after the run folder (its id derives from the folder, so that a
+    resumed run continues the same W&B run)."""
+
+    def __init__(self, run_dir: Path, run: RunConfig, values: dict):
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("wandb=true needs wandb: pip install 'jaxrl3m[wandb]' (or wandb), "
+                              "or set wandb=false") from None
+        import hashlib
+        run_id = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:16]
+        self.run = wandb.init(project=run.wandb_project, name=run_dir.name, id=run_id,
+                              dir=str(run_dir), config=values, mode=run.wandb_mode,
+                              resume="allow", reinit="create_new")
+
+    def write(self, rows: list[dict], names: tuple[str, ...]) -> None:
+        by_update: dict[int, dict] = {}
+        for r in rows:
+            d = by_update.setdefault(int(r["update"]), {"env_steps": int(r["env_steps"])})
+            d.update({f"seed{r['seed']}/{k}": r[k] for k in names
+                      if k != "env_steps" and math.isfinite(r[k])})
+        for _, d in sorted(by_update.items()):
+            self.run.log(d, step=d["env_steps"])
+
+    def close(self) -> None:
+        self.run.finish()
+
+
 def train_run(algo_config: Any, run: RunConfig, run_dir: Path, resume: bool = False,
               progress: bool = True, stop_after: int | None = None,
               prepared: Setup | None = None, allow_changed: tuple[str, ...] = ()
@@ -262,6 +292,7 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
                                 run.eval_greedy)
                 if run.eval_episodes and main and done < total and stop_after is None else None)
         tb = TensorBoard(run_dir / "tensorboard") if run.tensorboard and main else None
+        wb = WandB(run_dir, run, to_dict(run, c)) if run.wandb and main else None
         bar = Progress(total * steps_per_update * run.seeds, progress and main,
                        done * steps_per_update * run.seeds, algo.progress_unit)
 
@@ -281,6 +312,9 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
     except BaseException:
         if locals().get("warm") is not None:  # a compilation in the background ends first
             locals()["warm"].join()
+        for logger in (locals().get("tb"), locals().get("wb")):
+            if logger is not None:
+                logger.close()
         ckpt.close()
         raise
     try:
@@ -300,6 +334,8 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
                 log.append(new_rows)
             if tb:
                 tb.write(new_rows, names)
+            if wb:
+                wb.write(new_rows, names)
             rows += new_rows
             done += n
             if done == total or stops_at(done) or parallel.same_on_every_process(
@@ -327,6 +363,8 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
         ckpt.close()
         if tb:
             tb.close()
+        if wb:
+            wb.close()
     summary = summarise(rows, c, run, s.info)
     summary["compile_s"] = compile_s
     params = parallel.to_host(state.params)  # a collective: every process takes part

@@ -66,6 +66,14 @@ class RunConfig:
     tensorboard: bool = False
     """Also log every metric to TensorBoard event files in <run>/tensorboard (needs
     tensorboardX: pip install 'jaxrl3m[tensorboard]')."""
+    wandb: bool = False
+    """Also log every metric to Weights & Biases (needs wandb: pip install 'jaxrl3m[wandb]');
+    the W&B run is named after the run folder, keeps its config, and continues on --resume."""
+    wandb_project: str = "jaxrl3m"
+    """The W&B project of wandb=true."""
+    wandb_mode: str = "online"
+    """online, offline (files under <run>/wandb, `wandb sync` them later; no network needed) or
+    disabled."""
     # --- transfer learning ---
     source: str = ""
     """A source policy: the folder of a run of python -m jaxrl3m.train (its last checkpoint),
@@ -113,6 +121,9 @@ class RunConfig:
                               f"{self.checkpoint_every}")
         if not self.max_loss > 0:
             raise ConfigError(f"config key 'max_loss' must be positive, got {self.max_loss}")
+        if self.wandb_mode not in ("online", "offline", "disabled"):
+            raise ConfigError(f"config key 'wandb_mode': {self.wandb_mode!r} is unknown; valid: "
+                              "online, offline, disabled")
         if self.init not in INITS:
             raise ConfigError(f"config key 'init': {self.init!r} is unknown; valid: "
                               f"{', '.join(INITS)}")
