@@ -51,6 +51,8 @@ SLOW = {
                           "test_transfer_study_with_the_dqn_learner"),
     "test_docs.py": ("test_the_walkthrough_runs",),
     "test_dt.py": ("",),  # every test: its module fixture writes models and collects data
+    "test_gym_api.py": ("test_gymnasium_vector_env", "test_gymnax_env_steps"),
+    "test_render.py": ("test_recorded_episodes", "test_the_render_command"),
     "test_faults.py": ("test_resume_refuses", "test_bit_rot_in_the_latest",
                        "test_a_run_folder_in_use", "test_a_garbage_line",
                        "test_evaluate_needs_no_prior", "test_starts_that_cannot_work"),
@@ -80,9 +82,11 @@ SLOW = {
 # default order, by number of tests, left one idle for the last minute.
 HEAVY_FIRST = ("test_transfer.py", "test_teacher.py", "test_ppo.py", "test_core.py", "test_dt.py",
                "test_parallel.py", "test_llm.py", "test_bench.py", "test_api.py",
-               "test_contract.py", "test_faults.py", "test_offline.py", "test_dqn_prior.py",
-               "test_parity_minigrid.py", "test_readme_and_cli.py", "test_navix.py",
-               "test_layout.py", "test_posterior.py")
+               "test_contract.py", "test_faults.py", "test_docs.py", "test_offline.py",
+               "test_dqn_prior.py", "test_parity_minigrid.py", "test_readme_and_cli.py",
+               "test_navix.py",
+               "test_layout.py", "test_posterior.py", "test_gym_api.py", "test_render.py",
+               "test_cli.py")
 
 
 def pytest_configure(config):
