@@ -82,11 +82,11 @@ SLOW = {
 # default order, by number of tests, left one idle for the last minute.
 HEAVY_FIRST = ("test_transfer.py", "test_teacher.py", "test_ppo.py", "test_core.py", "test_dt.py",
                "test_parallel.py", "test_llm.py", "test_bench.py", "test_api.py",
-               "test_contract.py", "test_faults.py", "test_docs.py", "test_offline.py",
+               "test_contract.py", "test_faults.py", "test_offline.py",
                "test_dqn_prior.py", "test_parity_minigrid.py", "test_readme_and_cli.py",
                "test_navix.py",
                "test_layout.py", "test_posterior.py", "test_gym_api.py", "test_render.py",
-               "test_cli.py")
+               "test_cli.py", "test_docs.py")
 
 
 def pytest_configure(config):
