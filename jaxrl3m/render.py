@@ -150,7 +150,8 @@ def write_video(frames_: list[np.ndarray], path: Path, fps: float = 6.0) -> Path
 
 
 def source_policy(source: str, seed_index: int = 0, greedy: bool = False):
-    """`(env, policy, params, teacher or None, options)` of a run folder or a preset."""
+    """`(env, policy, params, teacher or None)` of a run folder or a preset (the environment
+    draws held-out layouts)."""
     from .core.collector import Random, Sample
     from .teacher.teacher import Teacher, resolve_prior, teacher_logits
     path = Path(source)

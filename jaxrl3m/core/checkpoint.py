@@ -36,6 +36,24 @@ class CheckpointMismatch(CheckpointError):
     better, so no fallback."""
 
 
+def checkpoint_steps(folder: str | Path) -> list[int]:
+    """The steps of the checkpoint folders in `folder`, newest first, from its listing alone
+    (no orbax manager is opened: for a run folder another process may own)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()),
+                  reverse=True)
+
+
+def _not_this_state(verified: bool) -> str:
+    """Why a checkpoint does not fit, as far as its manifest tells."""
+    return ("it verifies against its manifest, so it was written by another version of jaxrl3m "
+            "or with other network or size keys" if verified else
+            "it was written by another version of jaxrl3m, with other network or size keys, or "
+            "it is damaged")
+
+
 def _is_key(x) -> bool:
     return (isinstance(x, (jax.Array, jax.ShapeDtypeStruct))
             and jnp.issubdtype(x.dtype, jax.dtypes.prng_key))
@@ -176,12 +194,9 @@ class Checkpoints:
                                   ) from None
         mismatch = self._mismatch(step, abstract)
         if mismatch:
-            why = ("it verifies against its manifest, so it was written by another version of "
-                   "jaxrl3m or with other network or size keys" if verified else
-                   "it was written by another version of jaxrl3m or with other network or size "
-                   "keys")
             raise CheckpointMismatch(
-                f"checkpoint {step} in {self.directory} does not fit this run's state ({why}): "
+                f"checkpoint {step} in {self.directory} does not fit this run's state "
+                f"({_not_this_state(verified)}): "
                 f"{mismatch}. Train the run again (run folders written before the core "
                 "refactor of 2026-11-22 cannot be resumed)")
         try:
@@ -190,12 +205,9 @@ class Checkpoints:
             except Exception:
                 data = self._restore_without_none_fields(step, abstract)
         except Exception as e:  # orbax raises many kinds: tree, shape, dtype, missing files
-            why = ("it verifies against its manifest, so it was written by another version of "
-                   "jaxrl3m or with other network or size keys" if verified else
-                   "it was written by another version of jaxrl3m, with other network or size "
-                   "keys, or it is damaged")
             raise CheckpointError(
-                f"checkpoint {step} in {self.directory} does not fit this run's state ({why}): "
+                f"checkpoint {step} in {self.directory} does not fit this run's state "
+                f"({_not_this_state(verified)}): "
                 f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}. Train "
                 "the run again (run folders written before the core refactor of 2026-11-22 "
                 "cannot be resumed)") from None

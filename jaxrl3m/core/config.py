@@ -193,6 +193,12 @@ def build(classes: tuple[type, ...], values: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(cls(**kwargs[cls]) for cls in classes)
 
 
+def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two flat configs (a key missing on one side
+    included), sorted."""
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 def to_dict(*objs: Any) -> dict[str, Any]:
     """The fields of dataclasses as one flat dict of plain values (tuples as lists)."""
     out = {}

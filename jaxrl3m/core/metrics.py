@@ -41,14 +41,17 @@ def _format(row: dict) -> dict:
     return {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
 
 
+def _whole_lines(path: str | Path) -> str:
+    """A file's text without a cut last line (a writer killed mid-line)."""
+    with open(path, newline="") as f:
+        text = f.read()
+    return text[:text.rfind("\n") + 1] if text and not text.endswith("\n") else text
+
+
 def read_csv(path: str | Path) -> list[dict]:
     """The rows of a CSV file as numbers where they parse; a partial last row (a writer killed
     mid-line) is dropped."""
-    with open(path, newline="") as f:
-        text = f.read()
-    if text and not text.endswith("\n"):  # the last line was cut
-        text = text[:text.rfind("\n") + 1]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    rows = list(csv.DictReader(io.StringIO(_whole_lines(path))))
     return [{k: _num(v) for k, v in row.items()} for row in rows
             if None not in row.values() and None not in row]
 
@@ -68,14 +71,9 @@ class MetricsLog:
         each (seed, update) once; only a cut last line (a kill mid-write) is dropped."""
         if not self.path.exists():
             return []
-        with open(self.path, newline="") as f:
-            lines = f.read().split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        elif lines:
-            lines.pop()  # cut mid-write
-        fix = (f"restore the file, or delete that line (the rows after the last checkpoint "
-               f"are rewritten on --resume)")
+        lines = _whole_lines(self.path).splitlines()
+        fix = ("restore the file, or delete that line (the rows after the last checkpoint "
+               "are rewritten on --resume)")
         if not lines:
             return []
         if lines[0].split(",") != self.columns:

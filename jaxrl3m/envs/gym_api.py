@@ -194,7 +194,7 @@ if _gym is not None:
         def reset(self, *, seed: int | None = None, options: dict | None = None):
             super().reset(seed=seed)
             ts, obs, _ = self._reset(_seed_key(seed, self.np_random))
-            self._state, self._done = ts.state, False
+            self._state = ts.state
             return np.asarray(obs), {}
 
         def step(self, action):

@@ -325,11 +325,7 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
     if any(load_yaml(config_dir / f"{APPROACHES[a][0]}.yaml").get("prior", "none") != "none"
            for a in approaches):
         from ..teacher.teacher import resolve_prior
-        try:
-            resolve_prior(prior, target)
-        except ConfigError as e:
-            raise ConfigError("--prior: " + str(e).replace("config key 'prior': ", "")
-                              ) from None
+        resolve_prior(prior, target, label="--prior")
     t0 = time.perf_counter()
     source_path = ensure_source(source, runs_dir, dict(source_overrides or {}), progress,
                                 config_dir)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import metrics as metrics_io
-from ..core.checkpoint import Checkpoints
+from ..core.checkpoint import Checkpoints, checkpoint_steps
 from ..core.config import ConfigError, to_dict
 from ..core.evaluation import evaluate, evaluate_algo, precompile_algo
 from ..core.integrity import RunLock
@@ -241,8 +241,7 @@ def mark_failed_start(run_dir: Path, error: BaseException) -> None:
     """Writes `failed.json` into a run folder that has no checkpoint (nothing to resume), so
     that it is not taken for a run: evaluate and source= name the failure."""
     from .runs import FAILED
-    ckpts = run_dir / "checkpoints"
-    if ckpts.is_dir() and any(p.name.isdigit() for p in ckpts.iterdir()):
+    if checkpoint_steps(run_dir / "checkpoints"):
         return
     try:
         atomic_write_json(run_dir / FAILED, {"error": f"{type(error).__name__}: {error}",

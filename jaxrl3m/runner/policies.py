@@ -97,12 +97,8 @@ def build(spec: str, env: Any, task: str) -> tuple[Any, Any]:
         return collector.Random(env.num_actions), None
     if Path(spec).is_dir():
         return _run_policy(spec, task)
-    try:
-        table, _ = resolve_prior(spec, task)
-    except ConfigError as e:
-        raise ConfigError(f"--policy {spec!r}: not random, a run folder, or a teacher's prior "
-                          f"({str(e).removeprefix('config key ' + repr('prior') + ': ')})"
-                          ) from None
+    table, _ = resolve_prior(spec, task, label=f"--policy {spec!r}: not random, a run folder, "
+                                               "or a teacher's prior")
     return collector.Sample(teacher_logits), Teacher.create(task, table)
 
 

@@ -15,7 +15,6 @@ A run folder written before records existed gets its record at its first resume.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -23,27 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..core.config import ConfigError, to_dict
+from ..core.checkpoint import checkpoint_steps
+from ..core.config import ConfigError, changed_keys, to_dict
 from ..core.integrity import manifest_digest, sha256_file, sha256_tree
 from ..core.io import atomic_write_json
 
 RECORD = "inputs.json"
 INPUT_KEYS = ("prior", "dataset", "source", "model")
 """The names of recorded input files (config keys of the same names say where they are)."""
-
-
-@functools.lru_cache(maxsize=32)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file (cached per path, size and modification time within a process: a base
-    model is hundreds of MB) or of a folder's files."""
-    if path.is_dir():
-        return sha256_tree(path)
-    st = path.stat()
-    return _file_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
 
 
 def config_digest(values: dict[str, Any]) -> str:
@@ -57,35 +43,33 @@ def input_files(algo_config: Any, run: Any) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     path = prior_path(run.prior) if run.has_teacher else None
     if path is not None and path.is_file():
-        out["prior"] = {"path": str(path), "sha256": file_digest(path)}
+        out["prior"] = {"path": str(path), "sha256": sha256_file(path)}
     if run.dataset and Path(run.dataset).is_file():
-        out["dataset"] = {"path": run.dataset, "sha256": file_digest(Path(run.dataset))}
+        out["dataset"] = {"path": run.dataset, "sha256": sha256_file(run.dataset)}
     if run.uses_source and run.source:
         src = source_checkpoint(Path(run.source))
         if src is not None:
             out["source"] = src
     model = getattr(algo_config, "model", None)
     if model and getattr(algo_config, "transformer", "") != "scratch":
-        from ..llm.loading import resolve
+        from ..llm.loading import load_model_cached
         from ..llm.model import ModelError
-        try:
-            mpath = resolve(model)
+        try:  # the run's setup loaded it: a cache hit, and the digest load_model computed
+            m = load_model_cached(model)
         except ModelError:
-            mpath = None
-        if mpath is not None:
-            out["model"] = {"path": str(mpath), "sha256": file_digest(mpath)}
+            m = None
+        if m is not None:
+            out["model"] = {"path": m.path, "sha256": m.sha256}
     return out
 
 
 def source_checkpoint(source: Path) -> dict[str, Any] | None:
     """The source run's newest checkpoint: its folder, step and the sha256 of its manifest
     (of its files where it has none)."""
-    ckpts = source / "checkpoints"
-    steps = sorted((int(p.name) for p in ckpts.iterdir() if p.name.isdigit()),
-                   reverse=True) if ckpts.is_dir() else []
+    steps = checkpoint_steps(source / "checkpoints")
     if not steps:
         return None
-    step_dir = ckpts / str(steps[0])
+    step_dir = source / "checkpoints" / str(steps[0])
     digest = manifest_digest(step_dir) or sha256_tree(step_dir)
     return {"path": str(source), "step": steps[0], "sha256": digest}
 
@@ -121,9 +105,8 @@ def differences(recorded: dict[str, Any], values: dict[str, Any],
     """`{key: what changed}` between a record and the run's settings and inputs now."""
     out = {}
     old = recorded["config"]
-    for k in sorted(set(old) | set(values)):
-        if old.get(k) != values.get(k):
-            out[k] = f"{old.get(k)!r} when the run started, {values.get(k)!r} now"
+    for k in changed_keys(old, values):
+        out[k] = f"{old.get(k)!r} when the run started, {values.get(k)!r} now"
     for k in INPUT_KEYS:
         a, b = recorded["inputs"].get(k), inputs.get(k)
         if a is None and b is None:

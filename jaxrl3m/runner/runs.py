@@ -24,7 +24,8 @@ import jax
 import yaml
 
 from ..core.checkpoint import Checkpoints
-from ..core.config import ConfigError, build, load_yaml, resolve_config, to_dict
+from ..core.config import (ConfigError, build, changed_keys, load_yaml, resolve_config,
+                           to_dict)
 from ..core.io import atomic_write_text
 
 
@@ -250,7 +251,7 @@ def check_same_settings(path: Path, algo_config: Any, run: RunConfig) -> None:
     """Refuses to reuse `path` for a run with other settings than the ones it holds."""
     old = migrate(load_yaml(path / "config.yaml"))
     values = config_values(algo_config, run)
-    differ = sorted(k for k in set(old) | set(values) if old.get(k) != values.get(k))
+    differ = changed_keys(old, values)
     if differ:
         raise ConfigError(
             f"{path} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} there, '
@@ -391,8 +392,8 @@ def restore_run(run_dir: str | Path, log=None) -> tuple[Any, RunConfig, Setup, A
     algo_config, run = read_run_config(run_dir)
     recorded = record.read(run_dir)
     if recorded is not None:
-        diff = {k: v for k, v in record.differences(
-            recorded, config_values(algo_config, run), recorded["inputs"]).items()}
+        diff = record.differences(recorded, config_values(algo_config, run),
+                                  recorded["inputs"])
         if diff:
             k = next(iter(diff))
             raise ConfigError(f"{run_dir}/config.yaml was edited after the run started ({k}: "

@@ -180,12 +180,14 @@ def exploring_teacher_logits(params: tuple[Teacher, jax.Array], obs: Observation
 # ---------------------------------------------------------------------------------------------
 # From a run's settings to a teacher
 # ---------------------------------------------------------------------------------------------
-def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
+def resolve_prior(prior: str, task: str, label: str = "config key 'prior'"
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
     """`(table f32[60, K(+P)], description)` for `oracle`, `uniform`, `none` (a uniform table
     that no one reads: plain RL) or a table file. A file path that does not exist from here is
-    looked up among the tables shipped with the package by its name (`llm_cache/X.json`)."""
+    looked up among the tables shipped with the package by its name (`llm_cache/X.json`).
+    Errors start with `label`, what the caller calls the prior (a config key, a flag)."""
     if prior.startswith("shuffled:"):
-        table, info = resolve_prior(prior.split(":", 1)[1], task)
+        table, info = resolve_prior(prior.split(":", 1)[1], task, label)
         return shuffle_rows(table, task), {**info, "prior": prior}
     if prior == "oracle":
         return oracle_table(task), {"prior": "oracle"}
@@ -193,15 +195,15 @@ def resolve_prior(prior: str, task: str) -> tuple[np.ndarray, dict[str, Any]]:
         return uniform_table(task), {"prior": prior}
     path = prior_path(prior)
     if path.suffix != ".json" and not path.exists():
-        raise ConfigError(f"config key 'prior': {prior!r} is neither oracle, uniform, none nor "
+        raise ConfigError(f"{label}: {prior!r} is neither oracle, uniform, none nor "
                           "a prior table file (e.g. llm_cache/ColoredDoorKey-smollm2.json)")
     if path.is_dir():
-        raise ConfigError(f"config key 'prior': {prior!r} is a folder; give a prior table file "
+        raise ConfigError(f"{label}: {prior!r} is a folder; give a prior table file "
                           "in it (e.g. llm_cache/ColoredDoorKey-smollm2.json)")
     try:
         table = load_table(path, task)
     except TableError as e:
-        raise ConfigError(f"config key 'prior': {e}") from None
+        raise ConfigError(f"{label}: {e}") from None
     meta = table.metadata
     return table.probs, {"prior": prior, "prior_model": meta.get("model"),
                          "prior_backend": meta.get("backend"),
