@@ -55,6 +55,9 @@ def describe(hw: dict[str, Any] | str) -> str:
     """One line for a results file's `hardware` (older files hold a string: returned as is)."""
     if isinstance(hw, str):
         return hw
+    if "cpu" not in hw:  # the older files' keys: platform, devices, cpu_count
+        return (f"{hw.get('platform', 'unknown platform')}; {hw.get('cpu_count', '?')} cores; "
+                + ", ".join(hw.get("devices", [])))
     return f"{hw['cpu']}; {hw['cores']} cores; JAX {hw['jax']} on {hw['device_kind']}"
 
 

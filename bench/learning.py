@@ -101,12 +101,15 @@ def _order(name: str) -> tuple[int, str]:
     return METHODS.index(method) if method in METHODS else len(METHODS), name
 
 
-def markdown_table(results: dict) -> str:
-    """The README / RESULTS.md table from `bench/learning.json`."""
+def markdown_table(results: dict, keep=None) -> str:
+    """The README / RESULTS.md table from `bench/learning.json` (the rows whose name `keep`
+    accepts, all by default)."""
     lines = ["| task | method, prior | steps to 0.9, per seed | mean | reached | "
              "held-out success (500 ep/seed) | wall |", "|---|---|---|---|---|---|---|"]
     for task in TASKS:
         for name in sorted(results.get(task, {}), key=_order):
+            if keep is not None and not keep(name):
+                continue
             r = results[task][name]
             per_seed = ", ".join("—" if x is None else _k(x) for x in r["steps_to_0.9"])
             mean = "not reached" if r["steps_to_0.9_mean"] is None else _k(r["steps_to_0.9_mean"])
@@ -136,15 +139,16 @@ def comparison_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def pair_table(results: dict, setting: str) -> str:
+def pair_table(results: dict, setting: str, heads: tuple[str, str] | None = None) -> str:
     """Rows side by side without and with `setting` (e.g. `posterior=true`): mean steps to 0.9
     (seeds that reached it) and held-out success, for every row that has its twin."""
     def steps(r):
         hit = [x for x in r["steps_to_0.9"] if x is not None]
         return (f"{_k(float(np.mean(hit)))} ({len(hit)}/{r['seeds']})" if hit else
                 f"not reached (0/{r['seeds']})")
-    lines = [f"| task | table | steps to 0.9, without {setting} | held-out | "
-             f"steps to 0.9, with {setting} | held-out |", "|---|---|---|---|---|---|"]
+    without, with_ = heads or (f"without {setting}", f"with {setting}")
+    lines = [f"| task | table | {without}: steps to 0.9 | held-out | "
+             f"{with_}: steps to 0.9 | held-out |", "|---|---|---|---|---|---|"]
     for task in TASKS:
         rows = results.get(task, {})
         for name in sorted(rows, key=_order):

@@ -40,9 +40,6 @@ import numpy as np
 
 import benchlib
 
-import navix as nx
-from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork
-
 from jaxrl3m.core import metrics as metrics_io
 from jaxrl3m.runner.driver import chunk_fn
 from jaxrl3m.core.parallel import vmap_seeds
@@ -56,11 +53,11 @@ OURS = {"Navix-DoorKey-5x5": "DoorKey-5x5", "Navix-DoorKey-8x8": "DoorKey-8x8",
 # jaxrl3m's PPO defaults (configs/ppo.yaml) as NAVIX hyperparameters, and the reverse.
 OUR_HP = dict(num_envs=64, num_steps=32, num_epochs=4, num_minibatches=4, lr=3e-3,
               gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5)
-NAVIX_PPO_HP = PPOHparams()
 AGENTS = ("navix-ppo", "navix-ppo-matched", "navix-pqn", "ours-ppo", "ours-ppo-navix-hp")
 
 
 def navix_env(task: str, obs: str = "first_person"):
+    import navix as nx  # here, not at the top: bench/tables.py imports this module for table()
     if task == "DoorKey":
         return nx.make("JaxRL3M-DoorKey-v0", flatten=True)
     n = int(task.split("-")[-1].split("x")[0])
@@ -75,6 +72,7 @@ def navix_env(task: str, obs: str = "first_person"):
 
 
 def navix_agent(agent: str, task: str, budget: int, obs: str = "first_person"):
+    from navix.agents import PPO, PQN, ActorCritic, PPOHparams, PQNHparams, QNetwork
     env = navix_env(task, obs)
     if agent == "navix-pqn":
         return PQN(hparams=PQNHparams(budget=budget),
@@ -111,11 +109,16 @@ def run_navix(agent: str, task: str, budget: int, seeds: int, obs: str = "first_
                   f"{hp.num_minibatches} minibatches, lr {hp.lr:g}")
 
 
+def _navix_ppo_hp() -> dict:
+    """NAVIX PPO's default hyperparameters in jaxrl3m's PPO keys."""
+    from navix.agents import PPOHparams
+    d = PPOHparams()
+    return dict(num_envs=d.num_envs, num_steps=d.num_steps, update_epochs=d.num_epochs,
+                num_minibatches=d.num_minibatches, lr=d.lr, max_grad_norm=d.max_grad_norm)
+
+
 def run_ours(agent: str, task: str, budget: int, seeds: int) -> dict:
-    hp = {} if agent == "ours-ppo" else dict(
-        num_envs=NAVIX_PPO_HP.num_envs, num_steps=NAVIX_PPO_HP.num_steps,
-        update_epochs=NAVIX_PPO_HP.num_epochs, num_minibatches=NAVIX_PPO_HP.num_minibatches,
-        lr=NAVIX_PPO_HP.lr, max_grad_norm=NAVIX_PPO_HP.max_grad_norm)
+    hp = {} if agent == "ours-ppo" else _navix_ppo_hp()
     c, run = load_config("ppo", dict(task=OURS[task], total_steps=budget, seeds=seeds, **hp))
     s = setup(c, run)
     algo = s.algo

@@ -32,6 +32,21 @@ import time
 import benchlib  # imports no jax: XLA_FLAGS are set first
 
 
+def table(rows: list[dict]) -> str:
+    """Training steps/s per case and number of devices, with the speed-up over 1 device (strong
+    scaling) or the efficiency (weak scaling)."""
+    lines = ["| case | devices | seeds x envs | training steps/s | vs 1 device |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        one = next(x for x in rows if x["case"] == r["case"] and x["devices"] == 1)
+        ratio = r["steps_per_s"] / one["steps_per_s"]
+        what = (f"{ratio:.2f}x speed-up" if r["case"].startswith("strong") else
+                f"{ratio:.2f}x ({ratio / r['devices']:.0%} efficiency)")
+        lines.append(f"| {r['case']} | {r['devices']} | {r['seeds']} x {r['envs']} | "
+                     f"{r['steps_per_s']:,.0f} | {what} |")
+    return "\n".join(lines)
+
+
 def parse() -> argparse.Namespace:
     p = benchlib.parser(__doc__, "scaling.json")
     p.add_argument("--devices", nargs="+", type=int, default=[1, 2, 4])
@@ -93,19 +108,10 @@ def main() -> None:
             rows.append(r)
             print(f"{name:14s} {d} device(s): {seeds} seed(s) x {envs} envs, "
                   f"{r['steps_per_s']:,.0f} steps/s ({r['placement']})", flush=True)
-    lines = ["| case | devices | seeds x envs | training steps/s | vs 1 device |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        one = next(x for x in rows if x["case"] == r["case"] and x["devices"] == 1)
-        ratio = r["steps_per_s"] / one["steps_per_s"]
-        what = (f"{ratio:.2f}x speed-up" if r["case"].startswith("strong") else
-                f"{ratio:.2f}x ({ratio / r['devices']:.0%} efficiency)")
-        lines.append(f"| {r['case']} | {r['devices']} | {r['seeds']} x {r['envs']} | "
-                     f"{r['steps_per_s']:,.0f} | {what} |")
-    table = "\n".join(lines)
-    print(table)
+    table_md = table(rows)
+    print(table_md)
     benchlib.save(args.out, {"command": "python " + " ".join(sys.argv), "results": rows},
-                  markdown=table)
+                  markdown=table_md)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FILES = (ROOT / "README.md",)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from jaxrl3m.core.io import atomic_write_text  # noqa: E402
+FILES = (ROOT / "README.md",) + tuple(ROOT / "docs" / f"{page}.md" for page in (
+    "results", "teacher", "transfer", "llm-priors", "lamo"))
 
 
 def _m(x: float) -> str:
@@ -70,10 +75,125 @@ def env_table(data: dict) -> str:
     return "\n".join(rows)
 
 
-def tables() -> dict[str, str]:
-    read = lambda name: json.loads((ROOT / "bench" / name).read_text())  # noqa: E731
-    return {"peers": peers_table(read("peers.json")),
-            "env-throughput": env_table(read("env_throughput.json"))}
+def _bench(name: str):
+    """A bench script as a module (bench/ on the path, as when it runs)."""
+    import importlib
+    if str(ROOT / "bench") not in sys.path:
+        sys.path.insert(0, str(ROOT / "bench"))
+    return importlib.import_module(name)
+
+
+def _read(name: str) -> dict:
+    return json.loads((ROOT / "bench" / name).read_text())
+
+
+PPO_FAMILY = ("ppo", "oracle", "vicuna33b", "llm")
+
+
+def _family(name: str) -> str:
+    return name.partition(" ")[0]
+
+
+def learning_ppo() -> str:
+    """Guided PPO against plain PPO, each table (bench/learning.json)."""
+    learning = _bench("learning")
+    data = _read("learning.json")
+    return learning.markdown_table(data, keep=lambda n: _family(n) in PPO_FAMILY) + _hw(data)
+
+
+def learning_window7() -> str:
+    """The PPO presets' 7 x 7 window (bench/learning_window7.json, learning_ppo_window7.json)."""
+    learning = _bench("learning")
+    data = _read("learning_window7.json")
+    plain = _read("learning_ppo_window7.json")
+    for task in learning.TASKS:
+        data.setdefault(task, {}).update(plain.get(task, {}))
+    return learning.markdown_table(data) + _hw(data)
+
+
+def _priors(n: str) -> bool:
+    return _family(n).startswith(("dqn", "gflan"))
+
+
+def learning_priors() -> str:
+    """DQN, DQN-Prior and GFlan-Prior with their presets (bench/learning.json)."""
+    data = _read("learning.json")
+    return _bench("learning").markdown_table(
+        data, keep=lambda n: _priors(n) and " " not in n) + _hw(data)
+
+
+def learning_priors_ablation() -> str:
+    """The LLM-prior family's rows with one setting changed (bench/learning.json)."""
+    data = _read("learning.json")
+    return _bench("learning").markdown_table(
+        data, keep=lambda n: _priors(n) and " " in n) + _hw(data)
+
+
+def posterior() -> str:
+    """Each table with the fixed and the posterior teacher (bench/posterior.json)."""
+    data = _read("posterior.json")
+    return _bench("learning").pair_table(data, "posterior=true",
+                                         ("fixed teacher", "posterior teacher")) + _hw(data)
+
+
+def transfer() -> str:
+    """The transfer studies' approaches side by side (bench/transfer/*.json)."""
+    ts = _bench("transfer_summary")
+    return ts.table(ts.load())
+
+
+def offline(task: str):
+    def make() -> str:
+        return _bench("offline").markdown(_read(f"offline_{task}_mixed.json")).rstrip("\n")
+    make.__doc__ = f"Offline RL against dataset size on {task} (bench/offline_{task}_mixed.json)."
+    return make
+
+
+def lamo() -> str:
+    """LaMo against its controls (bench/lamo_DoorKey.json)."""
+    return _bench("lamo").markdown(_read("lamo_DoorKey.json")).rstrip("\n")
+
+
+def scaling() -> str:
+    """Training throughput over devices (bench/scaling.json)."""
+    data = _read("scaling.json")
+    return _bench("scaling").table(data["results"]) + f"\n\n`{data['command']}`" + _hw(data)
+
+
+def navix_agents() -> str:
+    """NAVIX's own PPO and PQN against our plain PPO (bench/navix_peers.json)."""
+    data = _read("navix_peers.json")
+    # the JSON gathers the rows of make bench-navix's three commands; its "command" is the last
+    return (_bench("navix_peers").table(data["results"]) + f"\n\n`make bench-navix` (NAVIX "
+            f"{data['navix']})" + _hw(data))
+
+
+def _hw(data: dict) -> str:
+    hw = data.get("hardware")
+    return f"\n\nMeasured on: {_bench('benchlib').describe(hw)}." if hw else ""
+
+
+def _peers() -> str:
+    return peers_table(_read("peers.json"))
+
+
+def _env() -> str:
+    return env_table(_read("env_throughput.json"))
+
+
+# Every generated table: its marker's name and the function that makes it from the JSON.
+TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
+          "learning-window7": learning_window7, "learning-priors": learning_priors,
+          "learning-priors-ablation": learning_priors_ablation,
+          "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
+          "offline-LavaDoorKey": offline("LavaDoorKey"),
+          "offline-ColoredDoorKey": offline("ColoredDoorKey"), "lamo": lamo, "scaling": scaling,
+          "navix-agents": navix_agents}
+
+
+def tables(names=None) -> dict[str, str]:
+    """The tables `names` (all by default), made from the committed JSON."""
+    return {name: TABLES[name]() for name in (names or TABLES)}
 
 
 def fill(text: str, made: dict[str, str]) -> str:
@@ -83,27 +203,41 @@ def fill(text: str, made: dict[str, str]) -> str:
     return text
 
 
+def _show(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--check", action="store_true")
     args = p.parse_args(argv)
     made = tables()
+    texts = {path: path.read_text() for path in FILES}
+    marked = {m for text in texts.values()
+              for m in re.findall(r"<!-- table:([\w-]+) -->", text)}
+    unknown, unplaced = sorted(marked - set(made)), sorted(set(made) - marked)
+    if unknown or unplaced:
+        print("error: " + "; ".join(
+            ([f"markers with no table of that name: {', '.join(unknown)}"] if unknown else [])
+            + ([f"tables placed nowhere (add <!-- table:NAME --><!-- /table:NAME --> to one of "
+                f"{', '.join(_show(f) for f in FILES)}): {', '.join(unplaced)}"]
+               if unplaced else [])), file=sys.stderr)
+        return 1
     stale = []
-    for path in FILES:
-        text = path.read_text()
+    for path, text in texts.items():
         new = fill(text, made)
         if new != text:
             stale.append(path)
             if not args.check:
-                path.write_text(new)
+                atomic_write_text(path, new)
     if args.check and stale:
         print("error: tables differ from what bench/*.json makes in "
-              + ", ".join(str(p.relative_to(ROOT)) for p in stale)
+              + ", ".join(_show(p) for p in stale)
               + ": run python bench/tables.py", file=sys.stderr)
         return 1
     print(("stale: " if args.check else "updated: ")
-          + (", ".join(str(p.relative_to(ROOT)) for p in stale) or "none"))
+          + (", ".join(_show(p) for p in stale) or "none"))
     return 0
 
 

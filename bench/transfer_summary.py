@@ -34,22 +34,39 @@ def cell(row: dict) -> str:
     return f"**{text}** ({held})" if row["approach"] in ("4", "5") else f"{text} ({held})"
 
 
+def load(folder: Path = HERE) -> list[dict]:
+    """The studies' summary.json copies in `folder`, oracle first within a target, each with
+    its file's stem as `study`."""
+    studies = sorted(folder.glob("*.json"),
+                     key=lambda p: (p.stem.split("-")[0], "oracle" not in p.stem, p.stem))
+    return [{**json.loads(p.read_text()), "study": p.stem} for p in studies]
+
+
+def table(data: list[dict]) -> str:
+    """Per approach, steps to 0.9 and held-out success for every study (the README's table);
+    a study that ran some approaches only leaves the others' cells empty."""
+    heads = [f"{d['target']}, {d['study'].removeprefix(d['target'] + '-')}" for d in data]
+    labels = {}
+    for d in data:
+        for row in d["approaches"]:
+            labels.setdefault(row["approach"], row["label"])
+    lines = ["| approach | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for approach in sorted(labels):
+        cells = [next((cell(r) for r in d["approaches"] if r["approach"] == approach), "")
+                 for d in data]
+        lines.append(f"| {labels[approach]} | " + " | ".join(cells) + " |")
+    lines.append("| whole study (wall) | "
+                 + " | ".join(f"{d['wall_s'] / 60:.1f} min" for d in data) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     HERE.mkdir(exist_ok=True)
     for study in map(Path, argv):
         for src, suffix in (("results.md", ".md"), ("transfer.png", ".png"),
                             ("summary.json", ".json")):
             shutil.copyfile(study / src, HERE / f"{study.name}{suffix}")
-    studies = sorted(HERE.glob("*.json"), key=lambda p: (p.stem.split("-")[0], "oracle" not in p.stem))
-    data = [json.loads(p.read_text()) for p in studies]
-    heads = [f"{d['target']}, {'oracle' if d['prior'] == 'oracle' else Path(d['prior']).stem.removeprefix(d['target'] + '-')}"
-             for d in data]
-    print("| approach | " + " | ".join(heads) + " |")
-    print("|---|" + "---|" * len(heads))
-    for i, row in enumerate(data[0]["approaches"]):
-        print(f"| {row['label']} | " + " | ".join(cell(d["approaches"][i]) for d in data) + " |")
-    print("| whole study (wall) | " + " | ".join(f"{d['wall_s'] / 60:.1f} min" for d in data)
-          + " |")
+    print(table(load()))
     return 0
 
 

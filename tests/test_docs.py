@@ -41,7 +41,7 @@ def test_the_walkthrough_runs_on_its_tiny_budgets(capsys):
     assert re.search(r"episode\.gif: \d+ frames, success in \d+ steps", out)
 
 
-def test_results_tables_are_what_the_benchmark_json_makes():
+def test_results_tables_are_what_the_benchmark_json_makes(tmp_path, capsys):
     import importlib.util
     import json
     spec = importlib.util.spec_from_file_location("tables", ROOT / "bench" / "tables.py")
@@ -49,10 +49,27 @@ def test_results_tables_are_what_the_benchmark_json_makes():
     spec.loader.exec_module(tables)
     assert tables.main(["--check"]) == 0
     made = tables.tables()
-    readme = (ROOT / "README.md").read_text()
-    assert all(f"<!-- table:{name} -->\n{t}\n<!-- /table:{name} -->" in readme
-               for name, t in made.items())
+    shown = "".join(path.read_text() for path in tables.FILES)
+    missing = [name for name, t in made.items()
+               if f"<!-- table:{name} -->\n{t}\n<!-- /table:{name} -->" not in shown]
+    assert not missing, missing
+    results = (ROOT / "docs" / "results.md").read_text()
+    assert {"learning-ppo", "posterior", "transfer", "lamo", "offline-DoorKey"} <= set(
+        re.findall(r"<!-- table:([\w-]+) -->", results))
     # A re-measured figure changes the table (and --check would then fail on the old README).
+    readme = (ROOT / "README.md").read_text()
     peers = json.loads((ROOT / "bench" / "peers.json").read_text())
     peers["results"]["doorkey"]["ours"]["wall_s"] = 10.0
     assert tables.fill(readme, {"peers": tables.peers_table(peers)}) != readme
+    learning = json.loads((ROOT / "bench" / "learning.json").read_text())
+    learning["DoorKey"]["oracle"]["eval_success_mean"] = 0.5
+    assert "0.500 ±" in tables._bench("learning").markdown_table(learning)
+    # A table placed nowhere, or a marker naming no table, is an error rather than a silent gap.
+    page = tmp_path / "page.md"
+    page.write_text(shown.replace("<!-- table:lamo -->", "").replace("<!-- /table:lamo -->", ""))
+    tables.FILES = (page,)
+    assert tables.main(["--check"]) == 1
+    assert "tables placed nowhere" in capsys.readouterr().err
+    page.write_text(shown + "<!-- table:nonesuch -->\n<!-- /table:nonesuch -->\n")
+    assert tables.main(["--check"]) == 1
+    assert "no table of that name: nonesuch" in capsys.readouterr().err
