@@ -149,6 +149,42 @@ def offline(task: str):
     return make
 
 
+OFFLINE_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey")
+OFFLINE_PRIORS = ("oracle", "vicuna33b", "smollm2", "uniform", "shuffled:oracle", "")
+OFFLINE_KINDS = ("zero-shot", "cql-prior", "cql-priorx", "bc-prior", "cql", "cql-sampled", "bc")
+
+
+def offline_summary(sizes: tuple[int, ...] = (10, 200, 2000)) -> str:
+    """Every offline method on the three tasks at a few dataset sizes, with N*
+    (bench/offline_<task>_mixed.json)."""
+    data = {t: _read(f"offline_{t}_mixed.json") for t in OFFLINE_TASKS}
+    names = list(dict.fromkeys(m for r in data.values() for m in r["methods"]))
+
+    def order(name):
+        kind, _, prior = name.partition(":")
+        return (OFFLINE_PRIORS.index(prior) if prior in OFFLINE_PRIORS else len(OFFLINE_PRIORS),
+                OFFLINE_KINDS.index(kind) if kind in OFFLINE_KINDS else len(OFFLINE_KINDS))
+
+    def cells(r, name):
+        m = r["methods"].get(name)
+        if m is None:
+            return "—", "—"
+        at = " / ".join(f"{m['mean'][r['episodes'].index(n)]:.2f}" for n in sizes)
+        return at, (str(m["n_star"]) if m.get("n_star") is not None else f">{r['episodes'][-1]}")
+
+    lines = ["| method | " + " | ".join(OFFLINE_TASKS) + " | N* (episodes) |",
+             "|---|" + "---|" * (len(OFFLINE_TASKS) + 1)]
+    for name in sorted(names, key=order):
+        got = [cells(data[t], name) for t in OFFLINE_TASKS]
+        lines.append(f"| {name} | " + " | ".join(c for c, _ in got) + " | "
+                     + " / ".join(n for _, n in got) + " |")
+    first = data[OFFLINE_TASKS[0]]
+    return ("\n".join(lines) + f"\n\nCells: mean success on held-out layouts with "
+            + " / ".join(f"{n:,}" for n in sizes) + f" episodes of {first['recipe']} data "
+            f"({first['data_seeds']} datasets x {first['seeds']} training seeds, "
+            f"{first['steps']:,} gradient steps); N* per task.")
+
+
 def lamo() -> str:
     """LaMo against its controls (bench/lamo_DoorKey.json)."""
     return _bench("lamo").markdown(_read("lamo_DoorKey.json")).rstrip("\n")
@@ -187,7 +223,7 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "learning-priors-ablation": learning_priors_ablation,
           "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
           "offline-LavaDoorKey": offline("LavaDoorKey"),
-          "offline-ColoredDoorKey": offline("ColoredDoorKey"), "lamo": lamo, "scaling": scaling,
+          "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary, "lamo": lamo, "scaling": scaling,
           "navix-agents": navix_agents}
 
 
