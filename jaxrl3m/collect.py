@@ -29,6 +29,7 @@ import numpy as np
 
 from .core.config import ConfigError
 from .core.io import check_output_file
+from .envs import layout as layout_lib
 from .offline import dataset as dsl
 from .runner import policies
 
@@ -73,7 +74,7 @@ def collect(task: str, policy: str, episodes: int, epsilon: float = 0.0, seed: i
     wall = time.perf_counter() - t0
     return dsl.make_dataset(arrays, env, policy=policy, policies=[c.label for c in comps],
                             shares=[c.share for c in comps], epsilon=epsilon, seed=seed,
-                            layouts=layouts, collect_wall_s=wall,
+                            layouts=layouts, split=layout_lib.SPLIT, collect_wall_s=wall,
                             transitions_per_s=float(arrays["action"].shape[0] / wall))
 
 

@@ -169,13 +169,10 @@ def source_policy(source: str, seed_index: int = 0, greedy: bool = False):
                                          resolve_prior(run.prior, algo_config.task)[0])
             except ConfigError:
                 teacher = None  # the table is gone: pictures without the teacher's options
-        env = dataclasses.replace(s.algo.env, layouts="heldout") if hasattr(
-            s.algo.env, "layouts") else s.algo.env
-        return env, s.algo.policy(greedy), params, teacher
+        return s.algo.eval_env, s.algo.policy(greedy), params, teacher
     from .runner.runs import load_config
     algo_config, run = load_config(source, {})
-    env = algo_config.make_env()
-    env = dataclasses.replace(env, layouts="heldout") if hasattr(env, "layouts") else env
+    env = algo_config.make_env("heldout")
     if run.prior == "none":
         return env, Random(env.num_actions), None, None
     teacher = Teacher.create(algo_config.task, resolve_prior(run.prior, algo_config.task)[0])

@@ -221,7 +221,7 @@ def test_tiny_dt_from_scratch_evaluates_on_heldout_layouts(tiny, tmp_path):
                                            "eval_episodes": 4, "scratch_dim": 16,
                                            "scratch_layers": 1, "scratch_heads": 2})
     s = runs.setup(config_, run)
-    assert s.algo.env.layouts == "heldout" and s.info["target_return"] > 0
+    assert s.algo.eval_env.layouts == "heldout" and s.info["target_return"] > 0
     d, run = runs.create_run(config_, run)
     summary = driver.train_run(config_, run, d, progress=False, prepared=s)
     assert len(summary["eval"]["success"]) == 1 and summary["final_success"] == \

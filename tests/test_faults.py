@@ -61,7 +61,7 @@ def folders(tmp_path_factory):
     rec = json.loads((resumed / "inputs.json").read_text())
     rec["config"]["name"] = "resumed"
     from jaxrl3m.runner import record
-    record.write(resumed, rec["config"], rec["inputs"])
+    record.write(resumed, rec["config"], rec["inputs"], layouts=rec["layouts"])
     assert train_cli.main(["--resume", str(resumed), "--no-progress"]) == 0
     return {"base": base, "prior": prior, "stopped": stopped, "resumed": resumed}
 
@@ -105,7 +105,21 @@ def test_resume_refuses_an_edited_config(folders, capsys):
     err = capsys.readouterr().err
     assert f"lr: {lr!r} when the run started, 0.5 now" in err and "--allow-changed lr" in err
     assert train_cli.main(["--resume", str(run_dir), "--allow-changed", "nosuchkey"]) == 2
-    assert "not a config key or an input" in capsys.readouterr().err
+    assert "not a config key, an input" in capsys.readouterr().err
+
+
+def test_resume_of_a_run_trained_on_the_older_split_is_refused_naming_layouts(folders, capsys):
+    """A record without layouts (written before the split by map) trained on all layouts: a
+    resume would switch it to the training maps, so it is refused unless allowed."""
+    from jaxrl3m.runner import record
+    run_dir = _copy(folders, "stopped", "old-split")
+    rec = json.loads((run_dir / "inputs.json").read_text())
+    record.write(run_dir, rec["config"], rec["inputs"])  # as the previous release wrote it
+    capsys.readouterr()
+    assert train_cli.main(["--resume", str(run_dir), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "layouts: all layouts" in err and "split map-v2" in err
+    assert "--allow-changed layouts" in err
 
 
 def test_bit_rot_in_the_latest_checkpoint_falls_back_to_the_one_before(folders, capsys):

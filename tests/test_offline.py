@@ -50,6 +50,31 @@ def test_train_and_heldout_layouts_are_disjoint():
         envs.make("DoorKey", layouts="test")
 
 
+def _maps(lay) -> set:
+    """Each layout's map (room, door, keys, lava; not the agent) as bytes."""
+    parts = [np.asarray(x).reshape(len(np.asarray(lay.room)), -1) for x in (
+        lay.room, lay.door_pos, lay.door_colour, lay.key_pos, lay.key_colour, lay.lava_pos)]
+    return {row.tobytes() for row in np.concatenate(parts, 1).astype(np.int32)}
+
+
+@pytest.mark.parametrize("task", ["DoorKey", "LavaDoorKey"])
+def test_no_heldout_map_is_ever_drawn_in_training(task):
+    """The split is by map: not one of 2,000 held-out maps is among 100,000 training resets
+    (the agent's start is not part of the map; with a split that hashed it, most held-out
+    layouts shared their map with a training layout)."""
+    draw = lambda split, n, seed: jax.jit(jax.vmap(envs.make(task, layouts=split).sample_layout))(
+        jax.random.split(jax.random.key(seed), n))
+    held = _maps(draw("heldout", 2000, 1))
+    train = _maps(draw("train", 100_000, 2))
+    assert len(held) > 100 and len(train) > 1000
+    assert not held & train
+    # the same check through a policy's eyes: training (Algorithm.env) and evaluation
+    # (Algorithm.eval_env) environments of an online algorithm
+    from jaxrl3m import algos
+    a = algos.make("ppo", algos.PPOConfig(task=task))
+    assert a.env.layouts == "train" and a.eval_env.layouts == "heldout"
+
+
 def test_dataset_structure_and_round_trip(dataset):
     ds, path = dataset
     assert ds.num_episodes == 40 and ds.meta["layouts"] == "train"
@@ -230,11 +255,18 @@ def test_bc_run_evaluates_on_heldout_layouts(dataset, tmp_path):
     config, run = runs.load_config("bc-prior", {**TINY, "dataset": str(path), "eval_episodes": 8,
                                                 "runs_dir": str(tmp_path)})
     s = runs.setup(config, run)
-    assert s.algo.env.layouts == "heldout"
+    assert s.algo.eval_env.layouts == "heldout" and s.algo.env.layouts == "train"
     d, run = runs.create_run(config, run)
     summary = driver.train_run(config, run, d, progress=False, prepared=s)
     assert len(summary["eval"]["success"]) == 2 and summary["final_success"] == \
         summary["eval"]["success"] and (d / "learning_curve.png").is_file()
+    assert summary["eval"]["layouts"] == "heldout" and summary["eval"]["split"] == "map-v2"
+    # A dataset of the older split (which hashed the agent's start) is refused, named.
+    ds, _ = dataset
+    old = dsl.save(dsl.Dataset(ds.arrays, {**ds.meta, "split": "v1"}), tmp_path / "old.npz")
+    config, run = runs.load_config("bc-prior", {**TINY, "dataset": str(old)})
+    with pytest.raises(dsl.DatasetError, match="split 'v1'.*collect it again"):
+        runs.setup(config, run)
 
 
 @pytest.mark.parametrize("preset,over,match", [

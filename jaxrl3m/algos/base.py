@@ -75,9 +75,11 @@ class TaskSection:
         """The episode time limit in force (`max_steps`, or the task's own)."""
         return self.make_env().horizon
 
-    def make_env(self):
+    def make_env(self, layouts: str = "all"):
+        """The task's environment; `layouts` ("all", "train", "heldout") where the task has a
+        train/held-out split of its maps (the DoorKey family), ignored where it has none."""
         from .. import envs
-        given = dict(view_size=self.view_size, max_steps=self.max_steps)
+        given = dict(view_size=self.view_size, max_steps=self.max_steps, layouts=layouts)
         valid = envs.keywords(self.task)
         return envs.make(self.task, **{k: v for k, v in given.items()
                                        if k in valid and v is not None})
@@ -253,8 +255,17 @@ class Algorithm:
     # -- what the algorithm is built on ---------------------------------------------------
     @property
     def env(self):
-        """The task's environment (or the one it was built with)."""
-        return self.custom_env if self.custom_env is not None else self.config.make_env()
+        """The environment training steps: the task's training layouts (or the environment it
+        was built with)."""
+        return self.custom_env if self.custom_env is not None else self.config.make_env("train")
+
+    @property
+    def eval_env(self):
+        """The environment every evaluation plays: the task's held-out layouts, whose maps
+        training never draws (`jaxrl3m.envs.layout.SPLIT`); a task without a split (NAVIX's,
+        a custom environment) plays the same layouts as training."""
+        return (self.custom_env if self.custom_env is not None
+                else self.config.make_env("heldout"))
 
     @property
     def network(self):

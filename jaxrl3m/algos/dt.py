@@ -279,11 +279,6 @@ class DT(Algorithm):
     evaluation_needs_data: ClassVar[bool] = True
 
     @property
-    def env(self):
-        """The held-out layouts of the task (what evaluation plays)."""
-        return dataclasses.replace(self.config.make_env(), layouts="heldout")
-
-    @property
     def network(self) -> Network:
         """The cell encoding of observations (the codes the state encoder reads)."""
         return Network.from_config(self.config, "q", self.env.num_actions)

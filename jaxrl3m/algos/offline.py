@@ -132,11 +132,6 @@ class Offline(Algorithm):
     progress_unit: ClassVar[str] = " gradient steps"
     evaluation_axes: ClassVar[Any] = (0, None, None)
 
-    @property
-    def env(self):
-        """The held-out layouts of the task (what evaluation plays)."""
-        return dataclasses.replace(self.config.make_env(), layouts="heldout")
-
     def act(self, params: Any, obs: Observation) -> jax.Array:
         return self.network.apply(params, obs)
 

@@ -1,9 +1,11 @@
 """Held-out evaluation of any policy: one episode in each of `episodes` fresh layouts per seed.
 
-Layouts are drawn from a key stream that training never uses (`jax.random.key(seed)` folded with
-`EVAL_STREAM`; training resets come from keys split off the training seed). The space of layouts
-is large (hundreds of thousands of room/door/key/agent configurations per task), so overlap with
-training layouts is rare; it is not excluded by construction.
+An algorithm is evaluated on its `eval_env`: the task's held-out layouts, whose maps (room,
+door, keys, lava) training never draws, by construction (`jaxrl3m.envs.layout.held_out`; the
+split is 1 map in 8). Layouts and actions come from a key stream that training never uses
+(`jax.random.key(seed)` folded with `EVAL_STREAM`). Every result records which layouts it played
+(`layouts`, and the split's version where there is one). Tasks without a split (NAVIX's) are
+evaluated on layouts drawn like training's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from ..envs import layout as layout_lib
 from . import collector
 from .parallel import vmap_seeds
 
@@ -50,7 +53,7 @@ def evaluate_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int
     policy (`algo.policy`: DQN-Prior acts from its Q-values and the prior's proposals; by
     default, sampling or the argmax of `algo.act`'s logits)."""
     policy, params, batched = _algo_target(algo, params, inputs, greedy)
-    return evaluate(algo.env, None, params, seeds, episodes, greedy, seed, batched=batched,
+    return evaluate(algo.eval_env, None, params, seeds, episodes, greedy, seed, batched=batched,
                     policy=policy)
 
 
@@ -65,7 +68,7 @@ def precompile_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: i
     def work():
         try:
             policy, p, batched = _algo_target(algo, shapes, inputs, greedy)
-            _program(algo.env, policy, episodes, batched).lower(p, eval_keys(0, seeds)).compile()
+            _program(algo.eval_env, policy, episodes, batched).lower(p, eval_keys(0, seeds)).compile()
         except Exception:  # noqa: BLE001 (the evaluation itself will say what is wrong)
             pass
 
@@ -88,7 +91,10 @@ def evaluate(env: Any, logits: Callable | None, params: Any, seeds: int, episode
                                                                     eval_keys(seed, seeds)))
     success = stats.success.mean(axis=1).tolist()
     ret = stats.ret.mean(axis=1).tolist()
-    return {"episodes": episodes, "greedy": greedy, "success": success, "return": ret,
+    layouts = getattr(env, "layouts", "all")
+    split = {"split": layout_lib.SPLIT} if layouts != "all" else {}
+    return {"episodes": episodes, "greedy": greedy, "layouts": layouts, **split,
+            "success": success, "return": ret,
             "length": stats.length.mean(axis=1).tolist(),
             "length_max": stats.length.max(axis=1).tolist(),
             "lava": stats.lava.mean(axis=1).tolist(),

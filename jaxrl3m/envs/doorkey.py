@@ -54,9 +54,10 @@ class DoorKeyEnv:
     max_steps: int = 150
     """Episodes are truncated after this many steps."""
     layouts: str = "all"
-    """Which layouts `reset` draws: all; train (the 7/8 whose `layout_lib.layout_hash` is not
-    held out); heldout (the other 1/8). Offline datasets are collected on `train` layouts and
-    evaluated on `heldout` ones, disjoint by construction."""
+    """Which layouts `reset` draws: all; train (the 7/8 of maps whose `layout_lib.map_hash` is
+    not held out); heldout (the other 1/8). Training (online and offline datasets) draws `train`
+    layouts and every evaluation `heldout` ones: no held-out map is ever trained on, from any
+    start (`layout_lib.SPLIT`)."""
 
     # -----------------------------------------------------------------------------------------
     @property

@@ -211,15 +211,20 @@ def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava:
 
 # A fixed odd multiplier per hashed integer (drawn once; changing them changes every split).
 _HASH_MULT = np.random.default_rng(0x1A70).integers(1, 2**31, size=64, dtype=np.int64) * 2 + 1
-HELD_OUT_SHARE = 8  # one layout in 8 is held out
+HELD_OUT_SHARE = 8  # one map in 8 is held out
+SPLIT = "map-v2"
+"""The split's version, recorded by datasets and evaluations: `map-v2` hashes the map alone
+(room, door, keys, lava), so a held-out map is never seen in training from any start; `v1`
+(before 2026-12-05) also hashed the agent's start, so most held-out layouts shared their map
+with a training layout."""
 
 
-def layout_hash(layout: Layout) -> jax.Array:
-    """`u32[]`: a hash of everything random about an episode's start (room, door, keys, lava,
-    agent pose). One environment (vmap for batches)."""
+def map_hash(layout: Layout) -> jax.Array:
+    """`u32[]`: a hash of the map (room, door, keys, lava), not of where the agent starts. One
+    environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
-        layout.lava_pos, layout.agent_pos, layout.agent_dir)])
+        layout.lava_pos)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)
@@ -227,6 +232,6 @@ def layout_hash(layout: Layout) -> jax.Array:
 
 
 def held_out(layout: Layout) -> jax.Array:
-    """`bool[]`: the layout belongs to the held-out split (1 in `HELD_OUT_SHARE`), which
-    `layouts="train"` never draws and `layouts="heldout"` always does."""
-    return layout_hash(layout) % HELD_OUT_SHARE == 0
+    """`bool[]`: the layout's map belongs to the held-out split (1 map in `HELD_OUT_SHARE`),
+    which `layouts="train"` never draws and `layouts="heldout"` always does."""
+    return map_hash(layout) % HELD_OUT_SHARE == 0

@@ -389,7 +389,7 @@ def evaluate_teacher_run(s: Setup, run: RunConfig, run_dir: Path) -> dict[str, A
     summary.json."""
     from ..teacher.teacher import teacher_logits
     t0 = time.perf_counter()
-    ev = evaluate(s.algo.env, teacher_logits, s.teacher, run.seeds, run.eval_episodes or 1000,
+    ev = evaluate(s.algo.eval_env, teacher_logits, s.teacher, run.seeds, run.eval_episodes or 1000,
                   seed=run.seed, batched=False)
     wall = time.perf_counter() - t0
     atomic_write_json(run_dir / "eval.json", ev)

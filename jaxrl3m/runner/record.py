@@ -5,6 +5,8 @@ A run folder's `inputs.json` holds, from the run's start:
 - `inputs`: the sha256 of every file the run reads: the prior table (`prior`), the offline
   dataset (`dataset`), the source run's checkpoint (`source`: its folder, step and manifest), the
   base language model (`model`);
+- `layouts`: the layouts training drew and evaluation plays, with the split's version
+  (`jaxrl3m.envs.layout.SPLIT`);
 - `changes`: what a user allowed to change on a resume (`--allow-changed KEY ...`), when.
 
 `check(run_dir, ...)` compares the run's settings and inputs now with the record and refuses a
@@ -30,6 +32,17 @@ from ..core.io import atomic_write_json
 RECORD = "inputs.json"
 INPUT_KEYS = ("prior", "dataset", "source", "model")
 """The names of recorded input files (config keys of the same names say where they are)."""
+
+
+def layouts_of(algo_config: Any) -> str:
+    """Which layouts a run of `algo_config` trains and evaluates on."""
+    from ..envs.layout import SPLIT
+    if hasattr(algo_config.make_env(), "layouts"):
+        return f"train, evaluated on heldout (split {SPLIT})"
+    return "all (the task has no held-out split)"
+
+
+OLD_LAYOUTS = "all layouts, evaluated on heldout of split v1 (before the record held layouts)"
 
 
 def config_digest(values: dict[str, Any]) -> str:
@@ -75,10 +88,10 @@ def source_checkpoint(source: Path) -> dict[str, Any] | None:
 
 
 def write(run_dir: Path, values: dict[str, Any], inputs: dict[str, dict[str, Any]],
-          changes: list | None = None) -> Path:
+          changes: list | None = None, layouts: str | None = None) -> Path:
     return atomic_write_json(run_dir / RECORD, {
         "config": values, "config_sha256": config_digest(values), "inputs": inputs,
-        "changes": changes or []})
+        "layouts": layouts, "changes": changes or []})
 
 
 def read(run_dir: Path) -> dict[str, Any] | None:
@@ -97,13 +110,19 @@ def read(run_dir: Path) -> dict[str, Any] | None:
 
 def start(run_dir: Path, algo_config: Any, run: Any) -> None:
     """Records a fresh run's settings and inputs."""
-    write(run_dir, to_dict(run, algo_config), input_files(algo_config, run))
+    write(run_dir, to_dict(run, algo_config), input_files(algo_config, run),
+          layouts=layouts_of(algo_config))
 
 
 def differences(recorded: dict[str, Any], values: dict[str, Any],
-                inputs: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """`{key: what changed}` between a record and the run's settings and inputs now."""
+                inputs: dict[str, dict[str, Any]], layouts: str | None = None
+                ) -> dict[str, str]:
+    """`{key: what changed}` between a record and the run's settings and inputs now (and its
+    layouts, when `layouts` is given)."""
     out = {}
+    if layouts is not None and (recorded.get("layouts") or OLD_LAYOUTS) != layouts:
+        out["layouts"] = f"{recorded.get('layouts') or OLD_LAYOUTS} when the run started, " \
+                         f"{layouts} now"
     old = recorded["config"]
     for k in changed_keys(old, values):
         out[k] = f"{old.get(k)!r} when the run started, {values.get(k)!r} now"
@@ -126,18 +145,20 @@ def check(run_dir: Path, algo_config: Any, run: Any, allow_changed: tuple[str, .
     `allow_changed` excepted, and recorded as changed)."""
     values = to_dict(run, algo_config)  # what config.yaml holds (runs.config_values)
     inputs = input_files(algo_config, run)
+    layouts = layouts_of(algo_config)
     recorded = read(run_dir)
     if recorded is None:
         if log:
             log(f"note: {run_dir} has no {RECORD} (written before inputs were recorded); "
                 "recording its settings and inputs as they are now")
-        write(run_dir, values, inputs)
+        write(run_dir, values, inputs, layouts=layouts)
         return
-    diff = differences(recorded, values, inputs)
-    unknown = [k for k in allow_changed if k not in values and k not in INPUT_KEYS]
+    diff = differences(recorded, values, inputs, layouts)
+    unknown = [k for k in allow_changed
+               if k not in values and k not in INPUT_KEYS and k != "layouts"]
     if unknown:
-        raise ConfigError(f"--allow-changed {' '.join(unknown)}: not a config key or an input "
-                          f"({', '.join(INPUT_KEYS)})")
+        raise ConfigError(f"--allow-changed {' '.join(unknown)}: not a config key, an input "
+                          f"({', '.join(INPUT_KEYS)}) or layouts")
     refused = {k: v for k, v in diff.items() if k not in allow_changed}
     if refused:
         raise ConfigError(
@@ -150,7 +171,7 @@ def check(run_dir: Path, algo_config: Any, run: Any, allow_changed: tuple[str, .
     if diff:
         change = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
                   "allowed": {k: diff[k] for k in sorted(diff)}}
-        write(run_dir, values, inputs, recorded.get("changes", []) + [change])
+        write(run_dir, values, inputs, recorded.get("changes", []) + [change], layouts)
         if log:
             log(f"note: resuming {run_dir} with changes you allowed: {', '.join(sorted(diff))} "
                 f"(recorded in {RECORD})")

@@ -364,6 +364,13 @@ def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dic
             f"{run.dataset} was collected on layouts={ds.meta.get('layouts')!r}, which include "
             "the held-out evaluation layouts: collect it with python -m jaxrl3m.collect "
             "(--layouts train, the default)")
+    from ..envs.layout import SPLIT
+    if ds.meta.get("split", "v1") != SPLIT:
+        raise dsl.DatasetError(
+            f"{run.dataset} was collected with the train/held-out split "
+            f"{ds.meta.get('split', 'v1')!r}, whose training layouts share maps with today's "
+            f"held-out ones ({SPLIT!r} splits by map): collect it again with python -m "
+            "jaxrl3m.collect")
     sub = ds.subset(run.fraction, run.subset_seed)
     data, extra = algo.prepare(sub, teacher)
     return data, {"dataset_episodes": sub.num_episodes, "dataset_transitions":
