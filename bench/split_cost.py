@@ -6,7 +6,9 @@ through the collector, best of 3.
 """
 
 import benchlib  # noqa: F401  (the checkout on sys.path)
-import time, jax, jax.numpy as jnp
+import time
+
+import jax
 from jaxrl3m import envs
 from jaxrl3m.core import collector
 from jaxrl3m.core.collector import Random
