@@ -152,6 +152,9 @@ def main():
         "DoorKey": lambda: ours("DoorKey"),
         "LavaDoorKey": lambda: ours("LavaDoorKey"),
         "ColoredDoorKey": lambda: ours("ColoredDoorKey"),
+        # what the trainer steps since the split by map: a held-out map is drawn again
+        "DoorKey, training maps": lambda: envs.make("DoorKey", layouts="train"),
+        "LavaDoorKey, training maps": lambda: envs.make("LavaDoorKey", layouts="train"),
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
     }
     try:  # the [peers] extra

@@ -223,8 +223,8 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "learning-priors-ablation": learning_priors_ablation,
           "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
           "offline-LavaDoorKey": offline("LavaDoorKey"),
-          "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary, "lamo": lamo, "scaling": scaling,
-          "navix-agents": navix_agents}
+          "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary,
+          "lamo": lamo, "scaling": scaling, "navix-agents": navix_agents}
 
 
 def tables(names=None) -> dict[str, str]:
