@@ -179,7 +179,7 @@ def offline_summary(sizes: tuple[int, ...] = (10, 200, 2000)) -> str:
         lines.append(f"| {name} | " + " | ".join(c for c, _ in got) + " | "
                      + " / ".join(n for _, n in got) + " |")
     first = data[OFFLINE_TASKS[0]]
-    return ("\n".join(lines) + f"\n\nCells: mean success on held-out layouts with "
+    return ("\n".join(lines) + "\n\nCells: mean success on held-out layouts with "
             + " / ".join(f"{n:,}" for n in sizes) + f" episodes of {first['recipe']} data "
             f"({first['data_seeds']} datasets x {first['seeds']} training seeds, "
             f"{first['steps']:,} gradient steps); N* per task.")
