@@ -230,6 +230,7 @@ def main(argv=None) -> int:
             s = train_run(config, run, run_dir, progress=True, prepared=prepared)
             rows = curves.read_csv(run_dir / "metrics.csv")
             steps, succ, _ = curves.curves(rows)
+            thin = 1 if s["curve"] == "evaluation" else 5  # ~every 10 updates
             to = np.array(s["steps_to_0.9"], dtype=float)
             results.setdefault(task, {})[name] = {
                 "config": f"configs/{preset}.yaml", "overrides": {
@@ -243,8 +244,8 @@ def main(argv=None) -> int:
                 "eval_success_mean": s["eval"]["success_mean"],
                 "eval_success_std": s["eval"]["success_std"],
                 "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir.relative_to(ROOT)),
-                "curve_steps": steps[::5].tolist(),
-                "curve_success_mean": _nanmean(succ)[::5].round(4).tolist()}
+                "curve": s["curve"], "curve_steps": steps[::thin].tolist(),
+                "curve_success_mean": _nanmean(succ)[::thin].round(4).tolist()}
             benchlib.save(out_path, results)
             r = results[task][name]
             print(f"{task:15s} {name:10s} steps to 0.9: {r['steps_to_0.9']} "
@@ -285,7 +286,8 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
         styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")
                   else "-" for label in curves_by_method}
     curves.plot_learning_curves(curves_by_method, out_path.parent / f"{out_path.stem}_{task}.png",
-                                f"{task}: success of training episodes, mean of seeds",
+                                f"{task}: learning curves (held-out evaluations where the run "
+                                "made them), mean of seeds",
                                 styles=styles, colors=colors or None)
 
 

@@ -126,15 +126,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def final_success_text(final: list[float]) -> str:
-    """The training episodes' final success rate in words; never a bare NaN: a seed whose last
-    5 updates ended fewer than 50 episodes (long episodes, a short run) has no rate, and the
-    text says so."""
+    """The final success rate of the learning curve in words; never a bare NaN: a seed whose
+    curve has no point yet (no periodic evaluation, and too few training episodes counted)
+    has no rate, and the text says so."""
     from .core.metrics import MIN_EPISODES, WINDOW
     final = np.asarray(final, dtype=float)
     known = final[np.isfinite(final)]
-    why = (f"fewer than {MIN_EPISODES} episodes ended in the last {WINDOW} updates")
+    why = (f"no periodic evaluation, and fewer than {MIN_EPISODES} training episodes in "
+           f"{WINDOW} updates")
     if not len(known):
-        return (f"final success of training episodes: not measured ({why} of every seed; the "
+        return (f"final success of the learning curve: not measured ({why} of every seed; the "
                 f"held-out evaluation below measures it)")
     text = f"final success {known.mean():.3f} +- {known.std():.3f} over {len(known)} seed(s)"
     if len(known) < len(final):
@@ -163,15 +164,18 @@ def report(run_dir: Path, seeds: int, summary: dict) -> None:
         return
     to_09 = np.array(summary["steps_to_0.9"], dtype=float)
     reached = to_09[np.isfinite(to_09)]
-    print(f"{run_dir}: {final_success_text(summary['final_success'])}; steps to 0.9: "
+    curve = (f"held-out evaluations every {summary['eval_every']} updates"
+             if summary.get("curve") == "evaluation" else "training episodes")
+    head = ("" if "eval" in summary else final_success_text(summary["final_success"]) + "; ")
+    print(f"{run_dir}: {head}steps to 0.9 ({curve}): "
           + (f"{reached.mean():,.0f} (mean of {len(reached)}/{len(to_09)} seeds that reached it)"
              if len(reached) else "not reached")
           + f"; {summary['steps_per_second']:,.0f} steps/s"
           + (f" (compile {summary['compile_s']:.1f} s apart)" if "compile_s" in summary else ""))
     if "eval" in summary:
         e = summary["eval"]
-        print(f"held-out layouts ({e['episodes']} episodes per seed, "
-              f"{'greedy' if e['greedy'] else 'sampled'}): success {e['success_mean']:.3f} +- "
+        print(f"final success on held-out layouts ({e['episodes']} episodes per seed, "
+              f"{'greedy' if e['greedy'] else 'sampled'}): {e['success_mean']:.3f} +- "
               f"{e['success_std']:.3f}, return {e['return_mean']:.3f}")
 
 

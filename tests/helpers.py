@@ -13,12 +13,13 @@ from jaxrl3m.envs.types import (DIR_VEC, DOOR, EAST, EMPTY, FORWARD, KEY, LEFT, 
 
 
 # The suite's tiny guided-PPO run (DoorKey, oracle teacher, 2 seeds, 10 updates in chunks of
-# 5, 16 held-out episodes): the files that train through the command use it as it is (test_ppo,
+# 5, 8 held-out episodes every 5 updates, 16 at the end): the files that train through the command use it as it is (test_ppo,
 # test_core, test_parallel), so its programs compile once per run of the suite (the persistent
 # compilation cache is shared by the suite's processes). Settings a test varies come after it.
 TINY_RUN = ["configs/DoorKey-oracle.yaml", "seeds=2", "num_envs=8", "num_steps=8",
             "num_minibatches=2", "update_epochs=2", "hidden=[16]", "window=5",
-            "total_steps=640", "log_every=5", "eval_episodes=16", "--no-progress"]
+            "total_steps=640", "log_every=5", "eval_episodes=16", "eval_every=5",
+            "curve_episodes=8", "--no-progress"]
 TINY_RUN_UPDATES, TINY_RUN_CHUNK = 10, 5
 
 

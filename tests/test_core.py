@@ -524,7 +524,7 @@ def test_a_chunk_skips_its_surplus_updates():
 
 def test_final_success_is_never_a_bare_nan():
     text = train_cli.final_success_text([float("nan"), float("nan")])
-    assert "nan" not in text.lower() and "fewer than 50 episodes ended in the last 5 updates" in text
+    assert "nan" not in text.lower() and "fewer than 50 training episodes in 5 updates" in text
     text = train_cli.final_success_text([0.5, float("nan")])
     assert "0.500" in text and "1 seed(s) without a rate" in text and "nan" not in text.lower()
     assert train_cli.final_success_text([0.25, 0.75]).startswith("final success 0.500 +- 0.250")

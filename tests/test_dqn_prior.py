@@ -178,7 +178,7 @@ def test_dqn_prior_learns_q_star_on_frozen_lake_and_a_zero_mass_prior_blocks_it(
 # Through the driver: 2 seeds, resume, evaluation, bad input
 # ---------------------------------------------------------------------------------------------
 TINY = {"num_envs": 8, "num_steps": 8, "num_minibatches": 2, "update_epochs": 2,
-        "hidden": [16], "window": 5, "log_every": 2, "seeds": 2}
+        "hidden": [16], "window": 5, "log_every": 2, "seeds": 2, "eval_every": 0}
 # The transfer test's approach 4 (DQN-Prior from a source): the same compiled programs serve both.
 APPROACH_4 = {**TINY, "task": "DoorKey", "total_steps": 256, "eval_episodes": 8,
               "epsilon_start": 0.1}

@@ -184,7 +184,7 @@ def test_evaluation_policy_sees_the_windows_training_sees(tiny):
 # ---------------------------------------------------------------------------------------------
 def _over(model, path, tmp_path, **extra):
     return {**TINY, "model": str(model), "dataset": str(path), "runs_dir": str(tmp_path),
-            "log_every": 2, "seeds": 2, "eval_episodes": 0, **extra}
+            "log_every": 2, "seeds": 2, "eval_episodes": 0, "eval_every": 0, **extra}
 
 
 def test_tiny_lamo_two_seeds_learns_and_resume_equals_uninterrupted(tiny, tmp_path):

@@ -126,3 +126,25 @@ def test_retry_loop_path_still_produces_valid_layouts():
     grids = np.asarray(ts.state.grid)
     for i in range(300):
         assert solve(grids[i], np.asarray(ts.state.agent_pos[i]), int(ts.state.agent_dir[i]))
+
+
+def test_a_held_out_draw_is_recoloured_onto_a_training_map():
+    """`into_training_map`: training layouts unchanged; held-out ones keep room, positions and
+    which key opens the door, change only their colours, and land on a training map."""
+    keys = jax.random.split(jax.random.key(3), 4000)
+    draw = jax.jit(jax.vmap(lambda k: layout_lib.sample_layout(k, 8, 5, 2, 0)))
+    before = draw(keys)
+    after = jax.jit(jax.vmap(layout_lib.into_training_map))(before)
+    held = np.asarray(jax.vmap(layout_lib.held_out)(before))
+    assert 300 < held.sum() < 700  # about 1 in 8
+    assert not np.asarray(jax.vmap(layout_lib.held_out)(after)).any()
+    for name in ("room", "door_pos", "key_pos", "lava_pos", "agent_pos", "agent_dir"):
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+    same = ~held
+    np.testing.assert_array_equal(np.asarray(after.door_colour)[same],
+                                  np.asarray(before.door_colour)[same])
+    assert (np.asarray(after.door_colour)[held] != np.asarray(before.door_colour)[held]).all()
+    np.testing.assert_array_equal(after.key_colour[:, 0], after.door_colour)
+    shift = (np.asarray(after.door_colour) - np.asarray(before.door_colour)) % 6
+    np.testing.assert_array_equal(np.asarray(after.key_colour),
+                                  (np.asarray(before.key_colour) + shift[:, None]) % 6)

@@ -85,7 +85,7 @@ def test_navix_ppo_runs_on_our_task():
 def test_navix_task_through_our_trainer(tmp_path):
     from jaxrl3m.train import main
     assert main(["ppo", "task=Navix-Empty-5x5-v0", "seeds=2", "num_envs=8", "num_steps=8",
-                 "total_steps=128", "hidden=[16]", "eval_episodes=0", f"runs_dir={tmp_path}",
+                 "total_steps=128", "hidden=[16]", "eval_episodes=0", "eval_every=0", f"runs_dir={tmp_path}",
                  "name=nav", "--no-progress"]) == 0
     import csv
     rows = list(csv.DictReader(open(tmp_path / "nav" / "metrics.csv")))

@@ -231,7 +231,7 @@ def test_bc_times_prior_only_acts_in_the_prior_support():
 # Through the driver: 2 seeds under vmap, resume, evaluation, bad input
 # ---------------------------------------------------------------------------------------------
 TINY = {**TINY_NET, "batch_size": 16, "gradient_steps": 40, "steps_per_update": 10,
-        "log_every": 2, "seeds": 2, "eval_episodes": 0}
+        "log_every": 2, "seeds": 2, "eval_episodes": 0, "eval_every": 0}
 
 
 def test_cql_prior_two_seeds_and_resume_equals_uninterrupted(dataset, tmp_path):

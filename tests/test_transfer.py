@@ -21,7 +21,8 @@ from jaxrl3m.teacher.options import (oracle_table, past_policy_option, task_opti
 from jaxrl3m.teacher.skills import skill_outputs
 
 TINY = dict(num_envs=8, num_steps=8, num_minibatches=2, update_epochs=2, hidden=(16,), window=5)
-TINY_KEYS = [f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()]
+TINY_KEYS = [f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()] + [
+    "eval_every=0"]
 
 
 def _keys(values: dict) -> dict:
@@ -115,7 +116,8 @@ def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():
 # ---------------------------------------------------------------------------------------------
 def _transfer_config(tmp_path, src, **values):
     base = {"task": "LavaDoorKey", "runs_dir": str(tmp_path), "source": str(src),
-            "total_steps": 64, "eval_episodes": 0, "log_every": 1, **_keys(TINY)}
+            "total_steps": 64, "eval_episodes": 0, "eval_every": 0, "log_every": 1,
+            **_keys(TINY)}
     return runs.load_config(None, {**base, **values})
 
 

@@ -108,8 +108,8 @@ class DQNState(struct.PyTreeNode):
     update: jax.Array  # i32[]
 
 
-METRICS = ("env_steps", "episodes", "return", "success", "length", "epsilon", "q_mean",
-           "target_mean", "loss")
+METRICS = ("env_steps", "episodes", "return", "success", "length", *collector.STARTED_METRICS,
+           "epsilon", "q_mean", "target_mean", "loss")
 
 
 def epsilon_at(c: DQNConfig, update: jax.Array) -> jax.Array:
@@ -226,7 +226,8 @@ class DQN(Algorithm):
         if params is None:
             params = self.init_params(k_params)
         return DQNState(params=params, target=params, opt_state=self.optimizer(c).init(params),
-                        env=collector.reset(self.env, k_env, c.num_envs), key=key,
+                        env=collector.reset(self.env, k_env, c.num_envs,
+                                            num_steps=c.num_steps), key=key,
                         update=jnp.zeros((), jnp.int32))
 
     def update(self, state: DQNState, inputs: Any = None, num_updates: int = 1,
@@ -287,7 +288,7 @@ class DQN(Algorithm):
 
             # METRICS
             metrics = {k: v.mean() for k, v in stats.items()}
-            metrics.update(collector.episode_metrics(tr))
+            metrics.update(collector.episode_metrics(tr, carry))
             metrics["env_steps"] = ((state.update + 1) * c.batch_size).astype(jnp.float32)
             metrics["epsilon"] = epsilon
             metrics["target_mean"] = targets.mean()

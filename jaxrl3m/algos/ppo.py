@@ -138,10 +138,11 @@ class PPOState(struct.PyTreeNode):
     options: Any = None  # posterior teacher: OptionValues [abstract states, options]; else None
 
 
-METRICS = ("env_steps", "episodes", "return", "success", "length", "kl_teacher", "lambda",
-           "entropy", "policy_loss", "value_loss", "approx_kl", "loss")
+METRICS = ("env_steps", "episodes", "return", "success", "length", *collector.STARTED_METRICS,
+           "kl_teacher", "lambda", "entropy", "policy_loss", "value_loss", "approx_kl", "loss")
 """What `update` reports per update (episode statistics over the episodes that ended in the
-update's rollout; NaN when none did)."""
+update's rollout, NaN when none did; and over those that started K updates back,
+`collector.STARTED_METRICS`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,7 +256,8 @@ class PPO(Algorithm):
             options = OptionValues.zeros(NUM_ABSTRACT_STATES,
                                          len(c.options) + len(self.past_policies))
         return PPOState(params=params, opt_state=self.optimizer(c).init(params),
-                        env=collector.reset(self.env, k_env, c.num_envs), key=key,
+                        env=collector.reset(self.env, k_env, c.num_envs,
+                                            num_steps=c.num_steps), key=key,
                         update=jnp.zeros((), jnp.int32), options=options)
 
     def update(self, state: PPOState, inputs: Any = None, num_updates: int = 1,
@@ -310,7 +312,7 @@ class PPO(Algorithm):
 
             # METRICS
             metrics = {k: v.mean() for k, v in stats.items()}
-            metrics.update(collector.episode_metrics(tr))
+            metrics.update(collector.episode_metrics(tr, carry))
             metrics["env_steps"] = ((state.update + 1) * c.batch_size).astype(jnp.float32)
             metrics["lambda"] = lam
             state = PPOState(params=params, opt_state=opt_state, env=carry, key=key,

@@ -47,6 +47,9 @@ class Carry(struct.PyTreeNode):
     ep_return: jax.Array  # f32[N]: return so far of each environment's current episode
     ep_length: jax.Array  # i32[N]: steps so far of each environment's current episode
     memory: Any = None  # a recurrent policy's memory (None: the policy has none)
+    # Episodes by the rollout they started in (`reset(num_steps=...)`, training's collectors):
+    rollouts: Any = None  # i32[]: rollouts done
+    by_start: Any = None  # f32[N, K + 1, 2]: (ended, succeeded) per start rollout, a ring
 
 
 class Transition(struct.PyTreeNode):
@@ -113,15 +116,30 @@ class Random:
 # ---------------------------------------------------------------------------------------------
 # Stepping
 # ---------------------------------------------------------------------------------------------
-def reset(env: Any, key: jax.Array, num_envs: int, policy: Any = None, params: Any = None
-          ) -> Carry:
+def reset(env: Any, key: jax.Array, num_envs: int, policy: Any = None, params: Any = None,
+          num_steps: int | None = None) -> Carry:
     """`num_envs` fresh episodes (layouts drawn from `key`); a recurrent `policy`'s memory
-    starts from `policy.initial_memory(params, obs)`."""
+    starts from `policy.initial_memory(params, obs)`. With `num_steps` (the rollout length of a
+    learner), the carry also counts episodes by the rollout they started in, which
+    `episode_metrics` reports once all of them have ended (`STARTED_METRICS`)."""
     ts = jax.vmap(env.reset)(jax.random.split(key, num_envs))
     memory = policy.initial_memory(params, ts.obs) if is_recurrent(policy) else None
+    lag = start_lag(env, num_steps)
+    rollouts, by_start = ((None, None) if lag is None else
+                          (jnp.zeros((), jnp.int32), jnp.zeros((num_envs, lag + 1, 2))))
     return shard_envs(Carry(state=ts.state, obs=ts.obs,
                             ep_return=jnp.zeros((num_envs,), jnp.float32),
-                            ep_length=jnp.zeros((num_envs,), jnp.int32), memory=memory))
+                            ep_length=jnp.zeros((num_envs,), jnp.int32), memory=memory,
+                            rollouts=rollouts, by_start=by_start))
+
+
+def start_lag(env: Any, num_steps: int | None) -> int | None:
+    """Rollouts after the one an episode started in by which it has surely ended:
+    `ceil((max_steps - 1) / num_steps)` (None without a rollout length or a time limit)."""
+    horizon = horizon_of(env)
+    if num_steps is None or not horizon:
+        return None
+    return max(1, -(-(horizon - 1) // num_steps))
 
 
 def is_recurrent(policy: Any) -> bool:
@@ -146,8 +164,8 @@ def step(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array
                     truncated=ts.truncated, final_obs=ts.final_obs,
                     episode_return=jnp.where(done, ep_return, 0.0),
                     episode_length=jnp.where(done, ep_length, 0), extras=extras)
-    carry = Carry(state=ts.state, obs=ts.obs, ep_return=jnp.where(done, 0.0, ep_return),
-                  ep_length=jnp.where(done, 0, ep_length), memory=memory)
+    carry = carry.replace(state=ts.state, obs=ts.obs, ep_return=jnp.where(done, 0.0, ep_return),
+                          ep_length=jnp.where(done, 0, ep_length), memory=memory)
     return shard_envs(carry), tr
 
 
@@ -155,8 +173,28 @@ def rollout(env: Any, policy: Policy, params: Any, carry: Carry, key: jax.Array,
             num_steps: int) -> tuple[Carry, Transition]:
     """`num_steps` steps of every environment in one `lax.scan`; transitions are `[T, N]`.
     Episodes run across rollouts: pass the returned carry to the next call."""
-    return jax.lax.scan(lambda c, k: step(env, policy, params, c, k), carry,
-                        jax.random.split(key, num_steps))
+    new, tr = jax.lax.scan(lambda c, k: step(env, policy, params, c, k), carry,
+                           jax.random.split(key, num_steps))
+    if carry.by_start is not None:
+        new = new.replace(**count_starts(tr, carry.rollouts, carry.by_start))
+    return new, tr
+
+
+def count_starts(tr: Transition, rollouts: jax.Array, by_start: jax.Array) -> dict:
+    """The carry's count of episodes by start rollout, after the rollout `tr` (number
+    `rollouts + 1`): each episode that ended in it is added to the slot of the rollout it
+    started in (`length` steps back), in a ring of `K + 1` slots; the slot of this rollout is
+    emptied first (it last held rollout `r - K - 1`'s, reported by the previous call)."""
+    t, n = tr.reward.shape
+    slots = by_start.shape[1]
+    r = rollouts + 1
+    step_idx = jnp.arange(t, dtype=jnp.int32)[:, None]
+    age = jnp.clip(-((step_idx - tr.episode_length + 1) // t), 0, slots - 1)  # [T, N]
+    done = tr.done.astype(jnp.float32)
+    onehot = jax.nn.one_hot((r - age) % slots, slots, dtype=jnp.float32) * done[..., None]
+    added = jnp.stack([onehot.sum(0), (onehot * tr.success[..., None]).sum(0)], -1)
+    keep = (jnp.arange(slots) != r % slots)[None, :, None]
+    return {"rollouts": r, "by_start": by_start * keep + added}
 
 
 def horizon_of(env: Any) -> int | None:
@@ -196,9 +234,18 @@ def at_truncations(tr: Transition, fn: Callable[[Observation], Any],
                         .reshape(t, n, *x.shape[1:]), full)
 
 
-def episode_metrics(tr: Transition) -> dict[str, jax.Array]:
+STARTED_METRICS = ("started_update", "started_episodes", "started_success")
+"""`episode_metrics(tr, carry)`'s count of episodes by the update they *started* in: those
+of update `started_update` (K = `start_lag` updates back, 0 while there is none), how many,
+and their success rate. All of them have ended, so the rate is not biased towards short
+episodes as the rate of the episodes that *ended* in an update is (early in a run only the
+quick successes and deaths have ended; time-limit failures end `max_steps` later)."""
+
+
+def episode_metrics(tr: Transition, carry: Carry | None = None) -> dict[str, jax.Array]:
     """Statistics of the episodes that ended in a rollout: `episodes` (how many), `return`,
-    `success` and `length` (means over them; NaN when none ended)."""
+    `success` and `length` (means over them; NaN when none ended). With the `carry` after the
+    rollout (one `reset` with `num_steps`), also `STARTED_METRICS`."""
     done = tr.done
     count = done.sum()
 
@@ -206,8 +253,17 @@ def episode_metrics(tr: Transition) -> dict[str, jax.Array]:
         total = jnp.sum(jnp.where(done, x, 0).astype(jnp.float32))
         return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
 
-    return {"episodes": count.astype(jnp.float32), "return": mean(tr.episode_return),
-            "success": mean(tr.success), "length": mean(tr.episode_length)}
+    out = {"episodes": count.astype(jnp.float32), "return": mean(tr.episode_return),
+           "success": mean(tr.success), "length": mean(tr.episode_length)}
+    if carry is not None and carry.by_start is not None:
+        slots = carry.by_start.shape[1]
+        first = carry.rollouts - (slots - 1)  # the start rollout whose episodes have all ended
+        ended, won = carry.by_start[:, (carry.rollouts + 1) % slots].sum(0)
+        ended = jnp.where(first >= 1, ended, 0.0)
+        out.update(started_update=jnp.maximum(first, 0).astype(jnp.float32),
+                   started_episodes=ended,
+                   started_success=jnp.where(ended > 0, won / jnp.maximum(ended, 1), jnp.nan))
+    return out
 
 
 def episodes(env: Any, policy: Policy, params: Any, key: jax.Array,

@@ -1,9 +1,11 @@
 """Metrics of runs: `metrics.csv` (append-only), windowed success, steps to a threshold, plots.
 
-Training reports, per update, the success rate over the episodes that ended during that update's
-rollout and how many did. `windowed_success` pools the episodes of the last `window` updates
-(weighted by their counts), which is what "reaches 0.9 success" is measured on; `curves(rows)`
-gives it (and the pooled return) per seed from a run's rows.
+The headline learning curve of a run is its periodic held-out evaluation (`eval_success`, every
+`eval_every` updates: fresh episodes of the evaluation policy on held-out layouts), which is what
+"reaches 0.9 success" is measured on (`curves`, `steps_to`). Training also reports, per update,
+the episodes that ended in its rollout and, once they have all ended, those that started in it
+(`started_*`); `training_curves` pools the latter over `window` updates (`windowed_success`): a
+rate of the episodes that *ended* in a window is biased towards short episodes early in a run.
 
 `metrics.csv` is appended to after every chunk of updates (`MetricsLog`), never rewritten while a
 run trains: a run killed mid-write loses at most the line being written, which `read_csv` drops,
@@ -148,13 +150,70 @@ def windowed_success(success: np.ndarray, episodes: np.ndarray, window: int = WI
         return np.where(den >= min_episodes, num / np.maximum(den, 1), np.nan)
 
 
-def curves(rows: list[dict], window: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`(env_steps f[U], success f[S, U], return f[S, U])` of a run's metrics rows, success and
-    return pooled over the episodes of the last `window` updates (`windowed_success`)."""
+def has_column(rows: list[dict], key: str) -> bool:
+    """Whether the rows have `key` with at least one finite value."""
+    return any(isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) for r in rows)
+
+
+def evaluation_curves(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`(env_steps f[E], success f[S, E], return f[S, E])` of the periodic held-out
+    evaluations (`eval_success`, `eval_return`) at the E updates that were evaluated; None
+    when the run made none."""
+    if not has_column(rows, "eval_success"):
+        return None
+    evaluated = sorted({r["update"] for r in rows if math.isfinite(r["eval_success"])})
+    keep = [r for r in rows if r["update"] in set(evaluated)]
+    return (by_seed(keep, "env_steps")[0], by_seed(keep, "eval_success"),
+            by_seed(keep, "eval_return"))
+
+
+def training_curves(rows: list[dict], window: int = WINDOW
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(env_steps f[U], success f[S, U], return f[S, U])` of the training episodes.
+
+    Runs that count episodes by the update they started in (`started_*` columns,
+    `collector.STARTED_METRICS`): the success rate of the episodes that started in the last
+    `window` updates at each update, placed at that update (known `K` updates later, once they
+    have all ended; the last `K` updates are NaN): not biased towards short episodes. The
+    return column is then NaN (it is not counted by start). Older runs: the episodes that
+    ended in the last `window` updates (`windowed_success`), which early in a run reads high."""
     steps = by_seed(rows, "env_steps")[0]
-    episodes = by_seed(rows, "episodes")
-    return (steps, windowed_success(by_seed(rows, "success"), episodes, window),
-            windowed_success(by_seed(rows, "return"), episodes, window))
+    if not has_column(rows, "started_episodes"):
+        episodes = by_seed(rows, "episodes")
+        return (steps, windowed_success(by_seed(rows, "success"), episodes, window),
+                windowed_success(by_seed(rows, "return"), episodes, window))
+    seeds = sorted({r["seed"] for r in rows})
+    updates = len(steps)
+    success, episodes = np.zeros((len(seeds), updates)), np.zeros((len(seeds), updates))
+    known = np.zeros(updates, bool)
+    for r in rows:
+        u = int(r["started_update"])
+        if 1 <= u <= updates:
+            s = seeds.index(r["seed"])
+            episodes[s, u - 1] = r["started_episodes"]
+            success[s, u - 1] = r["started_success"]
+            known[u - 1] = True
+    curve = windowed_success(success, episodes, window)
+    curve[:, ~known] = np.nan
+    return steps, curve, np.full_like(curve, np.nan)
+
+
+def curves(rows: list[dict], window: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The headline curves of a run's metrics rows, `(env_steps f[U], success f[S, U],
+    return f[S, U])`: the periodic held-out evaluations where the run made them
+    (`evaluation_curves`), else the training episodes' (`training_curves`)."""
+    return evaluation_curves(rows) or training_curves(rows, window)
+
+
+def last_finite(curve: np.ndarray) -> np.ndarray:
+    """`f[S]`: each row's last finite value (NaN for a row without one)."""
+    curve = np.atleast_2d(np.asarray(curve, float))
+    out = np.full(curve.shape[0], np.nan)
+    for s, row in enumerate(curve):
+        known = np.flatnonzero(np.isfinite(row))
+        if known.size:
+            out[s] = row[known[-1]]
+    return out
 
 
 def steps_to(env_steps: np.ndarray, curve: np.ndarray, threshold: float = 0.9) -> float:

@@ -55,7 +55,8 @@ class DoorKeyEnv:
     """Episodes are truncated after this many steps."""
     layouts: str = "all"
     """Which layouts `reset` draws: all; train (the 7/8 of maps whose `layout_lib.map_hash` is
-    not held out); heldout (the other 1/8). Training (online and offline datasets) draws `train`
+    not held out; a held-out draw is recoloured onto one, `layout_lib.into_training_map`);
+    heldout (the other 1/8, drawn again until one is: exactly uniform over them). Training (online and offline datasets) draws `train`
     layouts and every evaluation `heldout` ones: no held-out map is ever trained on, from any
     start (`layout_lib.SPLIT`)."""
 
@@ -81,6 +82,8 @@ class DoorKeyEnv:
             return draw(key)
         want = self.layouts == "heldout"
         first = draw(key)
+        if not want:  # a held-out draw is recoloured: the loop below then (almost) never runs
+            first = layout_lib.into_training_map(first)
 
         def again(carry):
             i, _ = carry

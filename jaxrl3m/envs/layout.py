@@ -235,3 +235,23 @@ def held_out(layout: Layout) -> jax.Array:
     """`bool[]`: the layout's map belongs to the held-out split (1 map in `HELD_OUT_SHARE`),
     which `layouts="train"` never draws and `layouts="heldout"` always does."""
     return map_hash(layout) % HELD_OUT_SHARE == 0
+
+
+def recoloured(layout: Layout, shift: jax.Array) -> Layout:
+    """The layout with every colour (door, keys) moved `shift` steps around the colour wheel:
+    the same room, positions and solution (key 0 still opens the door), another map."""
+    return layout.replace(door_colour=(layout.door_colour + shift) % NUM_COLOURS,
+                          key_colour=(layout.key_colour + shift) % NUM_COLOURS)
+
+
+def into_training_map(layout: Layout) -> Layout:
+    """A training-map layout from any draw without drawing again: the layout itself when its
+    map is a training map, else it recoloured (`recoloured`) by the first of the
+    `NUM_COLOURS - 1` shifts whose map is one. Only when every shift is held out (about 1 draw
+    in 8^6) is the result still held out; the caller draws again then. Training maps are thus
+    not drawn exactly uniformly (a map that recolours of held-out maps land on is drawn more
+    often, by at most the held-out share, 1/8): the price of a reset without a retry loop,
+    which under `vmap` runs as long as the unluckiest environment of the batch."""
+    shifts = jnp.arange(NUM_COLOURS, dtype=jnp.int32)
+    held = jax.vmap(lambda s: held_out(recoloured(layout, s)))(shifts)
+    return recoloured(layout, shifts[jnp.argmin(held)])  # the first training shift, else 0

@@ -70,7 +70,7 @@ LEARNERS: dict[str, tuple[Path, tuple[str, ...]]] = {
 """Learner -> (its presets' folder, the approaches it has)."""
 STUDY_KEYS = ("task", "prior", "seeds", "source", "name", "runs_dir")
 """Keys the study sets in every approach's config (the rest come from the preset and --set)."""
-CSV_COLUMNS = ("approach", "seed", "update", "env_steps", "success", "return", "episodes")
+CSV_COLUMNS = ("approach", "seed", "env_steps", "success", "return", "episodes")
 
 
 def _log(msg: str) -> None:
@@ -156,20 +156,24 @@ def run_approach(approach: str, target: str, prior: str, seeds: int, source: Pat
 # ---------------------------------------------------------------------------------------------
 def approach_curves(path: Path, summary: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
                                                                   np.ndarray, list[dict]]:
-    """`(env_steps f[U], success f[S, U], return f[S, U], csv rows)` of one approach's run;
-    success and return pooled over the episodes of the last 5 updates (`curves.windowed_*`).
+    """`(env_steps f[U], success f[S, U], return f[S, U], csv rows)` of one approach's run:
+    its learning curve (`curves.curves`: the periodic held-out evaluations, or the training
+    episodes of a run that made none).
     The teacher alone (no learning) is a flat line at its held-out success and return."""
     if not summary.get("learn", True):
         ev = summary["eval"]
         s = np.array(ev["success"], float)[:, None]
         r = np.array(ev["return"], float)[:, None]
-        rows = [{"seed": i, "update": 0, "env_steps": 0, "success": float(s[i, 0]),
+        rows = [{"seed": i, "env_steps": 0, "success": float(s[i, 0]),
                  "return": float(r[i, 0]), "episodes": ev["episodes"]} for i in range(len(s))]
         return np.zeros(1), s, r, rows
     rows = curves.read_csv(path / "metrics.csv")
     steps, success, ret = curves.curves(rows)
-    episodes = curves.by_seed(rows, "episodes")
-    out = [{"seed": s, "update": u + 1, "env_steps": int(steps[u]),
+    if curves.evaluation_curves(rows) is not None:  # each point: curve_episodes per seed
+        episodes = np.full(success.shape, summary.get("curve_episodes", 0))
+    else:
+        episodes = curves.by_seed(rows, "episodes")
+    out = [{"seed": s, "env_steps": int(steps[u]),
             "success": float(success[s, u]), "return": float(ret[s, u]),
             "episodes": int(episodes[s, u])}
            for s in range(success.shape[0]) for u in range(success.shape[1])]

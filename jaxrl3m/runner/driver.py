@@ -49,44 +49,92 @@ class TrainingDiverged(RuntimeError):
 
 _CHUNKS: dict = {}
 
+EVAL_METRICS = ("eval_success", "eval_return")
+"""The periodic held-out evaluation's columns (NaN in the rows of updates it skipped)."""
+PERIODIC_STREAM = 0xC0_5EED
+"""Folded into the run's seed for the periodic evaluations' keys (apart from training's and
+the final evaluation's streams)."""
 
-def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parallel.Placement()):
-    """`jit(vmap over seeds)` of up to `num_updates` updates, compiled once per algorithm, size
-    and placement: `fn(state, inputs, count=num_updates) -> (state, metrics)` runs the first
-    `count` updates and skips the rest (a real `cond`: `count` is shared by every seed), so a
-    run's last, shorter chunk needs no program of its own; the metrics of skipped updates are
-    zeros (keep the first `count`). On a mesh the seed axis is the mesh's `seed` axis and the
-    collector puts each seed's environments on its `env` axis; call it within
-    `parallel.using(placement)`."""
-    sig = (algo, num_updates, placement)
+
+def periodic_keys(seed: int, seeds: int) -> jax.Array:
+    """Each seed's key of the periodic evaluations (folded with the update's number)."""
+    key = jax.random.fold_in(jax.random.key(seed), PERIODIC_STREAM)
+    return jax.vmap(lambda s: jax.random.fold_in(key, s))(np.arange(seeds))
+
+
+def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parallel.Placement(),
+             eval_every: int = 0, eval_episodes: int = 0, greedy: bool = False):
+    """`jit(vmap over seeds)` of up to `num_updates` updates, compiled once per algorithm, size,
+    placement and evaluation: `fn(state, inputs, count=num_updates, first=0, keys=None) ->
+    (state, metrics)` runs the first `count` updates and skips the rest (a real `cond`:
+    `count` is shared by every seed), so a run's last, shorter chunk needs no program of its
+    own; the metrics of skipped updates are zeros (keep the first `count`). On a mesh the seed
+    axis is the mesh's `seed` axis and the collector puts each seed's environments on its `env`
+    axis; call it within `parallel.using(placement)`.
+
+    With `eval_every > 0`, after every update whose number (`first` + its index + 1) is a
+    multiple of `eval_every`, the algorithm's evaluation policy (`algo.policy(greedy)`) plays
+    `eval_episodes` fresh episodes per seed on the held-out layouts (`algo.eval_env`), inside
+    the program (no round trip to the host); `keys` (`periodic_keys`, one per seed) are folded
+    with the update's number. The metrics then also hold `eval_success` and `eval_return`
+    (NaN for the updates not evaluated). The predicate is shared by every seed, so the `cond`
+    stays real under `vmap`: updates without an evaluation pay nothing for it."""
+    evaluating = eval_every > 0 and eval_episodes > 0
+    sig = (algo, num_updates, placement, eval_every if evaluating else 0,
+           eval_episodes if evaluating else 0, greedy)
     if sig not in _CHUNKS:
         # One update, jitted so that it is traced once for both uses below.
         update = jax.jit(lambda s, inputs: algo.update(s, inputs, 1))
+        policy = algo.policy(greedy) if evaluating else None
 
-        def chunk(state, inputs, count):
+        def evaluation(state, inputs, key, number):
+            from ..core import collector
+            params = algo.evaluation_params(state.params, inputs)
+            stats = collector.episodes(algo.eval_env, policy, params,
+                                       jax.random.fold_in(key, number), eval_episodes)
+            return {"eval_success": stats.success.mean(dtype=jnp.float32),
+                    "eval_return": stats.ret.mean(dtype=jnp.float32)}
+
+        def no_evaluation(*_):
+            return {k: jnp.float32(jnp.nan) for k in EVAL_METRICS}
+
+        def chunk(state, inputs, count, first, key):
+            def one(state, i):
+                s, m = update(state, inputs)
+                m = jax.tree.map(lambda x: x[0], m)
+                if evaluating:
+                    number = first + i + 1
+                    m.update(jax.lax.cond(number % eval_every == 0, evaluation, no_evaluation,
+                                          s, inputs, key, number))
+                return s, m
+
             if num_updates == 1:  # nothing to skip: the update as it is
-                return update(state, inputs)
-            shapes = jax.eval_shape(update, state, inputs)[1]
+                s, m = one(state, 0)
+                return s, jax.tree.map(lambda x: x[None], m)
+            shapes = jax.eval_shape(one, state, 0)[1]
 
             def body(state, i):
-                def run(s):
-                    s, m = update(s, inputs)
-                    return s, jax.tree.map(lambda x: x[0], m)
-
                 def skip(s):
-                    return s, jax.tree.map(lambda x: jnp.zeros(x.shape[1:], x.dtype), shapes)
+                    return s, jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)
 
-                return jax.lax.cond(i < count, run, skip, state)
+                return jax.lax.cond(i < count, lambda s: one(s, i), skip, state)
 
             return jax.lax.scan(body, state, jnp.arange(num_updates))
 
-        jitted = jax.jit(parallel.vmap_placed(chunk, placement, in_axes=(0, None, None)))
+        jitted = jax.jit(parallel.vmap_placed(chunk, placement,
+                                              in_axes=(0, None, None, None, 0)))
 
-        def fn(state, inputs, count=num_updates):
-            return jitted(state, inputs, np.int32(count))
+        def args(state, inputs, count, first, keys):
+            if keys is None:
+                seeds = jax.tree.leaves(state)[0].shape[0]
+                keys = parallel.put(periodic_keys(0, seeds), placement)
+            return state, inputs, np.int32(count), np.int32(first), keys
 
-        fn.lower = lambda state, inputs, count=num_updates: jitted.lower(state, inputs,
-                                                                         np.int32(count))
+        def fn(state, inputs, count=num_updates, first=0, keys=None):
+            return jitted(*args(state, inputs, count, first, keys))
+
+        fn.lower = lambda state, inputs, count=num_updates, first=0, keys=None: jitted.lower(
+            *args(state, inputs, count, first, keys))
         _CHUNKS[sig] = fn
     return _CHUNKS[sig]
 
@@ -97,15 +145,20 @@ def placement_of(algo: Any, run: RunConfig) -> parallel.Placement:
 
 
 def columns(algo: Any) -> tuple[str, ...]:
-    return ("seed", "update", *algo.metrics, "steps_per_second", "wall_s")
+    """`metrics.csv`'s columns: the algorithm's metrics, the periodic evaluation's (NaN where
+    an update was not evaluated, or the run evaluates only at the end), the speed."""
+    return ("seed", "update", *algo.metrics, *EVAL_METRICS, "steps_per_second", "wall_s")
 
 
 def rows_from_metrics(metrics: dict[str, np.ndarray], names: tuple[str, ...], first_update: int,
                       sps: float, wall: float) -> list[dict]:
-    """One CSV row per seed and update from a chunk's `f32[S, n]` metrics."""
+    """One CSV row per seed and update from a chunk's `f32[S, n]` metrics (the periodic
+    evaluation's columns NaN where the chunk has none)."""
     seeds, n = metrics["env_steps"].shape
+    nan = np.full((seeds, n), np.nan)
     return [{"seed": s, "update": first_update + i + 1,
              **{k: float(metrics[k][s, i]) for k in names},
+             **{k: float(metrics.get(k, nan)[s, i]) for k in EVAL_METRICS},
              "steps_per_second": sps, "wall_s": wall}
             for s in range(seeds) for i in range(n)]
 
@@ -139,9 +192,13 @@ class Progress:
                         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, "
                                    "{rate_fmt}] {postfix}")
 
-    def update(self, steps: int, ret: float, success: float, loss: float = math.nan) -> None:
-        self.bar.set_postfix_str(f"loss {loss:.4g}" if math.isnan(success) else
-                                 f"return {ret:.3f} | success {success:.3f}", refresh=False)
+    def update(self, steps: int, ret: float, success: float, loss: float = math.nan,
+               held_out: float = math.nan) -> None:
+        text = (f"loss {loss:.4g}" if math.isnan(success) else
+                f"return {ret:.3f} | success {success:.3f}")
+        if not math.isnan(held_out):
+            text += f" | held-out {held_out:.3f}"
+        self.bar.set_postfix_str(text, refresh=False)
         self.bar.update(steps - self.bar.n)
 
     def close(self) -> None:
@@ -277,12 +334,14 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
         wall = rows[-1]["wall_s"] if rows else 0.0
         hint = algo.divergence_hint(c)
         size = min(run.log_every, total)
-        fn = chunk_fn(algo, size, placement)
+        fn = chunk_fn(algo, size, placement, run.eval_every, run.curve_episodes,
+                      run.eval_greedy)
+        keys = parallel.put(periodic_keys(run.seed, run.seeds), placement)
         compile_s = 0.0
         if done < total:  # ahead of time, so that it is measured apart from training
             t0 = time.perf_counter()
             with parallel.using(placement):
-                fn.lower(state, inputs).compile()
+                fn.lower(state, inputs, size, done, keys).compile()
             compile_s = time.perf_counter() - t0
             if progress and main:
                 print(f"compiled the training program in {compile_s:.1f} s", file=sys.stderr)
@@ -300,7 +359,7 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
         def launch(state, first):
             n = min(size, total - first)
             with parallel.using(placement):
-                return n, fn(placed(state), inputs, n)
+                return n, fn(placed(state), inputs, n, first, keys)
 
         def stops_at(update):
             return stop_after is not None and stop_after <= update < total
@@ -343,9 +402,12 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
                 saved, last_save = done, time.monotonic()
             recent = [r for r in rows if r["update"] > done - 5]
             returns = [r["return"] for r in recent if np.isfinite(r["return"])]
+            evaluated = [r["eval_success"] for r in rows[-run.seeds * max(run.eval_every, 1):]
+                         if np.isfinite(r["eval_success"])]
             bar.update(done * steps_per_update * run.seeds, float(np.mean(returns)) if returns
                        else math.nan, pooled_success(recent),
-                       float(np.mean([r["loss"] for r in recent])))
+                       float(np.mean([r["loss"] for r in recent])),
+                       float(np.mean(evaluated)) if evaluated else math.nan)
             if stops_at(done):
                 return None
     except BaseException as e:
@@ -376,10 +438,9 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
         summary["eval"] = evaluate_algo(algo, params, s.inputs, run.seeds,
                                         run.eval_episodes, run.eval_greedy, seed=run.seed)
         atomic_write_json(run_dir / "eval.json", summary["eval"])
-        if algo.offline:  # success is the held-out evaluation's
-            e = summary["eval"]
-            summary.update(final_success=e["success"], final_success_mean=e["success_mean"],
-                           final_success_std=e["success_std"])
+        e = summary["eval"]  # the final checkpoint's success: the held-out evaluation's
+        summary.update(final_success=e["success"], final_success_mean=e["success_mean"],
+                       final_success_std=e["success_std"])
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
@@ -409,25 +470,45 @@ def pooled_success(rows: list[dict]) -> float:
 
 
 def summarise(rows: list[dict], algo_config: Any, run: RunConfig, info: dict) -> dict:
+    """`summary.json` from a run's rows: steps to 0.9 success per seed on the headline curve
+    (`metrics.curves`: the periodic held-out evaluation where the run made one, `curve` says
+    which), and on the training episodes counted by start (`steps_to_0.9_training`); the final
+    success is the headline curve's last known point per seed until the final evaluation
+    replaces it."""
     steps, success, _ = metrics_io.curves(rows)
-    to_09 = [metrics_io.steps_to(steps, x) for x in success]
-    final = success[:, -1]
+    t_steps, t_success, _ = metrics_io.training_curves(rows)
+    final = metrics_io.last_finite(success)
     with warnings.catch_warnings():  # a seed with no finished episode yet has NaN success
         warnings.simplefilter("ignore", RuntimeWarning)
         mean, std = float(np.nanmean(final)), float(np.nanstd(final))
+    env_steps = int(rows[-1]["env_steps"])
+    evaluated = metrics_io.has_column(rows, "eval_success")
     return {"task": algo_config.task, "algo": run.algo, **info, "seeds": run.seeds,
-            "env_steps": int(steps[-1]), "steps_to_0.9": to_09,
+            "env_steps": env_steps,
+            "curve": "evaluation" if evaluated else "training",
+            "eval_every": run.eval_every, "curve_episodes": run.curve_episodes,
+            "steps_to_0.9": [metrics_io.steps_to(steps, x) for x in success],
+            "steps_to_0.9_training": [metrics_io.steps_to(t_steps, x) for x in t_success],
             "final_success": final.tolist(), "final_success_mean": mean,
             "final_success_std": std, "wall_s": float(rows[-1]["wall_s"]),
-            "steps_per_second": float(steps[-1] * run.seeds / rows[-1]["wall_s"]),
+            "steps_per_second": float(env_steps * run.seeds / rows[-1]["wall_s"]),
             "final_loss": float(np.mean([r["loss"] for r in rows if r["update"] ==
                                          rows[-1]["update"]]))}
 
 
 def plot_run(rows: list[dict], path: Path, title: str) -> Path | None:
-    steps, success, _ = metrics_io.curves(rows)
-    if not np.isfinite(success).any():  # offline: no episodes during training, plot the loss
+    """The run's learning curves: held-out evaluations and training episodes (by start), or
+    the training loss of a run with neither (offline without periodic evaluation)."""
+    lines = {}
+    evaluated = metrics_io.evaluation_curves(rows)
+    if evaluated is not None:
+        lines["held-out evaluation"] = evaluated[:2]
+    steps, success, _ = metrics_io.training_curves(rows)
+    if np.isfinite(success).any():
+        lines["training episodes (by start)"] = (steps, success)
+    if not lines:
         loss = metrics_io.by_seed(rows, "loss")
         return metrics_io.plot_learning_curves({"training loss": (steps, loss)}, path, title,
                                                ylabel="loss", threshold=None)
-    return metrics_io.plot_learning_curves({"training episodes": (steps, success)}, path, title)
+    return metrics_io.plot_learning_curves(lines, path, title, ylabel="success rate",
+                                           styles={"training episodes (by start)": ":"})

@@ -58,7 +58,14 @@ class RunConfig:
     eval_episodes: int = 1000
     """Episodes per seed on held-out layouts at the end (0: skip)."""
     eval_greedy: bool = False
-    """Evaluate the greedy policy instead of sampling from it."""
+    """Evaluate the greedy policy instead of sampling from it (the final and the periodic
+    evaluations)."""
+    eval_every: int = 10
+    """Updates between periodic evaluations during training (0: none): curve_episodes fresh
+    episodes per seed on held-out layouts, inside the compiled training program. They are the
+    learning curve (eval_success in metrics.csv) that steps to 0.9 is read from."""
+    curve_episodes: int = 128
+    """Episodes per seed of each periodic evaluation."""
     runs_dir: str = "runs"
     """Where run folders go."""
     max_loss: float = 1e6
@@ -114,6 +121,9 @@ class RunConfig:
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be at least 1, got "
                                   f"{getattr(self, key)}")
+        for key in ("eval_every", "curve_episodes"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(self, key)}")
         if self.eval_episodes < 0:
             raise ConfigError(f"config key 'eval_episodes' must be >= 0, got "
                               f"{self.eval_episodes}")
