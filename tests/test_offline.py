@@ -171,15 +171,24 @@ def test_cql_logsumexp_hand_computed():
     lp = floored_log(p, 0.1)
     np.testing.assert_allclose(losses.cql_logsumexp(key, q, lp, 5, "exact"),
                                np.log((np.exp(np.asarray(lp + q))).sum(1)), rtol=1e-6)
+    # exact at temperature tau: the soft value the exact target bootstraps from (one
+    # temperature throughout, issue 27), not logsumexp(log p + Q)
+    soft = 0.1 * np.log(np.exp(np.asarray(lp + q / 0.1)).sum(1))
+    np.testing.assert_allclose(losses.cql_logsumexp(key, q, lp, 5, "exact", 0.1), soft, rtol=1e-6)
+    from jaxrl3m.algos.dqn import DQNConfig, bootstrap
+    np.testing.assert_allclose(bootstrap(key, q, lp, DQNConfig(inference="exact", tau=0.1,
+                                                                prior_floor=0.1)), soft, rtol=1e-6)
 
 
-@pytest.mark.parametrize("guided", [False, True])
-def test_cql_loss_is_td_plus_penalty(dataset, guided):
-    """The whole CQL(-Prior, exact) objective on a batch against a numpy re-computation."""
+@pytest.mark.parametrize("guided,inference", [(False, "exact"), (True, "exact"),
+                                               (True, "sampled")])
+def test_cql_loss_is_td_plus_penalty(dataset, guided, inference):
+    """The whole CQL, CQL-Prior exact and CQL-Prior sampled (the published numbers') objective
+    on a batch against a numpy re-computation."""
     ds, _ = dataset
-    c = OfflineConfig(task="DoorKey", inference="exact", prior_floor=0.1, cql_alpha=2.0,
-                      gamma=0.9, **{k: tuple(v) if k == "hidden" else v
-                                    for k, v in TINY_NET.items()})
+    c = OfflineConfig(task="DoorKey", inference=inference, prior_floor=0.1, cql_alpha=2.0,
+                      gamma=0.9, tau=0.1, k=5, **{k: tuple(v) if k == "hidden" else v
+                                                  for k, v in TINY_NET.items()})
     algo = make_offline(c, guided=guided, objective="cql")
     prior = Teacher.create("DoorKey", resolve_prior("oracle", "DoorKey")[0]) if guided else None
     data = offline_data(ds, algo.network, prior, 0.1)
@@ -195,12 +204,20 @@ def test_cql_loss_is_td_plus_penalty(dataset, guided):
     qn = np.asarray(apply(target, nxt), np.float64)
     a = ds["action"][np.asarray(idx)].astype(int)
     r, term = ds["reward"][np.asarray(idx)], ds["terminated"][np.asarray(idx)]
-    if guided:
+    if guided and inference == "exact":  # one temperature: penalty and target both soft
         log_probs = jax.jit(lambda p, o: p.log_probs(o, 0.1))
         lp = np.asarray(log_probs(prior, obs), np.float64)
         lpn = np.asarray(log_probs(prior, nxt), np.float64)
         boot = 0.1 * np.log(np.exp(lpn + qn / 0.1).sum(1))
-        lse = np.log(np.exp(lp + q).sum(1))
+        lse = 0.1 * np.log(np.exp(lp + q / 0.1).sum(1))
+    elif guided:  # k proposals: the target's max and the penalty's logsumexp over them
+        k_boot, k_pen = jax.random.split(jax.random.key(2))
+        logp = np.asarray(data.logp)
+        rows = np.arange(len(o))
+        nb = np.asarray(propose(k_boot, jnp.asarray(logp[o + 1]), 5))
+        npen = np.asarray(propose(k_pen, jnp.asarray(logp[o]), 5))
+        boot = qn[rows[:, None], nb].max(1)
+        lse = np.log(np.exp(q[rows[:, None], npen]).sum(1))
     else:
         boot, lse = qn.max(1), np.log(np.exp(q).sum(1))
     q_a = q[np.arange(len(a)), a]

@@ -22,10 +22,15 @@ With a prior (`guided=True`), in state `s`:
   uniformly instead (epsilon over the proposals); evaluation takes the proposal with the highest Q;
 - target: `B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`, drawn afresh at update
   time (the prior's probabilities at every visited state are kept from acting: no second pass);
-- `inference=exact`, the `k -> infinity` limit (Proposition 1): act from
-  `softmax(log p(a|s) + Q(s, a) / tau)`, bootstrap from the soft value
-  `B(s') = tau * logsumexp_a(log p(a|s') + Q_target(s', a) / tau)`; `prior_floor > 0` keeps `log p`
-  finite.
+- `inference=exact`: KL-regularised soft Q-learning with the prior as reference policy. Act
+  from `softmax(log p(a|s) + Q(s, a) / tau)` (the `k -> infinity` limit of the sampled choice,
+  Proposition 1), bootstrap from the soft value
+  `B(s') = tau * logsumexp_a(log p(a|s') + Q_target(s', a) / tau)`, and subtract from each
+  Q(lambda) continuation the next action's `tau log(pi / p) = Q_target(s', a') - B(s')`, so
+  that the targets' fixed point is the soft Q-function (tested on Frozen Lake against soft
+  value iteration). `prior_floor > 0` keeps `log p` finite. The `k -> infinity` limit holds
+  for acting only: the sampled variant's target, a max over `k` proposals, tends to a hard max
+  over the prior's support as `k` grows, not to this soft value.
 Without a prior (`guided=False`) the same code is plain DQN: epsilon-greedy over all actions, the
 target's max over all actions.
 """
@@ -153,7 +158,7 @@ def bootstrap(key: jax.Array, q_next: jax.Array, logp_next: jax.Array | None, c:
     if logp_next is None:
         return q_next.max(axis=-1)
     if c.inference == "exact":
-        return c.tau * jax.nn.logsumexp(logp_next + q_next / c.tau, axis=-1)
+        return losses.soft_value(q_next, logp_next, c.tau)
     props = propose(key, logp_next, c.k)
     return jnp.take_along_axis(q_next, props, axis=-1).max(axis=-1)
 
@@ -268,8 +273,12 @@ class DQN(Algorithm):
             if guided:
                 logp_next = jnp.where(cut, lp_final, logp_next)
             boot = bootstrap(k_boot, q_next, logp_next, c)
+            correction = None
+            if guided and c.inference == "exact":  # the next action's tau log(pi / p)
+                q_taken = jnp.take_along_axis(q_next[:-1], tr.action[1:, :, None], -1)[..., 0]
+                correction = jnp.concatenate([q_taken - boot[:-1], jnp.zeros((1, n))], 0)
             targets = losses.q_lambda_targets(tr.reward, boot, tr.terminated, tr.done, c.gamma,
-                                              c.q_lambda)
+                                              c.q_lambda, correction)
 
             # UPDATE NETWORK
             batch = {"cells": tr.extras["cells"], "carried": tr.extras["carried"],

@@ -107,8 +107,8 @@ def prior_kl(logits: jax.Array, log_prior: jax.Array) -> jax.Array:
 
 
 def q_lambda_targets(r_t: jax.Array, boot_tp1: jax.Array, terminated_t: jax.Array,
-                     done_t: jax.Array, gamma: float | jax.Array, lam: float | jax.Array
-                     ) -> jax.Array:
+                     done_t: jax.Array, gamma: float | jax.Array, lam: float | jax.Array,
+                     correction_tp1: jax.Array | None = None) -> jax.Array:
     """Q(lambda) targets of a rollout (Peng's, as PQN computes them), truncation handled:
 
         G_t = r_t + gamma (1 - terminated_t) [ (1 - lam) B_{t+1} + lam G_{t+1} ]
@@ -119,24 +119,45 @@ def q_lambda_targets(r_t: jax.Array, boot_tp1: jax.Array, terminated_t: jax.Arra
     nothing of the next episode flows back; a truncated episode bootstraps from its final
     observation). `lam = 0` is the one-step target `r_t + gamma (1 - terminated_t) B_{t+1}`.
 
+    `correction_tp1[t]`, where given, is subtracted from `G_{t+1}`: for soft Q-learning with a
+    KL penalty to a prior `p` (DQN-Prior `inference: exact`, `B` the soft value
+    `tau logsumexp(log p + Q / tau)`) it is `tau log(pi(a_{t+1}|s_{t+1}) / p(a_{t+1}|s_{t+1}))
+    = Q(s_{t+1}, a_{t+1}) - B_{t+1}`, the KL term the sampled next action carries, without
+    which the returns overshoot the soft Q-function by `tau KL(pi || p)` per step
+    (tests/test_soft_targets.py checks the fixed point on Frozen Lake). Its last row is unused
+    by the continuation only where an episode ended; give 0 there and at the rollout's end.
+
     Args:
       r_t, boot_tp1: `f32[T, ...]`.
       terminated_t, done_t: `bool[T, ...]`.
+      correction_tp1: `f32[T, ...]` or None (no correction).
 
     Returns:
       `f32[T, ...]`.
     """
     chex.assert_equal_shape([r_t, boot_tp1, terminated_t, done_t])
     not_term = 1.0 - terminated_t.astype(r_t.dtype)
+    if correction_tp1 is None:
+        correction_tp1 = jnp.zeros_like(r_t)
+    chex.assert_equal_shape([r_t, correction_tp1])
 
     def backward(g_tp1, xs):
-        r, boot, not_term_t, done = xs
-        ahead = jnp.where(done, boot, (1.0 - lam) * boot + lam * g_tp1)
+        r, boot, not_term_t, done, corr = xs
+        ahead = jnp.where(done, boot, (1.0 - lam) * boot + lam * (g_tp1 - corr))
         g = r + gamma * not_term_t * ahead
         return g, g
 
-    _, g = jax.lax.scan(backward, boot_tp1[-1], (r_t, boot_tp1, not_term, done_t), reverse=True)
+    _, g = jax.lax.scan(backward, boot_tp1[-1],
+                        (r_t, boot_tp1, not_term, done_t, correction_tp1), reverse=True)
     return g
+
+
+def soft_value(q: jax.Array, logp: jax.Array, tau: float | jax.Array) -> jax.Array:
+    """`f32[...]`: `tau * logsumexp_a(log p(a) + Q(a) / tau)`, the value of KL-regularised
+    soft Q-learning with prior `p` at temperature `tau` (its policy `softmax(log p + Q / tau)`);
+    the one temperature of DQN-Prior's and CQL-Prior's `inference: exact` (acting, target and
+    CQL's penalty)."""
+    return tau * jax.nn.logsumexp(logp + q / tau, axis=-1)
 
 
 def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -181,16 +202,17 @@ def kl_weight(schedule: str, update: jax.Array, start: float | jax.Array,
 
 
 def cql_logsumexp(key: jax.Array, q: jax.Array, logp: jax.Array | None, k: int,
-                  inference: str = "sampled") -> jax.Array:
+                  inference: str = "sampled", tau: float | jax.Array = 1.0) -> jax.Array:
     """`f32[...]`: the first term of CQL's conservative penalty `logsumexp(Q(s, .)) - Q(s, a)`,
     over the actions a prior allows. `q` is `f32[..., A]`; `logp` the prior's log-probabilities
     at `s` (`None`: plain CQL, all actions). CQL-Prior (`sampled`, the paper's code):
     `logsumexp_i Q(s, a_i)` over `k` proposals `a_i ~ p(.|s)` (duplicates kept); `exact`:
-    `logsumexp_a(log p(a|s) + Q(s, a))`, its expectation-weighted limit."""
+    the soft value `tau logsumexp_a(log p(a|s) + Q(s, a) / tau)` (`soft_value`), at the
+    temperature of the exact target and policy."""
     if logp is None:
         return jax.nn.logsumexp(q, axis=-1)
     if inference == "exact":
-        return jax.nn.logsumexp(logp + q, axis=-1)
+        return soft_value(q, logp, tau)
     from ..teacher.teacher import propose
     props = propose(key, logp, k)
     return jax.nn.logsumexp(jnp.take_along_axis(q, props, axis=-1), axis=-1)

@@ -11,8 +11,9 @@ uniformly from the dataset (or its first `data.size` transitions, see `OfflineDa
     y = r + gamma (1 - terminated) B(s')
 
 With a prior (CQL-Prior, Yan et al. 2025): `A(s)` is `k` proposals from the prior at `s` and
-`B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`; with `inference: exact`,
-`logsumexp_a(log p(a|s) + Q(s, a))` and the soft value `tau logsumexp(log p + Q / tau)`. Without
+`B(s') = max_i Q_target(s', a'_i)` over `k` proposals at `s'`; with `inference: exact`, one
+temperature throughout: the penalty's `tau logsumexp_a(log p(a|s) + Q(s, a) / tau)` is the soft
+value the target bootstraps from and the policy `softmax(log p + Q / tau)` acts with. Without
 a prior (plain CQL): all 7 actions, `B = max_a Q_target(s', a)`. The pieces are the DQN-Prior
 module's (`dqn.bootstrap`, `dqn.choose`) and `losses.cql_logsumexp`. The target network is
 Polyak-averaged after every gradient step (`target_tau`). Evaluation: greedy over the prior's
@@ -181,7 +182,7 @@ class Offline(Algorithm):
         q_a = jnp.take_along_axis(out, a[:, None], -1)[:, 0]
         td = 0.5 * jnp.square(q_a - jax.lax.stop_gradient(y))
         penalty = losses.cql_logsumexp(k_pen, out, data.logp[o] if guided else None, c.k,
-                                       c.inference) - q_a
+                                       c.inference, c.tau) - q_a
         loss = jnp.mean(td + c.cql_alpha * penalty)
         return loss, {"loss": loss, "td_loss": td.mean(), "penalty": penalty.mean(),
                       "q_mean": q_a.mean()}
