@@ -115,6 +115,13 @@ def test_only_adapters_embeddings_and_head_train(tiny):
         np.testing.assert_array_equal(np.asarray(used[k]), np.asarray(v))
     assert not jax.tree.leaves(jax.eval_shape(make_dt(config(gguf_path, tuning="frozen")).init,
                                               jax.random.key(0)).params["transformer"])
+    # the linear-embedding ablation changes the three token embeddings and nothing else
+    shapes = lambda **kw: traverse_util.flatten_dict(jax.tree.map(
+        lambda x: x.shape, jax.eval_shape(make_dt(config(gguf_path, **kw)).init,
+                                          jax.random.key(0)).params))
+    mlp, linear = shapes(), shapes(embedding="linear")
+    differ = {k for k in mlp.keys() | linear.keys() if mlp.get(k) != linear.get(k)}
+    assert differ and {k[1] for k in differ} == {"embed_return", "embed_state", "embed_action"}
     full = jax.jit(make_dt(config(gguf_path, tuning="full")).init)(jax.random.key(0)).params
     deltas = traverse_util.flatten_dict(full["transformer"])
     assert ("layers", "gate", "kernel") in deltas and not any(np.any(v) for v in deltas.values())

@@ -43,8 +43,8 @@ class DecisionTransformer(nn.Module):
 
     def setup(self):
         d = self.decoder.dim
-        hidden = self.hidden if self.embedding == "mlp" else ()
-        self.state_encoder = CellEncoder(self.network, self.embed_dim, hidden, self.channels)
+        # the same state encoder for both embeddings: the ablation changes the embedding only
+        self.state_encoder = CellEncoder(self.network, self.embed_dim, self.hidden, self.channels)
         self.embed_return = TokenEmbedding(d, self.embedding)
         self.embed_state = TokenEmbedding(d, self.embedding)
         self.embed_action = TokenEmbedding(d, self.embedding)
