@@ -36,15 +36,15 @@ from ..envs.abstraction import abstract_state
 
 
 class OptionValues(struct.PyTreeNode):
-    """Per abstract state and option: `q` the running advantage estimate, `n` the samples seen."""
+    """Per abstract state and option: `q` the running advantage estimate. (Sample counts were
+    kept until 2026-12-05 but never used: the estimate's confidence enters through `rate`, the
+    prior's through `tau`; they are gone.)"""
 
     q: jax.Array  # f32[S, K]
-    n: jax.Array  # f32[S, K]
 
     @classmethod
     def zeros(cls, num_states: int, num_options: int) -> "OptionValues":
-        z = jnp.zeros((num_states, num_options), jnp.float32)
-        return cls(q=z, n=z)
+        return cls(q=jnp.zeros((num_states, num_options), jnp.float32))
 
 
 def floored(prior: jax.Array, floor: float | jax.Array) -> jax.Array:
@@ -89,7 +89,7 @@ def option_advantage_samples(option_probs: jax.Array, applicable: jax.Array, act
 def accumulate(values: OptionValues, states: jax.Array, samples: jax.Array, valid: jax.Array,
                rate: float | jax.Array) -> OptionValues:
     """Folds one update's samples into the running estimates: per (state, option) with at least
-    one sample, `q <- (1 - rate) q + rate * mean(samples)`; `n` counts samples.
+    one sample, `q <- (1 - rate) q + rate * mean(samples)`.
 
     Args: states `i32[M]` abstract states, samples/valid `[M, K]` from
     `option_advantage_samples`."""
@@ -99,8 +99,7 @@ def accumulate(values: OptionValues, states: jax.Array, samples: jax.Array, vali
     counts = jax.ops.segment_sum(valid_f, states, num_states)
     mean = sums / jnp.maximum(counts, 1.0)
     seen = counts > 0
-    return OptionValues(q=jnp.where(seen, (1.0 - rate) * values.q + rate * mean, values.q),
-                        n=values.n + counts)
+    return OptionValues(q=jnp.where(seen, (1.0 - rate) * values.q + rate * mean, values.q))
 
 
 def posterior_targets(teacher: Any, values: OptionValues, obs: Any, action: jax.Array,
