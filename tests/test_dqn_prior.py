@@ -94,29 +94,27 @@ GAMMA = 0.9
 
 
 def test_proposition_1_sampling_tends_to_the_kl_regularised_posterior():
-    """k proposals from p re-weighted by softmax(Q*/tau) -> softmax(log p + Q*/tau) as k grows."""
+    """DQN-Prior's own acting (`dqn.choose`, epsilon 0): k proposals from p re-weighted by
+    softmax(Q*/tau) -> softmax(log p + Q*/tau) as k grows; the exact variant draws from that
+    limit itself."""
     q_star = jnp.asarray(fl.value_iteration(GAMMA))
     rng = np.random.default_rng(0)
     p = jnp.asarray(rng.dirichlet(np.ones(4), size=16), jnp.float32)
     tau = 0.05
     target = jax.nn.softmax(jnp.log(p) + q_star / tau)
 
-    @jax.jit
-    def empirical(key, k):
-        n = 4096
-        def one(key):
-            k1, k2 = jax.random.split(key)
-            props = propose(k1, jnp.log(p), k.shape[0])  # (16, k)
-            q_i = jnp.take_along_axis(q_star, props, axis=1)
-            pick = jax.random.categorical(k2, q_i / tau)
-            return jax.nn.one_hot(jnp.take_along_axis(props, pick[:, None], 1)[:, 0], 4)
-        return jax.vmap(one)(jax.random.split(key, n)).mean(0)
+    def empirical(key, c):
+        one = lambda key: jax.nn.one_hot(choose(key, q_star, jnp.log(p), c, 0.0, False), 4)
+        return jax.jit(jax.vmap(one))(jax.random.split(key, 4096)).mean(0)
 
-    tv = {k: float(0.5 * jnp.abs(empirical(jax.random.key(k), jnp.zeros(k)) - target).sum(1)
-                   .max()) for k in (1, 4, 64)}
+    tv = {k: float(0.5 * jnp.abs(empirical(jax.random.key(k), DQNConfig(k=k, tau=tau))
+                                 - target).sum(1).max()) for k in (1, 4, 64)}
     tv_prior = float(0.5 * jnp.abs(p - target).sum(1).max())
     assert abs(tv[1] - tv_prior) < 0.05  # k = 1 is the prior itself
     assert tv[1] > tv[4] > tv[64] and tv[64] < 0.06, (tv, tv_prior)
+    exact = DQNConfig(inference="exact", tau=tau, prior_floor=0.01)
+    tv_exact = float(0.5 * jnp.abs(empirical(jax.random.key(9), exact) - target).sum(1).max())
+    assert tv_exact < 0.04, tv_exact
 
 
 def test_value_iteration_knows_frozen_lake():

@@ -144,6 +144,39 @@ def test_kl_coef_zero_is_exactly_plain_ppo():
     assert not np.allclose(jax.tree.leaves(pulled.params)[0], jax.tree.leaves(plain.params)[0])
 
 
+def test_the_kl_term_adds_exactly_lambda_times_its_gradient():
+    """ppo_loss's gradient with the teacher minus without it is exactly lambda times the
+    gradient of the KL averaged over the samples that have a teacher target (a halved or
+    doubled coefficient, or a mean over all samples, fails)."""
+    from jaxrl3m.algos.ppo import ppo_loss
+    algo = make_ppo(PPOConfig(task="DoorKey", **TINY))
+    net, c = algo.network, algo.config
+    obs = jax.vmap(algo.env.reset)(jax.random.split(jax.random.key(0), 12)).obs
+    cells, carried = net.encode(obs)
+    rng = np.random.default_rng(1)
+    pi_l = rng.dirichlet(np.ones(7), size=12).astype(np.float32)
+    mb = {"cells": cells, "carried": carried, "action": jnp.asarray(rng.integers(0, 7, 12)),
+          "logp": jnp.asarray(rng.normal(size=12) - 2, jnp.float32),
+          "value": jnp.asarray(rng.normal(size=12), jnp.float32),
+          "adv": jnp.asarray(rng.normal(size=12), jnp.float32),
+          "returns": jnp.asarray(rng.normal(size=12), jnp.float32), "pi_l": jnp.asarray(pi_l),
+          "has_teacher": jnp.arange(12) < 5}
+    params = algo.init_params(jax.random.key(2))
+    grad = lambda lam, guided: jax.grad(lambda p: ppo_loss(net, c, guided, jnp.float32(lam), p,
+                                                           mb)[0])(params)
+    with_kl, without = grad(0.7, True), grad(0.7, False)
+
+    def kl_mean(p):
+        logits, _ = net.apply_codes(p, cells, carried)
+        return losses.teacher_kl(mb["pi_l"][:5], logits[:5]).mean()
+
+    want = jax.grad(kl_mean)(params)
+    for a, b, w in zip(jax.tree.leaves(with_kl), jax.tree.leaves(without),
+                       jax.tree.leaves(want)):
+        np.testing.assert_allclose(a - b, 0.7 * w, rtol=1e-4, atol=1e-6)
+    assert max(float(jnp.abs(w).max()) for w in jax.tree.leaves(want)) > 1e-3
+
+
 def test_guidance_pulls_the_student_to_the_teacher():
     # Pure imitation (PPO terms off): the KL to an oracle teacher must fall clearly.
     config = PPOConfig(task="DoorKey", total_steps=64 * 16 * 30, num_envs=64, num_steps=16,
