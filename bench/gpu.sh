@@ -23,7 +23,7 @@ TINY=0
 [[ "${1:-}" == "--tiny" ]] && TINY=1
 if (( TINY )); then
   RAW_ENVS="8"; RAW_STEPS=20; TRAIN_ENVS="64"; TRAIN_TASKS="DoorKey"; REPEATS=1
-  MAIN_ARGS="total_steps=4096 eval_episodes=8"
+  MAIN_ARGS="total_steps=4096 eval_episodes=8 eval_every=0"
 else
   RAW_ENVS="4096 16384 65536"; RAW_STEPS=200; TRAIN_ENVS="1024 4096 16384"
   TRAIN_TASKS="DoorKey ColoredDoorKey"; REPEATS=3; MAIN_ARGS=""
