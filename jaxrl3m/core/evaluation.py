@@ -23,9 +23,14 @@ from .parallel import vmap_seeds
 EVAL_STREAM = 0x5EED_E7A1
 
 
-def eval_keys(seed: int, seeds: int) -> jax.Array:
-    """The held-out layout keys of each seed."""
-    key = jax.random.fold_in(jax.random.key(seed), EVAL_STREAM)
+PERIODIC_STREAM = 0xC0_5EED
+"""The periodic evaluations' stream (during training; folded with the update's number)."""
+
+
+def eval_keys(seed: int, seeds: int, stream: int = EVAL_STREAM) -> jax.Array:
+    """The held-out layout keys of each seed, from `stream` (the final evaluation's by
+    default; `PERIODIC_STREAM` for the evaluations during training)."""
+    key = jax.random.fold_in(jax.random.key(seed), stream)
     return jax.vmap(lambda s: jax.random.fold_in(key, s))(np.arange(seeds))
 
 
@@ -41,7 +46,7 @@ def _program(env, policy, episodes: int, batched: bool):
     return _PROGRAMS[sig]
 
 
-def _algo_target(algo: Any, params: Any, inputs: Any, greedy: bool):
+def algo_target(algo: Any, params: Any, inputs: Any, greedy: bool):
     """`(policy, params, batched)` that `evaluate` plays for a trained algorithm."""
     return (algo.policy(greedy), algo.evaluation_params(params, inputs), algo.evaluation_axes)
 
@@ -52,7 +57,7 @@ def evaluate_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int
     inputs (`jaxrl3m.algos.Inputs`, or the teacher alone), through the algorithm's evaluation
     policy (`algo.policy`: DQN-Prior acts from its Q-values and the prior's proposals; by
     default, sampling or the argmax of `algo.act`'s logits)."""
-    policy, params, batched = _algo_target(algo, params, inputs, greedy)
+    policy, params, batched = algo_target(algo, params, inputs, greedy)
     return evaluate(algo.eval_env, None, params, seeds, episodes, greedy, seed, batched=batched,
                     policy=policy)
 
@@ -67,7 +72,7 @@ def precompile_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: i
 
     def work():
         try:
-            policy, p, batched = _algo_target(algo, shapes, inputs, greedy)
+            policy, p, batched = algo_target(algo, shapes, inputs, greedy)
             _program(algo.eval_env, policy, episodes, batched).lower(p, eval_keys(0, seeds)).compile()
         except Exception:  # noqa: BLE001 (the evaluation itself will say what is wrong)
             pass

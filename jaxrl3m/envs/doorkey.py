@@ -56,9 +56,9 @@ class DoorKeyEnv:
     layouts: str = "all"
     """Which layouts `reset` draws: all; train (the 7/8 of maps whose `layout_lib.map_hash` is
     not held out; a held-out draw is recoloured onto one, `layout_lib.into_training_map`);
-    heldout (the other 1/8, drawn again until one is: exactly uniform over them). Training (online and offline datasets) draws `train`
-    layouts and every evaluation `heldout` ones: no held-out map is ever trained on, from any
-    start (`layout_lib.SPLIT`)."""
+    heldout (the other 1/8, drawn again until one is: exactly uniform over them). Training
+    (online and offline datasets) draws `train` layouts and every evaluation `heldout` ones: no
+    held-out map is ever trained on, from any start (`layout_lib.SPLIT`)."""
 
     # -----------------------------------------------------------------------------------------
     @property

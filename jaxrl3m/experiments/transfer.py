@@ -169,7 +169,7 @@ def approach_curves(path: Path, summary: dict[str, Any]) -> tuple[np.ndarray, np
         return np.zeros(1), s, r, rows
     rows = curves.read_csv(path / "metrics.csv")
     steps, success, ret = curves.curves(rows)
-    if curves.evaluation_curves(rows) is not None:  # each point: curve_episodes per seed
+    if curves.has_column(rows, "eval_success"):  # each point: curve_episodes per seed
         episodes = np.full(success.shape, summary.get("curve_episodes", 0))
     else:
         episodes = curves.by_seed(rows, "episodes")

@@ -35,7 +35,9 @@ import numpy as np
 from ..core import metrics as metrics_io
 from ..core.checkpoint import Checkpoints, checkpoint_steps
 from ..core.config import ConfigError, to_dict
-from ..core.evaluation import evaluate, evaluate_algo, precompile_algo
+from ..core import collector
+from ..core.evaluation import (PERIODIC_STREAM, algo_target, eval_keys, evaluate, evaluate_algo,
+                               precompile_algo)
 from ..core.integrity import RunLock
 from ..core.io import atomic_write_json
 from ..core import parallel
@@ -51,15 +53,12 @@ _CHUNKS: dict = {}
 
 EVAL_METRICS = ("eval_success", "eval_return")
 """The periodic held-out evaluation's columns (NaN in the rows of updates it skipped)."""
-PERIODIC_STREAM = 0xC0_5EED
-"""Folded into the run's seed for the periodic evaluations' keys (apart from training's and
-the final evaluation's streams)."""
 
 
 def periodic_keys(seed: int, seeds: int) -> jax.Array:
-    """Each seed's key of the periodic evaluations (folded with the update's number)."""
-    key = jax.random.fold_in(jax.random.key(seed), PERIODIC_STREAM)
-    return jax.vmap(lambda s: jax.random.fold_in(key, s))(np.arange(seeds))
+    """Each seed's key of the periodic evaluations (folded with the update's number): a
+    stream apart from training's and the final evaluation's."""
+    return eval_keys(seed, seeds, PERIODIC_STREAM)
 
 
 def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parallel.Placement(),
@@ -85,11 +84,8 @@ def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parall
     if sig not in _CHUNKS:
         # One update, jitted so that it is traced once for both uses below.
         update = jax.jit(lambda s, inputs: algo.update(s, inputs, 1))
-        policy = algo.policy(greedy) if evaluating else None
-
         def evaluation(state, inputs, key, number):
-            from ..core import collector
-            params = algo.evaluation_params(state.params, inputs)
+            policy, params, _ = algo_target(algo, state.params, inputs, greedy)
             stats = collector.episodes(algo.eval_env, policy, params,
                                        jax.random.fold_in(key, number), eval_episodes)
             return {"eval_success": stats.success.mean(dtype=jnp.float32),
@@ -124,10 +120,14 @@ def chunk_fn(algo: Any, num_updates: int, placement: parallel.Placement = parall
         jitted = jax.jit(parallel.vmap_placed(chunk, placement,
                                               in_axes=(0, None, None, None, 0)))
 
+        default_keys: dict[int, jax.Array] = {}  # per number of seeds, made once
+
         def args(state, inputs, count, first, keys):
             if keys is None:
                 seeds = jax.tree.leaves(state)[0].shape[0]
-                keys = parallel.put(periodic_keys(0, seeds), placement)
+                if seeds not in default_keys:
+                    default_keys[seeds] = parallel.put(periodic_keys(0, seeds), placement)
+                keys = default_keys[seeds]
             return state, inputs, np.int32(count), np.int32(first), keys
 
         def fn(state, inputs, count=num_updates, first=0, keys=None):
@@ -402,8 +402,9 @@ def _train(algo_config: Any, run: RunConfig, run_dir: Path, s: Setup, resume: bo
                 saved, last_save = done, time.monotonic()
             recent = [r for r in rows if r["update"] > done - 5]
             returns = [r["return"] for r in recent if np.isfinite(r["return"])]
-            evaluated = [r["eval_success"] for r in rows[-run.seeds * max(run.eval_every, 1):]
-                         if np.isfinite(r["eval_success"])]
+            newest = max((r["update"] for r in rows if np.isfinite(r["eval_success"])),
+                         default=None)  # the last periodic evaluation, all its seeds
+            evaluated = [r["eval_success"] for r in rows if r["update"] == newest]
             bar.update(done * steps_per_update * run.seeds, float(np.mean(returns)) if returns
                        else math.nan, pooled_success(recent),
                        float(np.mean([r["loss"] for r in recent])),
