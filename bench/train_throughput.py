@@ -4,6 +4,7 @@
     python bench/train_throughput.py --tasks DoorKey --envs 1024 4096 --seeds 1 4
     python bench/train_throughput.py --family priors --tasks DoorKey --envs 64 256 1024 4096
     python bench/train_throughput.py --family posterior --envs 256 1024 4096
+    python bench/train_throughput.py --family eval --tasks DoorKey --envs 64 1024 --seeds 4
 
 `--family priors` times the LLM-prior family instead (into `bench/prior_throughput.json`): plain
 DQN, DQN-Prior (k = 5 proposals from the oracle table per state, target over k fresh proposals),
@@ -12,6 +13,10 @@ reverse KL), each with its preset's hyperparameters and rollouts of 32 steps.
 `--family posterior` times guided PPO with the fixed teacher against the posterior teacher
 (`posterior: true`: the table re-weighted by option-advantage estimates updated every update),
 into `bench/posterior_throughput.json`.
+`--family eval` times the driver's chunk (`jaxrl3m.runner.driver.chunk_fn`, chunks of
+`eval_every` updates) of guided PPO without and with the periodic held-out evaluation
+(`eval_every` = 10 updates, `curve_episodes` = 128 episodes per seed: the run defaults), into
+`bench/eval_throughput.json`: what the headline learning curve costs.
 
 For each task, number of environments and number of vmapped seeds, builds the jitted chunk of
 `--updates` PPO updates (`jaxrl3m.algos.ppo`, presets' hyperparameters, rollouts of 32 steps,
@@ -196,6 +201,51 @@ def main_posterior(args) -> int:
     return 0
 
 
+def main_eval(args) -> int:
+    """`--family eval`: the driver's chunk without and with the periodic held-out evaluation."""
+    from jaxrl3m.core.parallel import vmap_seeds
+    from jaxrl3m.runner.driver import chunk_fn
+    from jaxrl3m.runner.runs import RunConfig
+
+    path = Path(args.out or ROOT / "bench" / "eval_throughput.json")
+    out = json.loads(path.read_text()) if args.markdown else benchlib.merged(path, args.fresh)
+    every, episodes = RunConfig.eval_every, RunConfig.curve_episodes
+    if not args.markdown:
+        for task in args.tasks:
+            for n in args.envs:
+                for s in args.seeds:
+                    algo, inputs = algorithm(task, n, "guided"), TEACHERS[task]
+                    state = jax.jit(vmap_seeds(algo.init))(jax.random.split(jax.random.key(0), s))
+                    runs, compile_s = {}, {}
+                    for name, e in (("off", 0), ("on", every)):
+                        fn = chunk_fn(algo, every, eval_every=e, eval_episodes=episodes)
+                        t0 = time.perf_counter()
+                        runs[name] = (fn, jax.block_until_ready(fn(state, inputs))[0])
+                        compile_s[name] = time.perf_counter() - t0
+                    times = benchlib.alternate(runs, inputs, args.repeats)
+                    steps = every * n * 32 * s
+                    m = {k: {"compile_s": compile_s[k], "run_s": min(t),
+                             "steps_per_s": steps / min(t)} for k, t in times.items()}
+                    ratio = m["on"]["steps_per_s"] / m["off"]["steps_per_s"]
+                    benchlib.put(out, {"task": task, "envs": n, "seeds": s, **m,
+                                       "eval_every": every, "curve_episodes": episodes,
+                                       "on_over_off": ratio}, "task", "envs", "seeds")
+                    benchlib.save(path, out)
+                    print(f"{task:15s} {n:5d} envs x {s} seeds: without "
+                          f"{m['off']['steps_per_s']:,.0f}, with {m['on']['steps_per_s']:,.0f} "
+                          f"steps/s ({ratio:.3f}x)", flush=True)
+    lines = ["| task | envs | seeds | without evaluation steps/s | with (every 10 updates, 128 "
+             "episodes per seed) | with / without | compile s (without / with) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(out["results"], key=lambda r: (r["task"], r["envs"], r["seeds"])):
+        lines.append(f"| {r['task']} | {r['envs']} | {r['seeds']} | "
+                     f"{r['off']['steps_per_s']:,.0f} | {r['on']['steps_per_s']:,.0f} | "
+                     f"{r['on_over_off']:.3f} | {r['off']['compile_s']:.0f} / "
+                     f"{r['on']['compile_s']:.0f} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     p = benchlib.parser(__doc__)
     p.add_argument("--tasks", nargs="+", default=["ColoredDoorKey", "DoorKey"])
@@ -211,8 +261,10 @@ def main(argv=None) -> int:
                    help="default: bench/train_throughput.json (bench/prior_throughput.json "
                         "with --family priors, bench/posterior_throughput.json with --family "
                         "posterior)")
-    p.add_argument("--family", choices=("ppo", "priors", "posterior"), default="ppo",
-                   help="ppo: plain / guided PPO (default); priors: the LLM-prior family")
+    p.add_argument("--family", choices=("ppo", "priors", "posterior", "eval"),
+                   default="ppo", help="ppo: plain / guided PPO (default); priors: the LLM-prior "
+                                       "family; posterior: fixed / posterior teacher; eval: the "
+                                       "periodic held-out evaluation's cost")
     p.add_argument("--fresh", action="store_true",
                    help="start a new JSON instead of merging rows into the existing one")
     p.add_argument("--markdown", action="store_true",
@@ -224,6 +276,8 @@ def main(argv=None) -> int:
         return main_priors(args)
     if args.family == "posterior":
         return main_posterior(args)
+    if args.family == "eval":
+        return main_eval(args)
     path = Path(args.out or ROOT / "bench" / "train_throughput.json")
     if args.markdown:
         print(markdown_table(json.loads(path.read_text())))
