@@ -4,6 +4,8 @@
 #
 #   bash bench/gpu.sh              # writes bench/gpu/*.json and the "GPU" section of bench/RESULTS.md
 #   bash bench/gpu.sh --tiny       # the same steps at tiny sizes (a CPU check of the script)
+#   bash bench/gpu.sh --lamo       # only LaMo's study at SmolLM2's full depth (30 layers), apart
+#                                  # because it needs its own device time (bench/lamo_DoorKey_L30.*)
 #
 # 1. raw stepping of the three tasks (and NAVIX's DoorKey-8x8 for the ratio) at 4096 .. 65536
 #    environments (bench/env_throughput.py);
@@ -21,6 +23,13 @@ OUT=${OUT:-bench/gpu}
 RESULTS=${RESULTS:-bench/RESULTS.md}
 TINY=0
 [[ "${1:-}" == "--tiny" ]] && TINY=1
+if [[ "${1:-}" == "--lamo" ]]; then
+  # Issue 27: the decisive rows of bench/lamo.py (LaMo, its random-init twin with two random base
+  # seeds, the DT from scratch; 2 data fractions, 3 seeds) with all 30 layers of SmolLM2, where
+  # "pre-trained" carries what the 2-core study's 4 layers cannot. Needs the model (make model).
+  exec "$PY" bench/lamo.py --task DoorKey --layers 30 \
+    --methods "lamo lamo-random lamo-random-b1 dt" --out bench/lamo_DoorKey_L30.json
+fi
 if (( TINY )); then
   RAW_ENVS="8"; RAW_STEPS=20; TRAIN_ENVS="64"; TRAIN_TASKS="DoorKey"; REPEATS=1
   MAIN_ARGS="total_steps=4096 eval_episodes=8 eval_every=0"

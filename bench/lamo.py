@@ -51,15 +51,17 @@ from jaxrl3m.offline import dataset as dsl
 DT_METHODS = {
     "lamo": {},
     "lamo-random": {"transformer": "random"},
+    "lamo-random-b1": {"transformer": "random", "base_seed": 1},
     "dt": {"transformer": "scratch", "tuning": "full", "lm_coef": 0.0},
     "lamo-full": {"tuning": "full"},
     "lamo-frozen": {"tuning": "frozen"},
     "lamo-linear": {"embedding": "linear"},
     "lamo-lm0": {"lm_coef": 0.0},
 }
-MAIN = ("lamo", "lamo-random", "dt", "bc", "cql", "cql-prior:oracle", "cql-prior:smollm2")
+MAIN = ("lamo", "lamo-random", "lamo-random-b1", "dt", "bc", "cql", "cql-prior:oracle", "cql-prior:smollm2")
 ABLATIONS = ("lamo-full", "lamo-frozen", "lamo-linear", "lamo-lm0")
 LABELS = {"lamo": "LaMo (SmolLM2, LoRA)", "lamo-random": "LaMo, random-init transformer",
+          "lamo-random-b1": "LaMo, random-init transformer (second random base seed)",
           "dt": "DT from scratch", "bc": "BC", "cql": "CQL",
           "cql-prior:oracle": "CQL-Prior (oracle prior)",
           "cql-prior:smollm2": "CQL-Prior (SmolLM2 prior)", "lamo-full": "LaMo, full fine-tuning",

@@ -14,8 +14,10 @@ k -> infinity limit, `configs/dqn-prior-exact.yaml`) and `gflan-<prior>`
 for the PPO family, `configs/dqn.yaml`, `dqn-prior.yaml`, `gflan-prior.yaml` with the task and
 prior set) through the library's driver (`jaxrl3m.runner.driver.train_run`) with all seeds in one
 vmap, into full run folders in `runs/bench-learning/` (config.yaml included: each can be
-evaluated or resumed). Steps to 0.9 are read from the training episodes' success rate pooled
-over the last 5 updates (at least 50 episodes). Writes `bench/learning.json` and
+evaluated or resumed). Steps to 0.9 are read from the periodic held-out evaluations (every
+`eval_every` = 10 updates, 128 fresh held-out episodes per seed: `eval_success` in each run's
+metrics.csv); a run without them (`eval_every=0`) falls back to the training episodes counted by
+the update they started in (`jaxrl3m.core.metrics`). Writes `bench/learning.json` and
 `bench/learning_<task>.png` (mean over seeds). `--set key=value ...` overrides preset keys (a
 variant: its rows are stored as `"<method> key=value"` next to the preset's).
 """

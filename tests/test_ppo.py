@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import chex
@@ -378,3 +379,11 @@ def test_evaluate_command(tmp_path, capsys):
     assert evaluate.main([str(tmp_path / "ev"), "--episodes", "8", "--greedy"]) == 0
     out = capsys.readouterr().out
     assert "held-out episodes per seed (greedy)" in out and '"update": 10' in out
+    # The validation split: fresh episodes on the training layouts (for choosing
+    # hyperparameters), recorded as such.
+    assert evaluate.main([str(tmp_path / "ev"), "--episodes", "8", "--greedy",
+                          "--validation"]) == 0
+    out = capsys.readouterr().out
+    assert "validation (training-layout) episodes per seed (greedy)" in out
+    record = json.loads(out[:out.rindex("}") + 1])
+    assert record["layouts"] == "train" and record["purpose"] == "validation"

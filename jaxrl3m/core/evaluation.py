@@ -6,6 +6,11 @@ split is 1 map in 8). Layouts and actions come from a key stream that training n
 (`jax.random.key(seed)` folded with `EVAL_STREAM`). Every result records which layouts it played
 (`layouts`, and the split's version where there is one). Tasks without a split (NAVIX's) are
 evaluated on layouts drawn like training's.
+
+Hyperparameters are chosen on the **validation** split instead (`split="validation"`): fresh
+episodes on the training layouts, from a third key stream (`VALIDATION_STREAM`), with training
+seeds other than the reported ones (`bench/validate.py`); the held-out layouts are only ever
+reported, never chosen on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ EVAL_STREAM = 0x5EED_E7A1
 
 PERIODIC_STREAM = 0xC0_5EED
 """The periodic evaluations' stream (during training; folded with the update's number)."""
+
+VALIDATION_STREAM = 0x7A_11DA
+"""The validation evaluations' stream (training layouts, for choosing hyperparameters)."""
+
+SPLITS = ("heldout", "validation")
 
 
 def eval_keys(seed: int, seeds: int, stream: int = EVAL_STREAM) -> jax.Array:
@@ -52,14 +62,21 @@ def algo_target(algo: Any, params: Any, inputs: Any, greedy: bool):
 
 
 def evaluate_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int = 1000,
-                  greedy: bool = False, seed: int = 0) -> dict[str, Any]:
+                  greedy: bool = False, seed: int = 0, split: str = "heldout") -> dict[str, Any]:
     """`evaluate` for a trained algorithm's parameters (`f32[S, ...]`, one set per seed) and its
     inputs (`jaxrl3m.algos.Inputs`, or the teacher alone), through the algorithm's evaluation
     policy (`algo.policy`: DQN-Prior acts from its Q-values and the prior's proposals; by
-    default, sampling or the argmax of `algo.act`'s logits)."""
+    default, sampling or the argmax of `algo.act`'s logits). `split`: `"heldout"` (the
+    algorithm's `eval_env`, what results report) or `"validation"` (its training environment,
+    fresh episodes from `VALIDATION_STREAM`: what hyperparameters are chosen on)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     policy, params, batched = algo_target(algo, params, inputs, greedy)
-    return evaluate(algo.eval_env, None, params, seeds, episodes, greedy, seed, batched=batched,
-                    policy=policy)
+    validation = split == "validation"
+    out = evaluate(algo.env if validation else algo.eval_env, None, params, seeds, episodes,
+                   greedy, seed, batched=batched, policy=policy,
+                   stream=VALIDATION_STREAM if validation else EVAL_STREAM)
+    return {**out, "purpose": "validation"} if validation else out
 
 
 def precompile_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: int,
@@ -84,16 +101,16 @@ def precompile_algo(algo: Any, params: Any, inputs: Any, seeds: int, episodes: i
 
 def evaluate(env: Any, logits: Callable | None, params: Any, seeds: int, episodes: int = 1000,
              greedy: bool = False, seed: int = 0, batched: Any = True,
-             policy: Any = None) -> dict[str, Any]:
+             policy: Any = None, stream: int = EVAL_STREAM) -> dict[str, Any]:
     """Success rate, return and length per seed of the policy `logits(params, obs)` (or of the
     collector policy `policy(params, obs, key)`) on held-out layouts. `params` has a leading
     seed axis (`batched=True`), is shared by every seed (`False`: the teacher acting alone, each
     seed then plays other layouts and action samples), or `batched` is a `vmap` in_axes prefix
-    of `params` (some parts per seed, some shared)."""
+    of `params` (some parts per seed, some shared). Layouts and actions come from `stream`."""
     if policy is None:
         policy = collector.Sample(logits, greedy)
-    stats = jax.device_get(_program(env, policy, episodes, batched)(params,
-                                                                    eval_keys(seed, seeds)))
+    stats = jax.device_get(_program(env, policy, episodes, batched)(
+        params, eval_keys(seed, seeds, stream)))
     success = stats.success.mean(axis=1).tolist()
     ret = stats.ret.mean(axis=1).tolist()
     layouts = getattr(env, "layouts", "all")
