@@ -2,6 +2,9 @@
 
     python bench/lamo.py --task DoorKey          # the README's study (~1 h on 2 cores)
     python bench/lamo.py --task DoorKey --replot # the table and plot again from the JSON
+    python bench/lamo.py --task DoorKey --layers 4 --methods "lamo lamo-random lamo-random-b1 dt" \
+        --out bench/lamo_DoorKey_L4.json         # the decisive rows at 4 layers (~2 h; issue 27)
+    bash bench/gpu.sh --lamo                     # the same rows at all 30 layers, on a GPU
 
 One dataset (bench/offline.py's: the `mixed` recipe, data seed 0, 2,000 episodes, collected
 here if missing) cut
@@ -9,7 +12,8 @@ into nested subsets (`--fractions`, the offline study's permutation). Methods:
 
 - main comparison, every fraction, `--seeds` training seeds in one `vmap`: `lamo` (SmolLM2's
   first `--layers` layers, LoRA on Q, K, V, MLP embeddings, language loss 0.1), `lamo-random`
-  (the same with a randomly initialised transformer: the decisive control), `dt` (a small
+  (the same with a randomly initialised transformer: the decisive control; `lamo-random-b1`
+  the same from a second random base seed), `dt` (a small
   decoder from scratch: 3 layers, width 128, all trained), and the offline baselines of
   bench/offline.py with their own settings: `bc`, `cql`, `cql-prior:oracle`,
   `cql-prior:smollm2`;
@@ -19,8 +23,8 @@ into nested subsets (`--fractions`, the offline study's permutation). Methods:
 
 Every run's final parameters (never the best by test score) play `--eval-episodes` held-out
 layouts, the DT family sampling its actions (as DT does on Atari and BC does in
-bench/offline.py; fixed before the study, after a pilot of the scratch DT on the full data: greedy
-0.08/0.30, sampled 0.23/0.46 over 2 seeds) conditioned on the 0.9 quantile of the training
+bench/offline.py; chosen on validation, `python bench/validate.py eval_greedy`: sampled 0.17,
+greedy 0.05 on training layouts with other training seeds) conditioned on the 0.9 quantile of the training
 episodes' returns; CQL(-Prior) greedy as in bench/offline.py. The DT family trains 1,000 gradient
 steps at lr 1e-3 (LaMo's 1e-4 is for 100k steps; the pilot's scratch DT barely moved at 1e-4),
 batch 16 windows of K = 10 steps, the first layer of SmolLM2 (bench/lamo_speed.py: 5.8 steps/s
