@@ -204,6 +204,15 @@ def navix_agents() -> str:
             f"{data['navix']})" + _hw(data))
 
 
+def validation(key: str):
+    """A hyperparameter chosen on the validation split (bench/validate_<key>.json)."""
+    def table() -> str:
+        data = _read(f"validate_{key}.json")
+        return (_bench("validate").markdown(data) + f"\n\n`python bench/validate.py {key}`"
+                + _hw(data))
+    return table
+
+
 def _hw(data: dict) -> str:
     hw = data.get("hardware")
     return f"\n\nMeasured on: {_bench('benchlib').describe(hw)}." if hw else ""
@@ -224,7 +233,9 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
           "offline-LavaDoorKey": offline("LavaDoorKey"),
           "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary,
-          "lamo": lamo, "scaling": scaling, "navix-agents": navix_agents}
+          "lamo": lamo, "scaling": scaling, "navix-agents": navix_agents,
+          "validate-posterior-tau": validation("posterior_tau"),
+          "validate-eval-greedy": validation("eval_greedy")}
 
 
 def tables(names=None) -> dict[str, str]:

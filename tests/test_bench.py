@@ -31,3 +31,32 @@ def test_gpu_script_runs_at_tiny_sizes_and_writes_its_section(tmp_path):
                     "--results", str(results), "--tiny"], cwd=ROOT, check=True,
                    capture_output=True)
     assert results.read_text().count("<!-- gpu:begin -->") == 1
+
+
+def test_validation_choice_rule():
+    """bench/validate.py's rule: the highest mean validation success; values within one
+    standard error of it tie and the fewest steps to 0.9 (training curve) wins, then the
+    default. Held-out figures are not among its inputs at all."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import validate
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    def cell(success, steps):
+        return {"validation_success": success, "steps_to_0.9_training": steps}
+
+    # b is best by far: chosen whatever its steps
+    rows = {"p": {"a": cell([0.5, 0.6], [1e5, 1e5]), "b": cell([0.9, 0.92], [None, 9e5])}}
+    assert validate.choose(rows, ["a", "b"], "a")[0] == "b"
+    # a and b tie within a standard error (0.05): the faster one (b) wins over the better mean
+    rows = {"p": {"a": cell([0.95, 0.85], [5e5, 5e5]), "b": cell([0.90, 0.86], [2e5, 3e5])}}
+    chosen, means = validate.choose(rows, ["a", "b"], "a")
+    assert chosen == "b" and abs(means["a"]["stderr"] - 0.05) < 1e-9
+    # a full tie (no seed reached 0.9 anywhere): the default
+    rows = {"p": {"a": cell([0.5, 0.5], [None, None]), "b": cell([0.5, 0.5], [None, None])}}
+    assert validate.choose(rows, ["a", "b"], "b")[0] == "b"
+    # means pool presets: p favours a, q favours b more
+    rows = {"p": {"a": cell([0.8, 0.8], [None] * 2), "b": cell([0.7, 0.7], [None] * 2)},
+            "q": {"a": cell([0.2, 0.2], [None] * 2), "b": cell([0.5, 0.5], [None] * 2)}}
+    assert validate.choose(rows, ["a", "b"], "a")[0] == "b"
