@@ -123,8 +123,9 @@ def learning_priors() -> str:
 
 
 def learning_priors_ablation() -> str:
-    """The LLM-prior family's rows with one setting changed (bench/learning.json)."""
-    data = _read("learning.json")
+    """The LLM-prior family's rows with one setting changed, measured before issue 27's fixes
+    and not re-run (bench/archive/learning-pre-issue27.json)."""
+    data = _read("archive/learning-pre-issue27.json")
     return _bench("learning").markdown_table(
         data, keep=lambda n: _priors(n) and " " in n) + _hw(data)
 
