@@ -24,8 +24,8 @@ into nested subsets (`--fractions`, the offline study's permutation). Methods:
 Every run's final parameters (never the best by test score) play `--eval-episodes` held-out
 layouts, the DT family sampling its actions (as DT does on Atari and BC does in
 bench/offline.py; chosen on validation, `python bench/validate.py eval_greedy`: sampled 0.17,
-greedy 0.05 on training layouts with other training seeds) conditioned on the 0.9 quantile of the training
-episodes' returns; CQL(-Prior) greedy as in bench/offline.py. The DT family trains 1,000 gradient
+greedy 0.05 on training layouts with other training seeds) conditioned on the 0.9 quantile of
+the training episodes' returns; CQL(-Prior) greedy as in bench/offline.py. The DT family trains 1,000 gradient
 steps at lr 1e-3 (LaMo's 1e-4 is for 100k steps; the pilot's scratch DT barely moved at 1e-4),
 batch 16 windows of K = 10 steps, the first layer of SmolLM2 (bench/lamo_speed.py: 5.8 steps/s
 at L = 1, 4.2 at 2, 0.49 at all 30 on 2 cores; L = 1 keeps the study near an hour). Results go to bench/lamo_<task>.json (written after each method; a
@@ -62,7 +62,8 @@ DT_METHODS = {
     "lamo-linear": {"embedding": "linear"},
     "lamo-lm0": {"lm_coef": 0.0},
 }
-MAIN = ("lamo", "lamo-random", "lamo-random-b1", "dt", "bc", "cql", "cql-prior:oracle", "cql-prior:smollm2")
+MAIN = ("lamo", "lamo-random", "lamo-random-b1", "dt", "bc", "cql", "cql-prior:oracle",
+        "cql-prior:smollm2")
 ABLATIONS = ("lamo-full", "lamo-frozen", "lamo-linear", "lamo-lm0")
 LABELS = {"lamo": "LaMo (SmolLM2, LoRA)", "lamo-random": "LaMo, random-init transformer",
           "lamo-random-b1": "LaMo, random-init transformer (second random base seed)",

@@ -16,8 +16,9 @@ training layouts), then by the current default. A key that changes only how the 
 evaluated (`eval_greedy`) trains once per preset and is scored both ways.
 
 A rerun keeps the rows of the stored JSON measured with the same settings (a grid grown at its
-edge trains only the new values). Writes `bench/validate_<key>.json` (per preset and value: validation success per seed, steps to
-0.9 on the training curve, wall time; and the choice) and prints the table.
+edge trains only the new values). Writes `bench/validate_<key>.json` (per preset and value:
+validation success per seed, steps to 0.9 on the training curve, wall time; and the choice) and
+prints the table.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ def markdown(r: dict) -> str:
                 cells.append("-")
                 continue
             hit = [x for x in c["steps_to_0.9_training"] if x is not None]
-            steps = (f", 0.9 at {np.mean(hit) / 1e3:.0f}k ({len(hit)}/{len(c['validation_success'])})"
+            seeds = len(c["validation_success"])
+            steps = (f", 0.9 at {np.mean(hit) / 1e3:.0f}k ({len(hit)}/{seeds})"
                      if hit and "eval_only" not in c else "")
             cells.append(f"{np.mean(c['validation_success']):.3f}{steps}")
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
@@ -172,9 +174,9 @@ def main(argv=None) -> int:
         if preset.split()[0] in ("dt", "lamo"):
             overrides["dataset"] = _dataset()
         row = r["rows"].setdefault(preset, {})
-        runs = [None] if eval_only else [v for v in study["values"] if str(v) not in row]
-        if eval_only and all(str(v) in row for v in study["values"]):
-            runs = []
+        todo = [v for v in study["values"] if str(v) not in row]
+        # an evaluation-only key trains once and scores every value from that run
+        runs = ([None] if todo else []) if eval_only else todo
         for v in runs:
             t1 = time.perf_counter()
             name = f"{args.key}-{preset.replace(' ', '-').replace('=', '_')}"
@@ -184,7 +186,7 @@ def main(argv=None) -> int:
                                                args.seeds, args.seed)
             steps = [None if x is None or math.isnan(x) else x
                      for x in summary.get("steps_to_0.9_training", [None] * args.seeds)]
-            for value in (study["values"] if eval_only else [v]):
+            for value in (todo if eval_only else [v]):
                 greedy = value if args.key == "eval_greedy" else run.eval_greedy
                 succ = score(s, state, args.seeds, args.seed, args.episodes, greedy)
                 row[str(value)] = {"validation_success": succ, "steps_to_0.9_training": steps,

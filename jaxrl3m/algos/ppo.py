@@ -96,7 +96,8 @@ class PPOConfig(RolloutSection, NetworkSection, TaskSection):
     prior_floor: float = bounded(0.01, within="(0, 1]", why="log 0 otherwise")
     """kl_direction=reverse: the prior is (1 - prior_floor) p + prior_floor / A, so that an
     action the prior rules out costs a finite KL (log 0 never appears)."""
-    posterior_tau: float = bounded(0.003, within="positive", why="it divides the options' advantages")
+    posterior_tau: float = bounded(0.003, within="positive",
+                                   why="it divides the options' advantages")
     """posterior: the temperature of the options' advantages (smaller: trust them sooner;
     0.003 chosen on validation, `bench/validate.py posterior_tau`)."""
     posterior_floor: float = bounded(0.05, within="[0, 1)")

@@ -242,9 +242,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         lines.append(f"| {r['label']} | {_steps_cell(r)} | {_pm(r['auc'])} | "
                      f"{_pm(r['final_success'])} | {_pm(r['final_return'])} | "
                      f"{r['wall_s']:.0f} s |")
-    lines += ["", f"Steps to 0.9: mean ± std over the seeds that reached it, on the periodic held-out "
-              "evaluations (on the training episodes counted by their start where a run made "
-              "none). AUC: area under that curve as a fraction of the run."
+    lines += ["", "Steps to 0.9: mean ± std over the seeds that reached it, on the periodic "
+              "held-out evaluations (on the training episodes counted by their start where a run "
+              "made none). AUC: area under that curve as a fraction of the run."
               f" Final: {meta['eval_episodes']} held-out episodes per seed. Source: "
               f"`{meta['source']}` ({meta['source_task']}). Whole study "
               f"{meta['wall_s'] / 60:.1f} min on {meta['device']}."]
