@@ -21,8 +21,11 @@ Every agent trains `--seeds` seeds vmapped, for `--budget` environment steps per
 task by default). Each whole training run is compiled first (compile time apart), then timed:
 training steps/s counts every seed's environment steps. Success per update is the share of the
 episodes ended in that update with a positive reward, pooled over the last 5 updates (at least
-50 episodes) as `jaxrl3m.core.metrics.curves` does for every jaxrl3m run; steps to 0.9 is the
-first step where it reaches 0.9 (NaN: not within the budget). Writes bench/navix_peers.json, a
+50 episodes; `jaxrl3m.core.metrics.windowed_success`), the one rate every agent here logs; steps
+to 0.9 is the first step where it reaches 0.9 (NaN: not within the budget). That window reads
+high early in a run (episodes that end early are mostly successes; issue 27), the same way for
+every agent: the figures compare the agents with one another, not with jaxrl3m's headline curves
+(periodic held-out evaluations, bench/learning.py). Writes bench/navix_peers.json, a
 markdown table (.md) and learning curves (.png).
 """
 
@@ -170,7 +173,8 @@ def plot(results: list[dict], path: Path) -> None:
                 s = np.asarray(r["curve"]["success"], float)
                 curves[r["agent"]] = (np.asarray(r["curve"]["steps"]), np.where(s < 0, np.nan, s))
         metrics_io.plot_learning_curves(curves, path.with_name(f"{path.stem}_{task}.png"),
-                                        f"{task}: NAVIX's agents and jaxrl3m's plain PPO")
+                                        f"{task}: NAVIX's agents and jaxrl3m's plain PPO",
+                                        ylabel="success rate (episodes ended, last 5 updates)")
 
 
 def main() -> None:

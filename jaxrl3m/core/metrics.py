@@ -223,7 +223,7 @@ def steps_to(env_steps: np.ndarray, curve: np.ndarray, threshold: float = 0.9) -
 
 
 def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path,
-                         title: str = "", ylabel: str = "success rate (last 5 updates)",
+                         title: str = "", ylabel: str = "success rate",
                          threshold: float | None = 0.9, styles: dict[str, str] | None = None,
                          colors: dict[str, str] | None = None) -> Path | None:
     """One line per label (mean over seeds) with the min-max band; `curves[label] = (steps

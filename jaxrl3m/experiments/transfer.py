@@ -277,7 +277,8 @@ def prior_agreement(prior: str, task: str) -> dict[str, Any] | None:
 
 
 def plot(curves_by_label: dict, path: Path, title: str) -> Path | None:
-    return curves.plot_learning_curves(curves_by_label, path, title)
+    return curves.plot_learning_curves(curves_by_label, path, title,
+                                       ylabel="success rate (held-out evaluations)")
 
 
 def write_results(out: Path, results: list[tuple[str, Path, dict]], meta: dict[str, Any]
