@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the venv with llama-cpp-python[server]")
     p.add_argument("--out", default=str(ROOT / "bench" / "check_openai"))
     args = p.parse_args(argv)
-    from jaxrl3m.envs.abstraction import describe_all
+    from jaxrl3m import envs
     from jaxrl3m.llm.loading import load_model_cached, resolve
     from jaxrl3m.llm.openai_backend import ChatFormat, OpenAIScorer
     from jaxrl3m.llm.scoring import chat_score_fn
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     options = list(task_options(args.task))
     reach = list(reachable_states(args.task))
     states = [reach[i] for i in np.linspace(0, len(reach) - 1, args.states).astype(int)]
-    texts = describe_all()
+    texts = envs.guidance(args.task).texts()
     msgs = [prompt.messages(args.task, options, texts[s]) for s in states]
 
     t0 = time.perf_counter()

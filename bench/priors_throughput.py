@@ -15,7 +15,7 @@ import time
 import benchlib
 import numpy as np
 
-from jaxrl3m.envs.abstraction import NUM_ABSTRACT_STATES
+from jaxrl3m import envs
 from jaxrl3m.llm.chat import apply_chat_template
 from jaxrl3m.llm.loading import load_model
 from jaxrl3m.llm.scoring import chat_score_fn, end_of_turn, score_options_sequential
@@ -44,18 +44,19 @@ def main():
     assert np.allclose(scores, scores2, atol=1e-4)
 
     options = list(task_options(args.task))
+    guide = envs.guidance(args.task)
     eot = end_of_turn(model)
-    msgs = [prompt.messages(args.task, options, __import__("jaxrl3m.envs", fromlist=["describe"])
-                            .describe(i)) for i in range(args.sequential_states)]
+    msgs = [prompt.messages(args.task, options, guide.describe(i))
+            for i in range(args.sequential_states)]
     prompts = [apply_chat_template(model, m) for m in msgs]
     score_options_sequential(model, prompts[:1], [options[0] + eot])  # compile
     t = time.perf_counter()
     seq = score_options_sequential(model, prompts, [o + eot for o in options])
-    seq_s = (time.perf_counter() - t) * NUM_ABSTRACT_STATES / args.sequential_states
+    seq_s = (time.perf_counter() - t) * guide.num_states / args.sequential_states
     assert np.allclose(seq, scores[: args.sequential_states], atol=2e-3), \
         np.abs(seq - scores[: args.sequential_states]).max()
     result = {
-        "task": args.task, "model": model.name, "states": NUM_ABSTRACT_STATES,
+        "task": args.task, "model": model.name, "states": guide.num_states,
         "options": len(options), "load_s": round(load_s, 2),
         "batched_first_call_s": round(first_s, 2), "batched_s": round(batched_s, 2),
         "batched_compile_s": round(first_s - batched_s, 2),

@@ -22,7 +22,7 @@ import time
 
 
 from .core.io import check_output_file
-from .teacher.options import TEACHER_TASKS, oracle_table, uniform_table
+from .teacher.options import oracle_table, teacher_tasks, uniform_table
 from .teacher.priors import agreement, llm_prior_scores, scores_to_probs
 from .teacher.prompt import load_prompt
 from .teacher.teacher import reachable_states
@@ -38,7 +38,7 @@ def _log(msg: str) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jaxrl3m.precompute_priors", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=TEACHER_TASKS)
+    p.add_argument("--task", required=True, choices=teacher_tasks())
     p.add_argument("--backend", default="jax", choices=BACKENDS)
     p.add_argument("--model", default="smollm2",
                    help="jax: alias (smollm2, gemma3-270m), .gguf file or Hugging Face folder; openai: the "
@@ -89,7 +89,7 @@ def compute(args: argparse.Namespace):
         probs, meta = load_yaml_table(args.table_file, args.task)
         return make_table(args.task, probs, backend="table", date=today, **meta)
 
-    prompt = load_prompt(args.prompt, temperature=args.temperature,
+    prompt = load_prompt(args.prompt, task=args.task, temperature=args.temperature,
                          permutations=args.permutations, calibrate=args.calibrate)
     t0 = time.perf_counter()
     if args.backend == "jax":
@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     msg = f"wrote {path} ({args.backend}"
     if "score_seconds" in meta:
         msg += f", load {meta['load_seconds']}s, scoring {meta['score_seconds']}s"
-    msg += f"); top option agrees with the oracle in {agreement(table.probs, args.task, reach):.0%}"
-    msg += f" of the {len(reach)} reachable abstract states"
+    agree = agreement(table.probs, args.task, reach)
+    msg += (f"); top option agrees with the oracle in {agree:.0%} of the {len(reach)} reachable "
+            f"abstract states" if agree == agree else f"; {args.task} has no oracle to compare)")
     print(msg)
     return 0
 

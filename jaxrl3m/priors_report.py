@@ -1,8 +1,8 @@
 """`python -m jaxrl3m.priors_report TABLE [--all] [--png FILE]`: what a prior table says.
 
-Prints, for every reachable abstract state of the table's task (all 60 with `--all`), its text,
-the table's top options, the oracle's options and whether they agree, then the agreement over
-reachable states; draws a heat map of the table (states x options, oracle options outlined) to a
+Prints, for every reachable abstract state of the table's task (all of them with `--all`), its
+text, the table's top options, the oracle's options and whether they agree (where the task has an
+oracle), then the agreement over reachable states; draws a heat map of the table (states x options, oracle options outlined) to a
 PNG next to the table (or `--png FILE`; needs matplotlib, `pip install jaxrl3m[plot]`).
 """
 
@@ -14,29 +14,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .envs.abstraction import NUM_ABSTRACT_STATES, describe
-from .teacher.options import oracle_options
+from . import envs
 from .teacher.priors import agreement
 from .teacher.teacher import reachable_states
 from .teacher.table import TableError, load_table
 
 
+def _oracle(task: str, i: int) -> tuple[str, ...]:
+    """The oracle's options in state `i`; none for a task without an oracle."""
+    guide = envs.guidance(task)
+    return guide.oracle_options(task, i) if guide.oracle else ()
+
+
 def report(table, states) -> str:
     task, options = table.task, table.options
+    describe = envs.guidance(task).describe
     lines = [f"prior table: task {task}, backend {table.metadata.get('backend')}, model "
              f"{table.metadata.get('model')}", ""]
     for i in states:
         row = table.probs[i]
         top = np.argsort(-row)[:3]
-        right = oracle_options(task, i)
+        right = _oracle(task, i)
         ok = options[int(top[0])] in right
         lines.append(f"[{i:2d}] {describe(i)}")
         lines.append("     LLM:    " + ", ".join(f"{options[k]} {row[k]:.2f}" for k in top))
-        lines.append(f"     oracle: {' / '.join(right)}   {'agree' if ok else 'DISAGREE'}")
+        if right:
+            lines.append(f"     oracle: {' / '.join(right)}   {'agree' if ok else 'DISAGREE'}")
     reach = reachable_states(task)
     lines.append("")
-    lines.append(f"agreement (top option is an oracle option): {agreement(table.probs, task, reach):.0%}"
-                 f" of {len(reach)} reachable states")
+    agree = agreement(table.probs, task, reach)
+    lines.append(f"agreement (top option is an oracle option): {agree:.0%} of {len(reach)} "
+                 f"reachable states" if agree == agree else f"{task} has no oracle to compare")
     return "\n".join(lines)
 
 
@@ -53,10 +61,11 @@ def heat_map(table, states, path: Path) -> Path:
         for k, name in enumerate(options):
             ax.text(k, r, f"{data[r, k]:.2f}", ha="center", va="center", fontsize=7,
                     color="white" if data[r, k] < 0.6 else "black")
-            if name in oracle_options(table.task, i):
+            if name in _oracle(table.task, i):
                 ax.add_patch(Rectangle((k - 0.5, r - 0.5), 1, 1, fill=False, ec="red", lw=2))
     ax.set_xticks(range(len(options)), [o.replace(" of ", "\nof ") for o in options], fontsize=7,
                   rotation=30, ha="right")
+    describe = envs.guidance(table.task).describe
     ax.set_yticks(range(len(states)), [f"{i}: {describe(i)[:70]}" for i in states], fontsize=6)
     ax.set_title(f"{table.task}: {table.metadata.get('model') or table.metadata.get('backend')}"
                  " (red: oracle's options)", fontsize=9)
@@ -82,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     except TableError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    states = tuple(range(NUM_ABSTRACT_STATES)) if args.all else reachable_states(table.task)
+    states = (tuple(range(envs.guidance(table.task).num_states)) if args.all
+              else reachable_states(table.task))
     print(report(table, states))
     if not args.no_png:
         try:

@@ -50,8 +50,6 @@ def record(env: Any, policy: Any, params: Any, key: jax.Array, episodes: int,
            teacher: Any = None) -> list[Episode]:
     """Plays `episodes` episodes of `policy` (a collector policy: `policy(params, obs, key)`)
     in one jitted call and returns them cut at their ends."""
-    from .envs.abstraction import abstract_state
-
     def run(params, key):
         k_reset, k_act = jax.random.split(key)
         first = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
@@ -73,7 +71,7 @@ def record(env: Any, policy: Any, params: Any, key: jax.Array, episodes: int,
         probs = None
         if teacher is not None:
             obs = jax.vmap(jax.vmap(env.observe))(states)
-            probs = teacher.table[jax.vmap(jax.vmap(abstract_state))(obs)]
+            probs = teacher.table[jax.vmap(teacher.abstract_states)(obs)]
         drawn = (states.grid, states.memory, states.agent_pos, states.agent_dir)
         return drawn, actions, rewards, term, trunc, probs
 

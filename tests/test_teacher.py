@@ -16,11 +16,11 @@ import pytest
 from helpers import make_layout
 
 from jaxrl3m import precompute_priors, priors_report
-from jaxrl3m.envs import NUM_ABSTRACT_STATES, make
+from jaxrl3m.envs import NUM_ABSTRACT_STATES, guidance, make
 from jaxrl3m.envs.types import (DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, KEY, LEFT,
                                 NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
-from jaxrl3m.teacher.options import TEACHER_TASKS, oracle_table, task_options, uniform_table
+from jaxrl3m.teacher.options import oracle_table, task_options, teacher_tasks, uniform_table
 from jaxrl3m.core import collector
 from jaxrl3m.core.evaluation import evaluate
 from jaxrl3m.teacher.teacher import Teacher, reachable_states, shipped_reachable, teacher_logits
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------
 # The teacher acting alone with the oracle table
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task", TEACHER_TASKS)
+@pytest.mark.parametrize("task", teacher_tasks())
 def test_oracle_teacher_solves_2000_episodes(task):
     # The production path: the Teacher object PPO uses, acting through the common collector in
     # held-out evaluation (what learn=false and the transfer study's approach 2 run), on the
@@ -212,15 +212,15 @@ def test_mixture_renormalises_over_applicable_skills():
 
 def test_teacher_probs_batched_are_distributions():
     obs = _random_observations("ColoredDoorKey", 64, 10, seed=5)
-    names = task_options("ColoredDoorKey")
+    guide = guidance("ColoredDoorKey")
     table = jnp.asarray(uniform_table("ColoredDoorKey"))
     fn = jax.jit(jax.vmap(teacher_probs, in_axes=(None, 0, None)), static_argnums=2)
-    p = np.asarray(fn(table, obs, names))
+    p = np.asarray(fn(table, obs, guide))
     assert p.shape == (64, NUM_ACTIONS)
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
     assert (p >= 0).all()
     # The oracle puts its mass on a single skill's actions in each state: sharper than uniform.
-    q = np.asarray(fn(jnp.asarray(oracle_table("ColoredDoorKey")), obs, names))
+    q = np.asarray(fn(jnp.asarray(oracle_table("ColoredDoorKey")), obs, guide))
     ent = lambda x: -(x * np.log(np.where(x > 0, x, 1))).sum(-1)  # noqa: E731
     assert ent(q).mean() < ent(p).mean()
 
@@ -259,19 +259,19 @@ def test_reachable_states_are_consistent():
     now; a change of the tasks or the teacher that moves them fails here: rerun
     `python -m jaxrl3m.teacher.teacher` and commit jaxrl3m/teacher/reachable.json."""
     shipped = shipped_reachable()
-    assert set(shipped) == set(TEACHER_TASKS)
+    assert set(shipped) == set(teacher_tasks())
     # Recomputed in a child process at XLA's default optimisation level: 300k teacher steps per
     # task are execution, not compilation, and the suite's level 0 (tests/conftest.py) takes
     # about twice as long over them.
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                      if "xla_backend_optimization_level" not in f)
     code = ("import json; from jaxrl3m.teacher.teacher import compute_reachable; "
-            f"print(json.dumps({{t: compute_reachable(t) for t in {list(TEACHER_TASKS)}}}))")
+            f"print(json.dumps({{t: compute_reachable(t) for t in {list(teacher_tasks())}}}))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "XLA_FLAGS": flags}, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     now = json.loads(p.stdout.strip().splitlines()[-1])
-    for task in TEACHER_TASKS:
+    for task in teacher_tasks():
         r = reachable_states(task)
         assert r == shipped[task] == tuple(now[task]), task
         assert 0 in r and all(0 <= i < NUM_ABSTRACT_STATES for i in r)
@@ -304,6 +304,7 @@ def _write(tmp_path, mutate):
     (lambda d: d["probs"][3].__setitem__(0, float("nan")), "non-finite"),
     (lambda d: d["probs"][5].__setitem__(0, 0.9), "sum to"),
     (lambda d: d["metadata"].__setitem__("abstraction_version", 0), "abstraction version"),
+    (lambda d: d["metadata"].__setitem__("abstraction", "babyai"), "abstraction 'babyai'"),
     (lambda d: d["metadata"]["options"].reverse(), "options"),
     (lambda d: d["metadata"]["states"].__setitem__(4, "old text"), "abstract state 4"),
     (lambda d: d["metadata"].pop("backend"), "lacks"),
@@ -330,7 +331,7 @@ def test_table_errors_for_task_missing_and_corrupt(tmp_path):
 def test_shipped_tables_load_for_their_tasks():
     shipped = sorted((ROOT / "llm_cache").glob("*.json"))
     tasks = {load_table(p).task for p in shipped}
-    assert tasks == set(TEACHER_TASKS)
+    assert tasks == set(teacher_tasks())
     for p in shipped:
         t = load_table(p)
         assert t.metadata["backend"] in ("jax", "table", "oracle")

@@ -19,6 +19,7 @@ from jaxrl3m.experiments import transfer
 from jaxrl3m.teacher.options import (oracle_table, past_policy_option, task_options,
                                      with_past_policies)
 from jaxrl3m.teacher.skills import skill_outputs
+from jaxrl3m.teacher.teacher import Teacher
 
 TINY = dict(num_envs=8, num_steps=8, num_minibatches=2, update_epochs=2, hidden=(16,), window=5)
 TINY_KEYS = [f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in TINY.items()] + [
@@ -64,7 +65,10 @@ def test_with_past_policies_splits_every_row():
         with pytest.raises(ValueError):
             with_past_policies(base, **bad)
     with pytest.raises(ValueError, match="shape"):
-        with_past_policies(base[:10], 1, 0.5)
+        with_past_policies(base[0], 1, 0.5)
+    # The number of rows is the task's: a table cut short is refused where the task is known.
+    with pytest.raises(ConfigError, match=r"needs \(60, 6\)"):
+        Teacher.create("LavaDoorKey", base[:10])
 
 
 def test_past_policy_is_a_teacher_option_and_its_mixture_includes_it():

@@ -41,7 +41,6 @@ import jax.numpy as jnp
 from flax import struct
 
 from ..core.config import ConfigError, bounded, check_keys, did_you_mean
-from ..teacher.options import TASK_OPTIONS
 from .optim import adam
 
 METRICS_REQUIRED = ("env_steps", "episodes", "return", "success", "length", "loss")
@@ -61,14 +60,18 @@ class TaskSection:
     tasks, NAVIX's for NAVIX tasks)."""
 
     @property
+    def guide(self):
+        """The task's guidance (`jaxrl3m.envs.Guidance`); a clear error for a task without."""
+        from .. import envs
+        try:
+            return envs.guidance(self.task)
+        except ValueError as e:
+            raise ConfigError(f"config key 'task': {e}") from None
+
+    @property
     def options(self) -> tuple[str, ...]:
         """The task's skills (the columns of its prior tables)."""
-        if self.task not in TASK_OPTIONS:
-            raise ConfigError(f"config key 'task': {self.task!r} has no abstract states, so no "
-                              f"teacher, prior or prior table; train it without one (prior=none, "
-                              f"teacher=none), or pick a task with a teacher: "
-                              f"{', '.join(TASK_OPTIONS)}")
-        return TASK_OPTIONS[self.task]
+        return self.guide.options
 
     @property
     def horizon(self) -> int:
@@ -87,13 +90,13 @@ class TaskSection:
     def check_task(self, bad) -> None:
         """Calls `bad(key, why)` for the first invalid task key."""
         from .. import envs
-        if self.task not in TASK_OPTIONS:
-            try:
-                envs.keywords(self.task)
-            except ValueError:
-                bad("task", f"{self.task!r} is not a task; valid: {', '.join(TASK_OPTIONS)} "
-                            f"(with a teacher), NAVIX's DoorKey-NxN and the ids of "
-                            f"sorted(navix.registry()) (plain RL)")
+        try:
+            envs.keywords(self.task)
+        except ValueError:
+            plain = [t for t in envs.tasks() if t not in envs.guided_tasks()]
+            bad("task", f"{self.task!r} is not a task; valid: {', '.join(envs.guided_tasks())} "
+                        f"(with a teacher), {', '.join(plain)} and the ids of "
+                        f"sorted(navix.registry()) (plain RL)")
         if self.max_steps is not None and self.max_steps < 1:
             bad("max_steps", f"must be at least 1, got {self.max_steps}")
         try:

@@ -39,7 +39,6 @@ from flax import struct
 
 from ..core import collector
 from ..core.config import ConfigError, bounded
-from ..envs.abstraction import NUM_ABSTRACT_STATES
 from ..envs.types import Observation
 from ..nets import Network, NetworkSection
 from ..teacher.posterior import OptionValues, posterior_targets
@@ -255,7 +254,7 @@ class PPO(Algorithm):
             params = self.init_params(k_params)
         options = None
         if c.posterior and self.guided:
-            options = OptionValues.zeros(NUM_ABSTRACT_STATES,
+            options = OptionValues.zeros(c.guide.num_states,
                                          len(c.options) + len(self.past_policies))
         return PPOState(params=params, opt_state=self.optimizer(c).init(params),
                         env=collector.reset(self.env, k_env, c.num_envs,

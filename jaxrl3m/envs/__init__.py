@@ -3,8 +3,11 @@
     env = jaxrl3m.envs.make("ColoredDoorKey")            # or DoorKey, LavaDoorKey, DoorKey-8x8
     ts = env.reset(jax.random.key(0))                     # TimeStep(state, obs, reward, ...)
     ts = env.step(ts.state, action)
+    guide = jaxrl3m.envs.guidance("ColoredDoorKey")       # what the LLM teacher needs of it
 
-`reset` and `step` are pure functions of one environment: `jax.vmap` them over thousands.
+`reset` and `step` are pure functions of one environment: `jax.vmap` them over thousands. One
+registry holds every task and, for tasks the teacher can guide, its `Guidance` (abstract states,
+texts, options, oracle): `register` adds one (docs/tasks.md).
 """
 
 from __future__ import annotations
@@ -16,27 +19,113 @@ import importlib.util
 import sys
 from typing import Any
 
-from ..errors import did_you_mean
+from ..errors import ConfigError, did_you_mean
 
-from .abstraction import (ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, AbstractState,
-                          abstract_state, decode, describe, describe_all, factors)
+from .abstraction import (ABSTRACTION_VERSION, DOORKEY_GUIDANCE, NUM_ABSTRACT_STATES,
+                          AbstractState, abstract_state, decode, describe, describe_all, factors)
 from .doorkey import DoorKeyEnv, check_keywords
+from .task import Guidance
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
 
-# name -> (class, fixed fields)
-_TASKS: dict[str, tuple[type, dict[str, Any]]] = {
-    "DoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=0)),
-    "LavaDoorKey": (DoorKeyEnv, dict(n_keys=1, n_lava=1)),
-    "ColoredDoorKey": (DoorKeyEnv, dict(n_keys=2, n_lava=0)),
-    **{f"DoorKey-{n}x{n}": ("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """One registered task: its environment class (a dataclass whose fields are `make`'s
+    keywords, "navix" for the NAVIX-backed ones), the fields the name fixes, its guidance."""
+
+    env: Any
+    fixed: dict[str, Any]
+    guidance: Guidance | None = None
+
+
+_TASKS: dict[str, TaskSpec] = {
+    "DoorKey": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=0), DOORKEY_GUIDANCE["DoorKey"]),
+    "LavaDoorKey": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=1),
+                            DOORKEY_GUIDANCE["LavaDoorKey"]),
+    "ColoredDoorKey": TaskSpec(DoorKeyEnv, dict(n_keys=2, n_lava=0),
+                               DOORKEY_GUIDANCE["ColoredDoorKey"]),
+    **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
 import) is imported only when one is built."""
 
 TASKS = tuple(_TASKS)
-"""Every jaxrl3m name `make` accepts (it also accepts every id of `navix.registry()`)."""
+"""Every jaxrl3m name `make` accepts (it also accepts every id of `navix.registry()`); `tasks()`
+is the same after later registrations."""
+
+
+def tasks() -> tuple[str, ...]:
+    """Every registered task's name."""
+    return tuple(_TASKS)
+
+
+def guided_tasks() -> tuple[str, ...]:
+    """The registered tasks with guidance (the LLM teacher, priors and tables work on them)."""
+    return tuple(name for name, spec in _TASKS.items() if spec.guidance is not None)
+
+
+def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
+             guidance: Guidance | None = None, replace: bool = False) -> None:
+    """Adds a task: `make(name, **kw)` builds `env(name=name, **fixed, **kw)`.
+
+    Args:
+      name: the task's name (presets, configs and prior tables refer to it).
+      env: an environment class, a dataclass with a `name` field whose other fields are its
+        keywords, with `reset(key)`, `step(state, action)` and the members the collector uses
+        (see `jaxrl3m.envs.doorkey.DoorKeyEnv`).
+      fixed: fields the name fixes (not keywords of `make`).
+      guidance: what the LLM teacher needs (`Guidance`); None: plain RL only.
+      replace: allow re-registering a name (a notebook redefining its task).
+
+    Raises:
+      ValueError: for a bad name, a class that is not such a dataclass, a fixed field it does not
+        have, or a name already registered without `replace`.
+    """
+    global TASKS
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"register: the task name must be a non-empty string without "
+                         f"surrounding spaces, got {name!r}")
+    if name in _TASKS and not replace:
+        raise ValueError(f"register: task {name!r} is already registered; pass replace=True "
+                         f"to redefine it")
+    if not (isinstance(env, type) and dataclasses.is_dataclass(env)
+            and "name" in {f.name for f in dataclasses.fields(env)}):
+        raise ValueError(f"register {name!r}: env must be a dataclass class with a `name` field "
+                         f"(like jaxrl3m.envs.DoorKeyEnv), got {env!r}")
+    missing = [m for m in ("reset", "step") if not callable(getattr(env, m, None))]
+    if missing:
+        raise ValueError(f"register {name!r}: {env.__name__} has no {', '.join(missing)} method")
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed) - {f.name for f in dataclasses.fields(env)})
+    if unknown:
+        raise ValueError(f"register {name!r}: {env.__name__} has no field(s) {unknown}")
+    if guidance is not None and not isinstance(guidance, Guidance):
+        raise ValueError(f"register {name!r}: guidance must be a jaxrl3m.envs.Guidance, got "
+                         f"{type(guidance).__name__}")
+    _TASKS[name] = TaskSpec(env, fixed, guidance)
+    TASKS = tuple(_TASKS)
+
+
+def guidance(name: str) -> Guidance:
+    """The guidance of a task; a clear error naming the task and what it lacks.
+
+    Raises:
+      ValueError: for an unknown task.
+      ConfigError: for a task without guidance.
+    """
+    spec = _TASKS.get(name)
+    if spec is None:
+        _spec(name)  # unknown names and NAVIX ids: its error, or a NAVIX id (no guidance)
+    if spec is None or spec.guidance is None:
+        raise ConfigError(
+            f"task {name!r} has no abstract states, texts or options (no Guidance), so no LLM "
+            f"teacher, prior or prior table: train it without one (prior=none, teacher=none), "
+            f"pick a task with a teacher ({', '.join(guided_tasks())}), or register it with "
+            f"guidance (jaxrl3m.envs.register(..., guidance=Guidance(...)), docs/tasks.md)")
+    return spec.guidance
+
 
 class _RegisterWhenNavixLoads(importlib.abc.MetaPathFinder):
     """Registers jaxrl3m's tasks in NAVIX's registry as soon as NAVIX is imported (by anyone:
@@ -98,10 +187,10 @@ def _spec(name: str):
                          f"{did_you_mean(name, tuple(navix.registry()))} "
                          f"sorted(navix.registry()) lists NAVIX's ids")
     if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}.{did_you_mean(name, TASKS)} Valid tasks: "
-                         f"{', '.join(TASKS)}, and NAVIX's ids (sorted(navix.registry()))")
-    cls, fixed = _TASKS[name]
-    return _class(cls), fixed
+        raise ValueError(f"unknown task {name!r}.{did_you_mean(name, tasks())} Valid tasks: "
+                         f"{', '.join(tasks())}, and NAVIX's ids (sorted(navix.registry()))")
+    spec = _TASKS[name]
+    return _class(spec.env), spec.fixed
 
 
 def make(name: str, **overrides: Any):
@@ -138,7 +227,8 @@ def make(name: str, **overrides: Any):
 
 __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
-    "EnvState", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask",
-    "Observation", "TASKS", "TimeStep", "abstract_state", "decode", "describe", "describe_all",
-    "factors", "keywords", "make", "render_text",
+    "EnvState", "Guidance", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv",
+    "NavixTask", "Observation", "TASKS", "TaskSpec", "TimeStep", "abstract_state", "decode",
+    "describe", "describe_all", "factors", "guidance", "guided_tasks", "keywords", "make",
+    "register", "render_text", "tasks",
 ]

@@ -1,4 +1,9 @@
-"""Abstract symbolic states: what the agent has observed, as an index into a small fixed set.
+"""The DoorKey family's guidance: abstract states, their texts, the options and the oracle.
+
+The three tasks (DoorKey, LavaDoorKey, ColoredDoorKey) register `DOORKEY_GUIDANCE[task]`
+(`jaxrl3m.envs.guidance.Guidance`); any task can bring its own (`docs/tasks.md`).
+
+Abstract symbolic states: what the agent has observed, as an index into a small fixed set.
 
 `abstract_state(obs)` reads only the observation (the remembered map, the agent's hands), never
 the true state, so it cannot leak hidden information. One index space serves all three tasks, so
@@ -32,6 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from .task import Guidance
 from .types import DOOR, DOOR_OPEN, KEY, LAVA, Observation
 
 ABSTRACTION_VERSION = 1
@@ -150,3 +156,82 @@ def describe(index: int) -> str:
 def describe_all() -> list[str]:
     """`describe(i)` for every index, in order."""
     return [describe(i) for i in range(NUM_ABSTRACT_STATES)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Options and the oracle
+# ---------------------------------------------------------------------------------------------
+ONE_KEY_OPTIONS = ("explore", "go to the key", "pick up the key", "go to the door",
+                   "open the door", "drop the key")
+"""DoorKey's and LavaDoorKey's options (skills of `jaxrl3m.teacher.skills` by name)."""
+
+COLOURED_OPTIONS = ("explore", "go to the key of the door's colour",
+                    "pick up the key of the door's colour", "go to the key of another colour",
+                    "pick up the key of another colour", "go to the door", "open the door",
+                    "drop the key")
+"""ColoredDoorKey's options."""
+
+
+def one_key_oracle(index: int) -> tuple[str, ...]:
+    """The right options of DoorKey and LavaDoorKey (one key, of the door's colour), by hand.
+
+    A "go to X" option comes with "pick up X" / "open X": the mixture hands over from one to the
+    other when the agent faces X (see `jaxrl3m.teacher.skills`).
+    """
+    f = decode(index)
+    if f.carrying:
+        return ("go to the door", "open the door") if f.door else ("explore",)
+    if (f.door == 0 and f.floor_keys) or f.matching_on_floor:
+        return ("go to the key", "pick up the key")
+    return ("explore",)
+
+
+def coloured_oracle(index: int) -> tuple[str, ...]:
+    """The right options of ColoredDoorKey (two keys, one of the door's colour), by hand."""
+    f = decode(index)
+    if f.door == 0:
+        return ("explore",)  # which key opens the door is unknown until the door is seen
+    if f.carrying == 2:
+        return ("go to the door", "open the door")
+    if f.carrying == 3:
+        return ("drop the key",)
+    if f.matching_on_floor:
+        return ("go to the key of the door's colour", "pick up the key of the door's colour")
+    return ("explore",)
+
+
+DESCRIPTIONS = {
+    "DoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
+                "room. The agent sees only the cells near it, so it must explore to find things. "
+                "A locked door opens only when the agent carries a key of the door's colour. The "
+                "goal is to open the door."),
+    "LavaDoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
+                    "room. There is lava in the room: stepping on it ends the game. The agent "
+                    "sees only the cells near it, so it must explore to find things. A locked door "
+                    "opens only when the agent carries a key of the door's colour. The goal is to "
+                    "open the door."),
+    "ColoredDoorKey": ("An agent is in a room whose door is locked. Two keys of different colours "
+                       "lie in the room, and only the key of the door's colour opens it. The agent "
+                       "sees only the cells near it, so it must explore to find things. It can "
+                       "carry one object at a time: to pick up a key it must first drop the key it "
+                       "carries. The goal is to open the door."),
+}
+"""The tasks in words, as the language model reads them."""
+
+EXAMPLES = ({"state": 0, "answer": "explore"}, {"state": 16, "answer": "go to the door"})
+"""The worked examples of the family's default prompt (indices of abstract states)."""
+
+
+def _guidance(task: str, options: tuple[str, ...], oracle) -> Guidance:
+    return Guidance(name="doorkey", version=ABSTRACTION_VERSION, num_states=NUM_ABSTRACT_STATES,
+                    abstract_state=abstract_state, describe=describe, options=options,
+                    oracle=oracle, description=DESCRIPTIONS[task], examples=EXAMPLES)
+
+
+DOORKEY_GUIDANCE = {
+    "DoorKey": _guidance("DoorKey", ONE_KEY_OPTIONS, one_key_oracle),
+    "LavaDoorKey": _guidance("LavaDoorKey", ONE_KEY_OPTIONS, one_key_oracle),
+    "ColoredDoorKey": _guidance("ColoredDoorKey", COLOURED_OPTIONS, coloured_oracle),
+}
+"""The guidance each task of the family registers (one object per task: their reachable states
+differ)."""

@@ -48,7 +48,8 @@ from ..core.config import PRESETS, ConfigError, load_yaml, parse_overrides
 from ..runner.driver import TrainingDiverged, train_run
 from ..core.io import atomic_write_json, atomic_write_text
 from ..runner.runs import check_same_settings, create_run, load_config, read_run_config, setup
-from ..teacher.options import TEACHER_TASKS, oracle_options
+from .. import envs
+from ..teacher.options import oracle_options, teacher_tasks
 from ..teacher.table import load_table
 from ..teacher.teacher import reachable_states
 
@@ -262,9 +263,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def prior_agreement(prior: str, task: str) -> dict[str, Any] | None:
     """Per reachable abstract state: does the table's top option belong to the oracle's?"""
-    if prior in ("oracle", "none", "uniform"):
+    if prior in ("oracle", "none", "uniform") or envs.guidance(task).oracle is None:
         return None
-    from ..envs.abstraction import describe
+    describe = envs.guidance(task).describe
     table = load_table(prior, task)
     reach = reachable_states(task)
     disagree = []
@@ -322,8 +323,8 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
                               f"source policy as a teacher option, which --learner {learner} "
                               f"does not have; with it use {', '.join(offered)} or "
                               f"--learner ppo")
-    if target not in TEACHER_TASKS:
-        raise ConfigError(f"--target {target!r}: valid targets: {', '.join(TEACHER_TASKS)}")
+    if target not in teacher_tasks():
+        raise ConfigError(f"--target {target!r}: valid targets: {', '.join(teacher_tasks())}")
     # Check every approach's configuration and the prior table before training anything.
     for a in approaches:
         approach_configs(a, target, prior, seeds, source or "<source>", out, overrides,

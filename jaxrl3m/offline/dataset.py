@@ -246,10 +246,19 @@ def env_options(env: Any) -> dict[str, Any]:
     return {f.name: getattr(env, f.name) for f in dataclasses.fields(env)}
 
 
+def abstraction_version(task: str) -> int | None:
+    """The version of the task's abstraction (`jaxrl3m.envs.Guidance`), None without one."""
+    from .. import envs
+    try:
+        return envs.guidance(task).version
+    except ValueError:
+        return None
+
+
 def make_dataset(arrays: dict[str, np.ndarray], env: Any, **info: Any) -> Dataset:
-    from ..envs.abstraction import ABSTRACTION_VERSION
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": env.name,
-            "options": env_options(env), "abstraction_version": ABSTRACTION_VERSION, **info,
+            "options": env_options(env), "abstraction_version": abstraction_version(env.name),
+            **info,
             **statistics(arrays)}
     return Dataset(arrays, meta)
 
@@ -359,7 +368,6 @@ def _check_consistent(ds: Dataset, path: Path, rebuild: str) -> None:
 
 def check_matches(ds: Dataset, env: Any, path: Any = "the dataset") -> None:
     """Raises `DatasetError` when `ds` was not made for `env` (task, options, abstraction)."""
-    from ..envs.abstraction import ABSTRACTION_VERSION
     meta = ds.meta
     fix = (f"collect one for this task (python -m jaxrl3m.collect --task {env.name} ...) or "
            "set the run's task and options to the dataset's")
@@ -372,10 +380,11 @@ def check_matches(ds: Dataset, env: Any, path: Any = "the dataset") -> None:
         raise DatasetError(f"{path} was collected with other task options ("
                            + ", ".join(f"{k}={have.get(k)!r} there, {want[k]!r} here"
                                        for k in differ) + f"): {fix}")
-    if meta.get("abstraction_version") != ABSTRACTION_VERSION:
+    version = abstraction_version(env.name)
+    if meta.get("abstraction_version") != version:
         raise DatasetError(f"{path} was collected with abstraction version "
-                           f"{meta.get('abstraction_version')}, this jaxrl3m has "
-                           f"{ABSTRACTION_VERSION}: rebuild it with python -m jaxrl3m.collect")
+                           f"{meta.get('abstraction_version')}, task {env.name!r} has "
+                           f"{version}: rebuild it with python -m jaxrl3m.collect")
     grid = ds["obs_grid"].shape[1:]
     if tuple(grid) != tuple(getattr(env, "grid_shape", grid)):
         raise DatasetError(f"{path} has {grid} maps, task {env.name!r} has {env.grid_shape}: "

@@ -5,6 +5,6 @@
 from .._lazy import lazy_exports
 
 _EXPORTS = {"Teacher": ".teacher", "Prior": ".teacher", "resolve_prior": ".teacher",
-            "teacher_logits": ".teacher", "oracle_table": ".options", "TASK_OPTIONS": ".options"}
+            "teacher_logits": ".teacher", "oracle_table": ".options", "task_options": ".options"}
 __all__ = sorted(_EXPORTS)
 __getattr__ = lazy_exports(__name__, _EXPORTS)  # jaxrl3m.teacher.Teacher, loaded on first use

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 from flax import struct
 
 from ..core.parallel import any_seed
-from ..envs.abstraction import abstract_state
 
 
 class OptionValues(struct.PyTreeNode):
@@ -130,6 +129,6 @@ def posterior_targets(teacher: Any, values: OptionValues, obs: Any, action: jax.
                 jnp.zeros((t * n, k), bool))
 
     probs, samples, valid = jax.lax.cond(any_seed(lam > 0), compute, skip)
-    states = jax.vmap(abstract_state)(obs)
+    states = teacher.abstract_states(obs)
     values = accumulate(values, states, samples, valid, rate)
     return probs.reshape(t, n, num_actions), values

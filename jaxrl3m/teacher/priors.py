@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..envs.abstraction import NUM_ABSTRACT_STATES, describe_all
+from .. import envs
 from .options import oracle_options, past_policy_option, task_options
 from .prompt import CONTENT_FREE, Prompt, option_orders
 
@@ -31,7 +31,7 @@ def llm_prior_scores(score_fn: ScoreFn, task: str, prompt: Prompt,
     """`f32[S, K + P]`: scores of the task's skills and of `past_policies` (policies learned on
     those tasks, listed to the model as "follow the policy that solved <task>")."""
     options = list(task_options(task)) + [past_policy_option(t) for t in past_policies]
-    texts = describe_all() + ([CONTENT_FREE] if prompt.calibrate else [])
+    texts = envs.guidance(task).texts() + ([CONTENT_FREE] if prompt.calibrate else [])
     total = np.zeros((len(texts), len(options)), np.float64)
     freq = np.zeros_like(total)
     orders = option_orders(len(options), prompt.permutations)
@@ -68,9 +68,12 @@ def scores_to_probs(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 def agreement(probs: np.ndarray, task: str, states: tuple[int, ...] | None = None) -> float:
     """Fraction of `states` (default: all) whose top option is one of the oracle's options
-    (among the skills: past-policy columns after them are not compared)."""
+    (among the skills: past-policy columns after them are not compared); NaN for a task without
+    an oracle."""
+    if envs.guidance(task).oracle is None:
+        return float("nan")
     options = task_options(task)
     probs = np.asarray(probs)[:, :len(options)]
-    states = tuple(range(NUM_ABSTRACT_STATES)) if states is None else states
+    states = tuple(range(envs.guidance(task).num_states)) if states is None else states
     hits = [options[int(np.argmax(probs[i]))] in oracle_options(task, i) for i in states]
     return float(np.mean(hits)) if hits else float("nan")

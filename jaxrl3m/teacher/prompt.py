@@ -25,26 +25,14 @@ from typing import Any
 
 import yaml
 
-from ..envs.abstraction import describe
+from .. import envs
+from ..envs.abstraction import DESCRIPTIONS, EXAMPLES
 
 CONTENT_FREE = "N/A"
 
-DEFAULT_TASKS = {
-    "DoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
-                "room. The agent sees only the cells near it, so it must explore to find things. "
-                "A locked door opens only when the agent carries a key of the door's colour. The "
-                "goal is to open the door."),
-    "LavaDoorKey": ("An agent is in a room whose door is locked, and a key lies somewhere in the "
-                    "room. There is lava in the room: stepping on it ends the game. The agent "
-                    "sees only the cells near it, so it must explore to find things. A locked door "
-                    "opens only when the agent carries a key of the door's colour. The goal is to "
-                    "open the door."),
-    "ColoredDoorKey": ("An agent is in a room whose door is locked. Two keys of different colours "
-                       "lie in the room, and only the key of the door's colour opens it. The agent "
-                       "sees only the cells near it, so it must explore to find things. It can "
-                       "carry one object at a time: to pick up a key it must first drop the key it "
-                       "carries. The goal is to open the door."),
-}
+DEFAULT_TASKS = dict(DESCRIPTIONS)
+"""The DoorKey family's task descriptions (`jaxrl3m.envs.abstraction.DESCRIPTIONS`); another
+task's comes from its guidance (`Guidance.description`) unless a prompt file's `tasks` has it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,13 +68,16 @@ class Prompt:
 
     def messages(self, task: str, options: list[str], state_text: str) -> list[dict[str, str]]:
         """The chat messages for one state, options listed in the given order."""
-        if task not in self.tasks:
+        guide = envs.guidance(task)
+        description = self.tasks.get(task) or guide.description
+        if not description:
             raise ValueError(f"the prompt has no description for task {task!r} (field 'tasks' "
-                             f"has {sorted(self.tasks)})")
-        system = self.system.format(task=self.tasks[task], options=", ".join(options))
+                             f"has {sorted(self.tasks)}, and its Guidance.description is empty)")
+        system = self.system.format(task=description, options=", ".join(options))
         msgs = [{"role": "system", "content": system}]
         for ex in self.examples:
-            text = describe(ex["state"]) if isinstance(ex["state"], int) else str(ex["state"])
+            text = (guide.describe(ex["state"]) if isinstance(ex["state"], int)
+                    else str(ex["state"]))
             msgs.append({"role": "user", "content": self.user.format(state=text)})
             msgs.append({"role": "assistant", "content": ex["answer"]})
         msgs.append({"role": "user", "content": self.user.format(state=state_text)})
@@ -100,17 +91,18 @@ def option_orders(n_options: int, permutations: int) -> list[list[int]]:
     return [[(j + s) % n_options for j in range(n_options)] for s in shifts]
 
 
-DEFAULT_EXAMPLES = (
-    # Worked examples, shown before the question (indices of abstract states; see describe()).
-    {"state": 0, "answer": "explore"},
-    {"state": 16, "answer": "go to the door"},
-)
+DEFAULT_EXAMPLES = EXAMPLES
+"""The DoorKey family's worked examples, shown before the question (indices of abstract states;
+`jaxrl3m.envs.abstraction.EXAMPLES`)."""
 
 
-def load_prompt(path: str | Path | None = None, **overrides: Any) -> Prompt:
-    """The default prompt, with fields from a YAML file and keyword overrides on top."""
+def load_prompt(path: str | Path | None = None, task: str | None = None,
+                **overrides: Any) -> Prompt:
+    """The default prompt, with fields from a YAML file and keyword overrides on top. Its worked
+    examples are `task`'s (`Guidance.examples`; the DoorKey family's without a task)."""
     # Defaults measured best with SmolLM2 (bench/prompt_ablation.py): worked examples, 4 orders.
-    fields: dict[str, Any] = {"examples": list(DEFAULT_EXAMPLES)}
+    examples = envs.guidance(task).examples if task is not None else DEFAULT_EXAMPLES
+    fields: dict[str, Any] = {"examples": list(examples)}
     if path is not None:
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}

@@ -3,13 +3,16 @@
 A table is one JSON file in `llm_cache/` (small, diffable, written atomically):
 
     {"format": "jaxrl3m-prior-table", "format_version": 1,
-     "metadata": {"task": ..., "abstraction_version": ..., "options": [...], "states": [...],
+     "metadata": {"task": ..., "abstraction": ..., "abstraction_version": ...,
+                  "options": [...], "states": [...],
                   "backend": ..., "model": ..., "model_sha256": ..., "prompt_sha256": ...,
                   "temperature": ..., "date": ..., ...},
-     "probs": [[...], ...],      # f32[NUM_ABSTRACT_STATES, K], rows sum to 1
+     "probs": [[...], ...],      # f32[S, K]: S abstract states of the task, rows sum to 1
      "scores": [[...], ...]}     # the backend's raw scores (log-probabilities), or null
 
-`load_table(path, task)` checks everything against the task and the current abstraction and fails
+`load_table(path, task)` checks everything against the task and its guidance's abstraction (name,
+version, texts; `jaxrl3m.envs.guidance`; tables written before the name was recorded have none)
+and fails
 with a message naming the mismatch and the fix; `PriorTable.device_array()` is the one array that
 goes to the accelerator.
 """
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.io import atomic_write_text
-from ..envs.abstraction import ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, describe_all
+from .. import envs
 from .options import past_policy_option, task_options
 
 FORMAT = "jaxrl3m-prior-table"
@@ -40,9 +43,9 @@ class TableError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PriorTable:
-    probs: np.ndarray  # f32[NUM_ABSTRACT_STATES, K]
+    probs: np.ndarray  # f32[S, K]: S abstract states of the task's guidance
     metadata: dict[str, Any]
-    scores: np.ndarray | None = None  # f32[NUM_ABSTRACT_STATES, K]: raw backend scores
+    scores: np.ndarray | None = None  # f32[S, K]: raw backend scores
 
     @property
     def task(self) -> str:
@@ -72,8 +75,9 @@ def table_options(task: str, past_policies: tuple[str, ...] = ()) -> tuple[str, 
 def make_table(task: str, probs: np.ndarray, backend: str, scores: np.ndarray | None = None,
                past_policies: tuple[str, ...] = (), **metadata: Any) -> PriorTable:
     """A validated table for `task` with the standard metadata filled in."""
-    meta = dict(task=task, abstraction_version=ABSTRACTION_VERSION,
-                options=list(table_options(task, past_policies)), states=describe_all(),
+    guide = envs.guidance(task)
+    meta = dict(task=task, abstraction=guide.name, abstraction_version=guide.version,
+                options=list(table_options(task, past_policies)), states=guide.texts(),
                 backend=backend)
     if past_policies:
         meta["past_policies"] = list(past_policies)
@@ -95,26 +99,34 @@ def validate(table: PriorTable, task: str | None = None, source: str = "table") 
     if task is not None and meta["task"] != task:
         raise TableError(f"{source} was computed for task {meta['task']!r}, not {task!r}; use the "
                          f"table of {task!r} (llm_cache/{task}-*.json) or {fix}")
-    if meta["abstraction_version"] != ABSTRACTION_VERSION:
-        raise TableError(f"{source} uses abstraction version {meta['abstraction_version']}, the "
-                         f"library has version {ABSTRACTION_VERSION}; {fix}")
+    try:
+        guide = envs.guidance(meta["task"])
+    except ValueError as e:
+        raise TableError(f"{source} was computed for task {meta['task']!r}, which cannot have a "
+                         f"prior table here: {e}") from None
+    if meta.get("abstraction", guide.name) != guide.name:
+        raise TableError(f"{source} uses abstraction {meta['abstraction']!r}, task "
+                         f"{meta['task']!r} has {guide.name!r}; {fix}")
+    if meta["abstraction_version"] != guide.version:
+        raise TableError(f"{source} uses abstraction version {meta['abstraction_version']}, "
+                         f"task {meta['task']!r} has version {guide.version}; {fix}")
     expected_options = list(table_options(meta["task"], tuple(meta.get("past_policies", ()))))
     if list(meta["options"]) != expected_options:
         raise TableError(f"{source} has options {list(meta['options'])}, task {meta['task']!r} "
                          f"has {expected_options}; {fix}")
-    states = describe_all()
+    states = guide.texts()
     if list(meta["states"]) != states:
         bad = next(i for i in range(min(len(states), len(meta["states"])) + 1)
                    if i >= len(meta["states"]) or i >= len(states) or meta["states"][i] != states[i])
         raise TableError(f"{source}: the text of abstract state {bad} differs from `describe("
                          f"{bad})` (the abstraction changed since it was computed); {fix}")
-    shape = (NUM_ABSTRACT_STATES, len(expected_options))
+    shape = (guide.num_states, len(expected_options))
     for name, arr in (("probs", table.probs), ("scores", table.scores)):
         if arr is None and name == "scores":
             continue
         if arr.shape != shape:
             raise TableError(f"{source}: {name} has shape {arr.shape}, expected {shape} "
-                             f"({NUM_ABSTRACT_STATES} abstract states x {shape[1]} options of "
+                             f"({guide.num_states} abstract states x {shape[1]} options of "
                              f"{meta['task']!r}); {fix}")
     p = table.probs
     if not np.all(np.isfinite(p)):

@@ -26,12 +26,12 @@ from flax import struct
 from ..core.io import atomic_write_text
 from ..core.parallel import any_seed
 from ..errors import ConfigError
-from ..envs.abstraction import ABSTRACTION_VERSION, NUM_ABSTRACT_STATES, abstract_state
+from .. import envs
+from ..envs.task import Guidance
 from ..envs.types import Observation
 from .mixture import mix, option_distributions, teacher_probs
-from .options import (TASK_OPTIONS, oracle_table, past_policy_option, task_options,
-                      uniform_table)
-from .options import with_past_policies
+from .options import (oracle_table, past_policy_option, teacher_tasks, uniform_table,
+                      with_past_policies)
 from .table import TableError, load_table
 
 SHIPPED_TABLES = Path(__file__).resolve().parent.parent / "llm_cache"
@@ -103,9 +103,10 @@ def uniform_action_prior(num_actions: int = 7) -> TablePrior:
 class Teacher(Prior):
     """`pi_L` over a task's skills and past policies (see the module docstring)."""
 
-    table: jax.Array  # f32[NUM_ABSTRACT_STATES, K + P]
+    table: jax.Array  # f32[S, K + P]: S abstract states of the task's guidance
     past: tuple = ()  # parameters of the P past policies (one network, `past_net`)
-    options: tuple[str, ...] = struct.field(pytree_node=False, default=())  # the K skills
+    task: str = struct.field(pytree_node=False, default="")
+    guide: Guidance | None = struct.field(pytree_node=False, default=None)  # the task's guidance
     past_policies: tuple[str, ...] = struct.field(pytree_node=False, default=())  # source tasks
     past_net: Any = struct.field(pytree_node=False, default=None)  # jaxrl3m.nets.Network
 
@@ -115,7 +116,8 @@ class Teacher(Prior):
         """A checked teacher for `task`: `table` has one row per abstract state and one column
         per skill, then one per past policy (`past_policies` names their source tasks, `past`
         holds their parameters, `past_net` is their network)."""
-        options = task_options(task)
+        guide = envs.guidance(task)
+        options = guide.options
         past, past_policies = tuple(past), tuple(past_policies)
         if len(past) != len(past_policies):
             raise ConfigError(
@@ -124,17 +126,26 @@ class Teacher(Prior):
         if past and past_net is None:
             raise ConfigError("past policies need their network (past_net)")
         table = jnp.asarray(table, jnp.float32)
-        want = (NUM_ABSTRACT_STATES, len(options) + len(past_policies))
+        want = (guide.num_states, len(options) + len(past_policies))
         if table.shape != want:
             names = list(options) + [past_policy_option(t) for t in past_policies]
             raise ConfigError(
                 f"prior table has shape {tuple(table.shape)} but task {task!r} needs {want} "
-                f"({NUM_ABSTRACT_STATES} abstract states x options {names}); build it for this "
+                f"({guide.num_states} abstract states x options {names}); build it for this "
                 f"task (python -m jaxrl3m.precompute_priors --task {task})"
                 + ("; past-policy columns come from teacher.options.with_past_policies"
                    if past_policies else ""))
-        return cls(table=table, past=past, options=options, past_policies=past_policies,
+        return cls(table=table, past=past, task=task, guide=guide, past_policies=past_policies,
                    past_net=past_net)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The K skills: the table's first K columns."""
+        return self.guide.options
+
+    def abstract_states(self, obs: Observation) -> jax.Array:
+        """`i32[N]`: the abstract state of each observation of a batch (the table's rows)."""
+        return jax.vmap(self.guide.abstract_state)(obs)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -150,19 +161,19 @@ class Teacher(Prior):
     def probs(self, obs: Observation) -> jax.Array:
         """`f32[N, A]`: `pi_L(.|s)` for a batch of observations."""
         return jax.vmap(teacher_probs, in_axes=(None, 0, None, 0 if self.past else None))(
-            self.table, obs, self.options, self._extra(obs))
+            self.table, obs, self.guide, self._extra(obs))
 
     def option_probs(self, obs: Observation) -> tuple[jax.Array, jax.Array]:
         """`(f32[N, K + P, A], bool[N, K + P])`: each option's action distribution in each
         observation of a batch, and whether it applies (the table's columns)."""
         return jax.vmap(option_distributions, in_axes=(0, None, 0 if self.past else None))(
-            obs, self.options, self._extra(obs))
+            obs, self.guide, self._extra(obs))
 
     def mixture(self, obs: Observation, option_probs: jax.Array, applicable: jax.Array
                 ) -> jax.Array:
         """`f32[N, A]`: `pi_L` from `option_probs`' outputs (equals `probs(obs)`, without
         computing the skills again)."""
-        rows = self.table[jax.vmap(abstract_state)(obs)]
+        rows = self.table[self.abstract_states(obs)]
         return jax.vmap(mix)(rows, option_probs, applicable)
 
 
@@ -182,7 +193,7 @@ def exploring_teacher_logits(params: tuple[Teacher, jax.Array], obs: Observation
 # ---------------------------------------------------------------------------------------------
 def resolve_prior(prior: str, task: str, label: str = "config key 'prior'"
                   ) -> tuple[np.ndarray, dict[str, Any]]:
-    """`(table f32[60, K(+P)], description)` for `oracle`, `uniform`, `none` (a uniform table
+    """`(table f32[S, K(+P)], description)` for `oracle`, `uniform`, `none` (a uniform table
     that no one reads: plain RL) or a table file. A file path that does not exist from here is
     looked up among the tables shipped with the package by its name (`llm_cache/X.json`).
     Errors start with `label`, what the caller calls the prior (a config key, a flag)."""
@@ -288,16 +299,10 @@ def compose(task: str, prior: str, mode: str = "prior", source: tuple[str, Any] 
 # ---------------------------------------------------------------------------------------------
 # Which abstract states occur
 # ---------------------------------------------------------------------------------------------
-@jax.jit
-def _abstract_states(obs: Observation) -> jax.Array:
-    from ..envs.abstraction import abstract_state
-    return jax.vmap(abstract_state)(obs)
-
-
 def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_steps: int,
                    epsilon: float = 0.3) -> np.ndarray:
-    """`bool[NUM_ABSTRACT_STATES]`: abstract states seen while acting with the teacher and, with
-    probability `epsilon`, a uniformly random action (the common collector)."""
+    """`bool[S]`: abstract states seen while acting with the teacher and, with probability
+    `epsilon`, a uniformly random action (the common collector)."""
     from ..core import collector
     run = jax.jit(lambda params, key: collector.rollout(
         env, collector.Sample(exploring_teacher_logits), params,
@@ -305,8 +310,8 @@ def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_ste
         jax.random.fold_in(key, 1), num_steps)[1].obs)
     obs = run((teacher, jnp.float32(epsilon)), key)
     flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), obs)
-    seen = np.zeros(NUM_ABSTRACT_STATES, bool)
-    seen[np.asarray(_abstract_states(flat))] = True
+    seen = np.zeros(teacher.guide.num_states, bool)
+    seen[np.asarray(jax.jit(teacher.abstract_states)(flat))] = True
     return seen
 
 
@@ -315,45 +320,56 @@ REACHABLE_FILE = Path(__file__).resolve().parent / "reachable.json"
 shipped (a rollout of 300k teacher steps per task: 10-15 s on 2 CPU cores each time a process
 asked); `python -m jaxrl3m.teacher.teacher` rewrites it, and the test suite recomputes it."""
 
-_REACHABLE: dict[str, tuple[int, ...]] = {}
+_REACHABLE: dict[tuple[str, Guidance], tuple[int, ...]] = {}
 
 
 def compute_reachable(task: str) -> tuple[int, ...]:
-    """The abstract states that occur in `task`: those the oracle teacher with 30% random
-    actions visits in 1024 environments x 300 steps (key 0; deterministic)."""
-    from ..envs import make
-    seen = visited_states(make(task), Teacher.create(task, oracle_table(task)),
+    """The abstract states that occur in `task`: those the oracle teacher (the uniform one for a
+    task without an oracle) with 30% random actions visits in 1024 environments x 300 steps
+    (key 0; deterministic)."""
+    table = oracle_table(task) if envs.guidance(task).oracle else uniform_table(task)
+    seen = visited_states(envs.make(task), Teacher.create(task, table),
                           jax.random.key(0), 1024, 300)
     return tuple(int(i) for i in np.flatnonzero(seen))
 
 
 def shipped_reachable() -> dict[str, tuple[int, ...]]:
-    """`REACHABLE_FILE`'s states per task, if it was made with this abstraction version
-    (else none: they are computed)."""
+    """`REACHABLE_FILE`'s states per task, for the tasks whose guidance has the abstraction
+    (name and version) the file was made with (the others are computed)."""
     try:
         data = json.loads(REACHABLE_FILE.read_text())
     except (OSError, ValueError):
         return {}
-    if data.get("abstraction_version") != ABSTRACTION_VERSION:
-        return {}
-    return {task: tuple(states) for task, states in data.get("states", {}).items()}
+    out = {}
+    for task, states in data.get("states", {}).items():
+        try:
+            guide = envs.guidance(task)
+        except ValueError:
+            continue
+        if data.get("versions", {}).get(task) == [guide.name, guide.version]:
+            out[task] = tuple(states)
+    return out
 
 
 def reachable_states(task: str) -> tuple[int, ...]:
-    """The abstract states that occur in `task` (`compute_reachable`; the built-in tasks' are
-    shipped in `REACHABLE_FILE`)."""
-    if task not in _REACHABLE:
+    """The abstract states that occur in `task`: its guidance's own list, else the shipped ones
+    (`REACHABLE_FILE`, the built-in tasks'), else `compute_reachable` (kept for the process)."""
+    guide = envs.guidance(task)
+    if guide.reachable is not None:
+        return tuple(guide.reachable)
+    if (task, guide) not in _REACHABLE:
         shipped = shipped_reachable()
-        _REACHABLE[task] = shipped[task] if task in shipped else compute_reachable(task)
-    return _REACHABLE[task]
+        _REACHABLE[task, guide] = shipped[task] if task in shipped else compute_reachable(task)
+    return _REACHABLE[task, guide]
 
 
 def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int, ...]]:
     """Recomputes the shipped reachable states (of `tasks`, default every task with a
     teacher) and writes `REACHABLE_FILE` atomically."""
-    states = {t: compute_reachable(t) for t in (tasks or tuple(TASK_OPTIONS))}
+    tasks = tasks or teacher_tasks()
+    states = {t: compute_reachable(t) for t in tasks}
     atomic_write_text(REACHABLE_FILE, json.dumps({
-        "abstraction_version": ABSTRACTION_VERSION,
+        "versions": {t: [envs.guidance(t).name, envs.guidance(t).version] for t in tasks},
         "made_by": "python -m jaxrl3m.teacher.teacher (compute_reachable: the oracle teacher "
                    "with 30% random actions, 1024 environments x 300 steps, key 0)",
         "states": {t: list(v) for t, v in states.items()}}, indent=1) + "\n")

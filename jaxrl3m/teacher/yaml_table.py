@@ -10,7 +10,9 @@
           probs: {go to the door: 0.92, explore: 0.08}
 
 Each abstract state takes the average of the `probs` of every entry whose `when` it satisfies;
-each entry's `probs` are renormalised. Option names and factor names are checked.
+each entry's `probs` are renormalised. Option names and factor names are checked. The factors are
+the DoorKey family's abstraction (`jaxrl3m.envs.abstraction`): tasks with another abstraction
+write their tables with `precompute_priors`' other backends.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .. import envs
 from ..errors import did_you_mean
 from ..envs.abstraction import NUM_ABSTRACT_STATES, AbstractState, decode
 from .options import task_options
@@ -42,6 +45,9 @@ def load_yaml_table(path: str | Path, task: str) -> tuple[np.ndarray, dict]:
     if task not in data["tables"]:
         raise ValueError(f"{where} has no table for {task!r} (it has {sorted(data['tables'])})")
     options = task_options(task)
+    if envs.guidance(task).name != "doorkey":
+        raise ValueError(f"{where}: the table backend's factors are the DoorKey family's "
+                         f"abstraction; task {task!r} has {envs.guidance(task).name!r}")
     k = len(options)
     total = np.zeros((NUM_ABSTRACT_STATES, k))
     count = np.zeros(NUM_ABSTRACT_STATES)

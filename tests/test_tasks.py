@@ -1,0 +1,183 @@
+"""The task API: a task registered with its own guidance gets the teacher, prior tables, the
+prior CLI and guided configs, through the same code as the DoorKey family; bad registrations and
+mismatched tables fail with errors naming the task and what it lacks."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl3m import envs, precompute_priors
+from jaxrl3m.core.config import ConfigError
+from jaxrl3m.core.evaluation import evaluate
+from jaxrl3m.envs import DoorKeyEnv, Guidance
+from jaxrl3m.envs.types import DOOR, KEY
+from jaxrl3m.teacher.options import oracle_table, task_options
+from jaxrl3m.teacher.table import TableError, load_table, make_table, save_table
+from jaxrl3m.teacher.teacher import Teacher, reachable_states, teacher_logits
+
+TASK = "test-TwoFactorDoorKey"
+OPTIONS = ("explore", "go to the key", "pick up the key", "go to the door", "open the door")
+TEXTS = ("You carry nothing and have not seen the key.", "You carry nothing and see the key.",
+         "You carry the key and have not seen the door.", "You carry the key and see the door.")
+
+
+def two_factors(obs):
+    """4 states: carrying a key (x2), and whether what to head for next has been seen."""
+    tag = obs.grid[..., 0]
+    carrying = obs.carrying[0] == KEY
+    seen = jnp.where(carrying, (tag == DOOR).any(), (tag == KEY).any())
+    return (2 * carrying + seen).astype(jnp.int32)
+
+
+def two_factor_oracle(i: int) -> tuple[str, ...]:
+    return (("explore",), ("go to the key", "pick up the key"), ("explore",),
+            ("go to the door", "open the door"))[i]
+
+
+def guide(version: int = 1, **kw) -> Guidance:
+    fields = dict(name="two-factor", version=version, num_states=4, abstract_state=two_factors,
+                  describe=TEXTS.__getitem__, options=OPTIONS, oracle=two_factor_oracle)
+    return Guidance(**{**fields, **kw})
+
+
+@pytest.fixture(scope="module")
+def task():
+    envs.register(TASK, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), guidance=guide(),
+                  replace=True)
+    yield TASK
+    envs._TASKS.pop(TASK, None)
+
+
+def test_registered_task_gets_the_teacher(task):
+    """The oracle of a 4-state abstraction, through the production teacher and evaluation: it
+    must solve DoorKey's maps. A teacher that indexed the table with the DoorKey family's 60
+    states, or mixed the family's options, would fail or crash here."""
+    assert task in envs.tasks() and task in envs.guided_tasks()
+    assert task_options(task) == OPTIONS
+    table = oracle_table(task)
+    assert table.shape == (4, 5)
+    env = envs.make(task, layouts="heldout")
+    ev = evaluate(env, teacher_logits, Teacher.create(task, table), seeds=1, episodes=300,
+                  seed=3, batched=False)
+    assert ev["success_mean"] >= 0.98
+    # The same rows given to the wrong states (each row moved to the next index): much worse.
+    wrong = evaluate(env, teacher_logits, Teacher.create(task, np.roll(table, 1, axis=0)),
+                     seeds=1, episodes=300, seed=3, batched=False)
+    assert wrong["success_mean"] < 0.5
+    assert set(reachable_states(task)) == {0, 1, 2, 3}  # computed: no shipped list for it
+    with pytest.raises(ConfigError, match=r"needs \(4, 5\)"):
+        Teacher.create(task, oracle_table("DoorKey"))
+
+
+def test_prior_tables_and_cli_for_a_registered_task(task, tmp_path, capsys):
+    out = tmp_path / "uniform.json"
+    assert precompute_priors.main(["--task", task, "--backend", "uniform", "--out",
+                                   str(out)]) == 0
+    assert "of the 4 reachable abstract states" in capsys.readouterr().out
+    table = load_table(out, task)
+    assert table.metadata["abstraction"] == "two-factor"
+    assert table.metadata["states"] == list(TEXTS)
+    with pytest.raises(TableError, match=f"computed for task {TASK!r}, not 'DoorKey'"):
+        load_table(out, "DoorKey")
+    doorkey = save_table(make_table("DoorKey", oracle_table("DoorKey"), backend="oracle"),
+                         tmp_path / "doorkey.json")
+    with pytest.raises(TableError, match=f"computed for task 'DoorKey', not {TASK!r}"):
+        load_table(doorkey, task)
+    # The abstraction changes (a new version): tables of the old one are refused.
+    envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), guidance=guide(version=2),
+                  replace=True)
+    try:
+        with pytest.raises(TableError, match="abstraction version 1, task .* has version 2"):
+            load_table(out, task)
+    finally:
+        envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), guidance=guide(),
+                      replace=True)
+
+
+def test_guided_configs_accept_a_registered_task_and_refuse_one_without(task):
+    from jaxrl3m.runner.runs import load_config, setup
+    c, run = load_config("guided", {"task": task, "prior": "oracle"})
+    s = setup(c, run)
+    assert s.algo.config.options == OPTIONS
+    envs.register("test-Unguided", DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), replace=True)
+    try:
+        c, run = load_config("guided", {"task": "test-Unguided", "prior": "oracle"})
+        with pytest.raises(ConfigError, match="'test-Unguided' has no abstract states"):
+            setup(c, run)
+        with pytest.raises(ConfigError, match="'test-Unguided' has no abstract states.*register"):
+            envs.guidance("test-Unguided")
+    finally:
+        envs._TASKS.pop("test-Unguided", None)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(num_states=0), "num_states must be a positive integer"),
+    (dict(options=("explore", "explore")), "options must be distinct"),
+    (dict(options=[]), "options must be a non-empty tuple"),
+    (dict(reachable=(0, 9)), r"reachable must list indices in \[0, 4\)"),
+    (dict(describe="text"), "abstract_state and describe must be functions"),
+])
+def test_bad_guidance_names_the_field(kw, message):
+    with pytest.raises(ValueError, match=message):
+        guide(**kw)
+
+
+def test_bad_registrations_and_oracles(task):
+    with pytest.raises(ValueError, match="already registered; pass replace=True"):
+        envs.register(task, DoorKeyEnv)
+    with pytest.raises(ValueError, match="dataclass class with a `name` field"):
+        envs.register("test-Bad", object)
+    with pytest.raises(ValueError, match=r"has no field\(s\) \['n_doors'\]"):
+        envs.register("test-Bad", DoorKeyEnv, fixed=dict(n_doors=2))
+    with pytest.raises(ValueError, match="guidance must be a jaxrl3m.envs.Guidance"):
+        envs.register("test-Bad", DoorKeyEnv, guidance={"options": OPTIONS})
+    assert "test-Bad" not in envs.tasks()
+    wrong = guide(oracle=lambda i: ("fly",))
+    with pytest.raises(ValueError, match=r"oracle's options in abstract state 0 are \['fly'\]"):
+        wrong.oracle_options(TASK, 0)
+    no_oracle = guide(oracle=None)
+    with pytest.raises(ConfigError, match="has guidance but no oracle"):
+        no_oracle.oracle_options(TASK, 0)
+    np.testing.assert_array_equal(
+        oracle_table("DoorKey"),
+        np.stack([np.isin(task_options("DoorKey"), envs.guidance("DoorKey").oracle(i))
+                  / len(envs.guidance("DoorKey").oracle(i)) for i in range(60)]))
+
+
+def test_the_how_to_script_runs(capsys):
+    """docs/tasks.md includes docs/own_task.py: it must run as printed (without --train)."""
+    import runpy
+    from pathlib import Path
+    try:
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "docs" / "own_task.py"),
+                       run_name="__main__")
+    finally:
+        envs._TASKS.pop("MyDoorKey", None)
+    out = capsys.readouterr().out
+    assert "succeeds in 1.000 of 500 held-out episodes" in out
+    assert "reachable abstract states (0, 1, 2, 3)" in out
+    assert "find a key, pick it up and open a locked door" in out  # Guidance.description
+
+
+def test_prompts_of_a_registered_task_use_its_description_and_examples(task):
+    from jaxrl3m.teacher.prompt import load_prompt
+    envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), replace=True,
+                  guidance=guide(description="Find the key, then the door.",
+                                 examples=({"state": 2, "answer": "explore"},)))
+    try:
+        msgs = load_prompt(task=task).messages(task, list(OPTIONS), TEXTS[1])
+        assert "Find the key, then the door." in msgs[0]["content"]
+        assert [m["content"] for m in msgs[1:]] == [
+            f"{TEXTS[2]} What should the agent do next?", "explore",
+            f"{TEXTS[1]} What should the agent do next?"]
+        envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), replace=True,
+                      guidance=guide())
+        with pytest.raises(ValueError, match="no description for task"):
+            load_prompt(task=task).messages(task, list(OPTIONS), TEXTS[1])
+        with pytest.raises(ValueError, match="each example must be"):
+            guide(examples=({"state": 2, "answer": "fly"},))
+    finally:
+        envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), guidance=guide(),
+                      replace=True)
