@@ -1,6 +1,7 @@
 """Environment throughput: random-action stepping under jit(scan(vmap(step))).
 
-Measures jaxrl3m's DoorKey, LavaDoorKey and ColoredDoorKey against NAVIX's own DoorKey-8x8
+Measures jaxrl3m's DoorKey, LavaDoorKey, ColoredDoorKey and Unlock against NAVIX's own DoorKey-8x8
+(and Unlock against NAVIX's `Navix-Unlock-v0`)
 (`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
 `MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
 is installed), all through the library's
@@ -108,6 +109,15 @@ def navix_doorkey_8x8():
     return NavixAdapter(nx.make("Navix-DoorKey-8x8-v0", max_steps=640, penalty_coeff=0.9))
 
 
+def navix_unlock():
+    import navix as nx
+    return NavixAdapter(nx.make("Navix-Unlock-v0", max_steps=288, penalty_coeff=0.9))
+
+
+NEAREST_NAVIX = {"Unlock": "NAVIX Unlock"}
+"""The NAVIX row each of our rows is compared with (default: NAVIX DoorKey-8x8)."""
+
+
 def measure(env, n_envs, n_steps, repeats):
     fn = build_rollout(env, n_envs, n_steps)
     t0 = time.perf_counter()
@@ -155,7 +165,9 @@ def main():
         # what the trainer steps since the split by map: a held-out map is drawn again
         "DoorKey, training maps": lambda: envs.make("DoorKey", layouts="train"),
         "LavaDoorKey, training maps": lambda: envs.make("LavaDoorKey", layouts="train"),
+        "Unlock": lambda: ours("Unlock"),
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
+        "NAVIX Unlock": navix_unlock,
     }
     try:  # the [peers] extra
         import xminigrid  # noqa: F401
@@ -167,8 +179,9 @@ def main():
         if unknown:
             raise SystemExit(f"unknown --tasks {sorted(unknown)}; valid: {list(candidates)}, "
                              "gymnasium")
-        candidates = {k: v for k, v in candidates.items()
-                      if k in args.tasks or k.startswith("NAVIX")}
+        wanted = set(args.tasks) | {"NAVIX DoorKey-8x8"} | {
+            NEAREST_NAVIX[t] for t in args.tasks if t in NEAREST_NAVIX}
+        candidates = {k: v for k, v in candidates.items() if k in wanted}
     results = {"hardware": benchlib.hardware(), "results": {}}
     print(benchlib.describe(results["hardware"]), flush=True)
     for name, make in candidates.items():
@@ -185,8 +198,7 @@ def main():
               f"{results['results']['gymnasium MiniGrid DoorKey-8x8']['1']['steps_per_s']:,.0f} "
               "steps/s", flush=True)
 
-    # Markdown table, with the ratio to NAVIX at each size.
-    navix = results["results"]["NAVIX DoorKey-8x8"]
+    # Markdown table, with the ratio to the nearest NAVIX task at each size.
     lines = ["| task | " + " | ".join(f"{n} envs" for n in args.envs) + " |",
              "|---" * (len(args.envs) + 1) + "|"]
     for name, per_n in results["results"].items():
@@ -196,12 +208,14 @@ def main():
             if r is None:
                 cells.append("")
                 continue
+            navix = results["results"][NEAREST_NAVIX.get(name, "NAVIX DoorKey-8x8")]
             ratio = "" if name.startswith(("NAVIX", "gym", "XLand")) else \
                 f" ({r['steps_per_s'] / navix[str(n)]['steps_per_s']:.2f}x)"
             cells.append(f"{r['steps_per_s']:,.0f}{ratio}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size)\n" + table)
+    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock: to NAVIX Unlock)\n"
+          + table)
     results["table"] = table
     benchlib.save(args.out, results)
 

@@ -59,11 +59,11 @@ def _minigrid_memory(ref, memory):
     return memory
 
 
-def _action_sequences(layouts, rng):
+def _action_sequences(layouts, rng, task="ColoredDoorKey"):
     """Three kinds: uniform random, the optimal plan, and the plan with random detours."""
     seqs = []
     for i in range(len(layouts["agent_dir"])):
-        env = envs.make("ColoredDoorKey")  # any task: only used to build the true grid
+        env = envs.make(task)  # only used to build the true grid
         lay = jax.tree.map(lambda x: x[i], layouts["tree"])
         grid = np.asarray(env.init_state(lay, jax.random.key(0)).grid)
         plan = solve(grid, layouts["agent_pos"][i], layouts["agent_dir"][i])
@@ -154,3 +154,56 @@ def test_view_and_occlusion_match_minigrid_at_random_poses(view_size):
             np.testing.assert_array_equal(cells, image)
             checked += 1
     assert checked == 120
+
+
+@pytest.mark.parametrize("view_size", [3, 7])
+def test_unlock_matches_minigrid_unlock_v0(view_size):
+    """Unlock against gymnasium's own `MiniGrid-Unlock-v0` (its generator, its second room):
+    the layouts MiniGrid draws, read into ours, then the same actions. MiniGrid's grid is 6 x 11;
+    ours is 11 x 11 with wall below, never seen (the bottom wall hides it)."""
+    import gymnasium as gym
+    import minigrid  # noqa: F401  (registers the ids)
+    from minigrid.core.constants import COLOR_TO_IDX
+
+    env = envs.make("Unlock", view_size=view_size, max_steps=MAX_STEPS)
+    refs, rows = [], []
+    for seed in range(12):
+        ref = gym.make("MiniGrid-Unlock-v0", max_steps=MAX_STEPS, agent_view_size=view_size,
+                       disable_env_checker=True).unwrapped
+        ref.reset(seed=seed)
+        cells = {(y, x): ref.grid.get(x, y) for y in range(ref.height) for x in range(ref.width)}
+        door = next(k for k, o in cells.items() if o is not None and o.type == "door")
+        key = next(k for k, o in cells.items() if o is not None and o.type == "key")
+        rows.append(dict(room=[6, 6], door_pos=list(door), door_colour=COLOR_TO_IDX[
+            cells[door].color], key_pos=[list(key)], key_colour=[COLOR_TO_IDX[cells[key].color]],
+            lava_pos=np.zeros((0, 2), np.int32), agent_pos=[ref.agent_pos[1], ref.agent_pos[0]],
+            agent_dir=ref.agent_dir))
+        refs.append(ref)
+    tree = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs), jnp.int32),
+                        *[envs.Layout(**{k: np.asarray(v, np.int32) for k, v in r.items()})
+                          for r in rows])
+    layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
+               "agent_dir": np.asarray(tree.agent_dir)}
+    actions = _action_sequences(layouts, np.random.default_rng(1), task="Unlock")
+    first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
+    reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
+    assert not np.asarray(memory)[:, :, 6:].any()  # below MiniGrid's grid: never seen
+    outcomes = set()
+    for i, ref in enumerate(refs):
+        ref_memory = _minigrid_memory(ref, np.zeros((6, 11, 3), np.uint8))
+        np.testing.assert_array_equal(np.asarray(first_memory[i])[:6], ref_memory)
+        for t, a in enumerate(actions[i]):
+            _, r, te, tr, _ = ref.step(int(a))
+            tr = tr and not te
+            ref_memory = _minigrid_memory(ref, ref_memory)
+            where = f"Unlock seed {i} step {t} action {a}"
+            assert (bool(term[i, t]), bool(trunc[i, t])) == (te, tr), where
+            assert reward[i, t] == pytest.approx(r, abs=1e-6), where
+            assert tuple(carrying[i, t]) == carried_code(ref), where
+            assert (pos[i, t, 1], pos[i, t, 0]) == tuple(ref.agent_pos), where
+            assert direction[i, t] == ref.agent_dir, where
+            np.testing.assert_array_equal(memory[i, t, :6], ref_memory, err_msg=where)
+            if te or tr:
+                outcomes.add("success" if r > 0 else "truncated")
+                break
+    assert outcomes == {"success", "truncated"}

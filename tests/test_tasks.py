@@ -181,3 +181,19 @@ def test_prompts_of_a_registered_task_use_its_description_and_examples(task):
     finally:
         envs.register(task, DoorKeyEnv, fixed=dict(n_keys=1, n_lava=0), guidance=guide(),
                       replace=True)
+
+
+def test_unlock_is_a_registration_with_its_own_defaults():
+    """MiniGrid's Unlock: 6x6 room, door on its east wall, 288 steps unless overridden; its map
+    split and keyword checks are the DoorKey family's."""
+    env = envs.make("Unlock")
+    assert (env.size, env.max_room, env.door_wall, env.max_steps) == (11, 6, "east", 288)
+    assert envs.make("Unlock", max_steps=100).max_steps == 100
+    assert "door_wall" not in envs.keywords("Unlock") and "max_steps" in envs.keywords("Unlock")
+    assert envs.guidance("Unlock").options == task_options("DoorKey")
+    with pytest.raises(ValueError, match="door_wall='west' is unknown"):
+        envs.make("DoorKey", door_wall="west")
+    with pytest.raises(ValueError, match="at least 2 \\* max_room - 1 = 11"):
+        envs.make("DoorKey", door_wall="east", max_room=6, size=10)
+    with pytest.raises(ValueError, match="both fixed and defaults"):
+        envs.register("test-Bad", DoorKeyEnv, fixed=dict(size=8), defaults=dict(size=9))

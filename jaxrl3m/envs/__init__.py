@@ -33,11 +33,13 @@ from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, O
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """One registered task: its environment class (a dataclass whose fields are `make`'s
-    keywords, "navix" for the NAVIX-backed ones), the fields the name fixes, its guidance."""
+    keywords, "navix" for the NAVIX-backed ones), the fields the name fixes, its guidance, and
+    the task's own defaults of keywords (which `make`'s arguments override)."""
 
     env: Any
     fixed: dict[str, Any]
     guidance: Guidance | None = None
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _TASKS: dict[str, TaskSpec] = {
@@ -46,6 +48,11 @@ _TASKS: dict[str, TaskSpec] = {
                             DOORKEY_GUIDANCE["LavaDoorKey"]),
     "ColoredDoorKey": TaskSpec(DoorKeyEnv, dict(n_keys=2, n_lava=0),
                                DOORKEY_GUIDANCE["ColoredDoorKey"]),
+    # MiniGrid's Unlock (MiniGrid-Unlock-v0): a 6x6 room, the locked door on its east wall (to a
+    # second room), one key; 8 * 6^2 steps. Opening the door is success, as in DoorKey here.
+    "Unlock": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=0, size=11, min_room=6, max_room=6,
+                                        door_wall="east"),
+                       DOORKEY_GUIDANCE["Unlock"], dict(max_steps=288)),
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
@@ -67,8 +74,9 @@ def guided_tasks() -> tuple[str, ...]:
 
 
 def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
-             guidance: Guidance | None = None, replace: bool = False) -> None:
-    """Adds a task: `make(name, **kw)` builds `env(name=name, **fixed, **kw)`.
+             guidance: Guidance | None = None, defaults: dict[str, Any] | None = None,
+             replace: bool = False) -> None:
+    """Adds a task: `make(name, **kw)` builds `env(name=name, **fixed, **defaults, **kw)`.
 
     Args:
       name: the task's name (presets, configs and prior tables refer to it).
@@ -77,6 +85,8 @@ def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
         (see `jaxrl3m.envs.doorkey.DoorKeyEnv`).
       fixed: fields the name fixes (not keywords of `make`).
       guidance: what the LLM teacher needs (`Guidance`); None: plain RL only.
+      defaults: the task's own values of keywords (e.g. its `max_steps`), which `make`'s
+        arguments override.
       replace: allow re-registering a name (a notebook redefining its task).
 
     Raises:
@@ -97,14 +107,17 @@ def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
     missing = [m for m in ("reset", "step") if not callable(getattr(env, m, None))]
     if missing:
         raise ValueError(f"register {name!r}: {env.__name__} has no {', '.join(missing)} method")
-    fixed = dict(fixed or {})
-    unknown = sorted(set(fixed) - {f.name for f in dataclasses.fields(env)})
+    fixed, defaults = dict(fixed or {}), dict(defaults or {})
+    unknown = sorted((set(fixed) | set(defaults)) - {f.name for f in dataclasses.fields(env)})
     if unknown:
         raise ValueError(f"register {name!r}: {env.__name__} has no field(s) {unknown}")
+    if set(fixed) & set(defaults):
+        raise ValueError(f"register {name!r}: {sorted(set(fixed) & set(defaults))} are both "
+                         f"fixed and defaults; a field is one or the other")
     if guidance is not None and not isinstance(guidance, Guidance):
         raise ValueError(f"register {name!r}: guidance must be a jaxrl3m.envs.Guidance, got "
                          f"{type(guidance).__name__}")
-    _TASKS[name] = TaskSpec(env, fixed, guidance)
+    _TASKS[name] = TaskSpec(env, fixed, guidance, defaults)
     TASKS = tuple(_TASKS)
 
 
@@ -196,8 +209,10 @@ def _spec(name: str):
 def make(name: str, **overrides: Any):
     """Builds a task by name, with keyword arguments overriding its defaults.
 
-    Keywords of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5), `view_size`
-    (3), `fully_observed` (False), `max_steps` (150), `layouts` ("all"). Keywords of DoorKey-NxN
+    Keywords of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5),
+    `max_room` (None: `size`), `door_wall` ("any"), `view_size` (3), `fully_observed` (False),
+    `max_steps` (150), `layouts` ("all"). Unlock (MiniGrid's): `view_size` (3),
+    `fully_observed`, `max_steps` (288), `layouts`. Keywords of DoorKey-NxN
     (NAVIX's, with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any
     NAVIX id (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`,
     `penalty_coeff` (NAVIX's defaults).
@@ -219,7 +234,8 @@ def make(name: str, **overrides: Any):
         if "int" in str(field_type) and not (isinstance(value, int) and not isinstance(value, bool)
                                              or (value is None and "None" in str(field_type))):
             raise ValueError(f"keyword {key!r} of {name!r} must be an integer, got {value!r}")
-    env = cls(name=name, **fixed, **overrides)
+    defaults = _TASKS[name].defaults if name in _TASKS else {}
+    env = cls(name=name, **fixed, **{**defaults, **overrides})
     if isinstance(env, DoorKeyEnv):
         check_keywords(env)
     return env

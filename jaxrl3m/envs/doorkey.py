@@ -1,4 +1,4 @@
-"""DoorKey, LavaDoorKey and ColoredDoorKey: one environment class, three configurations.
+"""DoorKey, LavaDoorKey, ColoredDoorKey and Unlock: one environment class, four configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
@@ -46,7 +46,12 @@ class DoorKeyEnv:
     size: int = 10
     """The grid is `size x size`; the room is drawn inside it."""
     min_room: int = 5
-    """Room height and width (outer walls included) are uniform in `[min_room, size]`."""
+    """Room height and width (outer walls included) are uniform in `[min_room, max_room]`."""
+    max_room: int | None = None
+    """The largest room side; None: `size` (Unlock: 6)."""
+    door_wall: str = "any"
+    """Which of the room's walls holds the door: any, or east (Unlock's: then a second room of
+    the same size lies behind it, as in MiniGrid, seen once the door opens)."""
     view_size: int = 3
     """Side of the agent's egocentric view (odd, >= 3); MiniGrid's default is 7."""
     fully_observed: bool = False
@@ -77,7 +82,7 @@ class DoorKeyEnv:
     def sample_layout(self, key: jax.Array) -> Layout:
         """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
         draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
-                                                  self.n_lava)
+                                                  self.n_lava, self.max_room, self.door_wall)
         if self.layouts == "all":
             return draw(key)
         want = self.layouts == "heldout"
@@ -97,6 +102,8 @@ class DoorKeyEnv:
         rows, cols = np.mgrid[0: self.size, 0: self.size]
         h, w = layout.room[0], layout.room[1]
         interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
+        if self.door_wall == "east":  # MiniGrid's Unlock: a second room behind the door
+            interior |= (rows >= 1) & (rows <= h - 2) & (cols >= w) & (cols <= 2 * w - 3)
         grid = jnp.where(interior[..., None], jnp.asarray(EMPTY_CELL), jnp.asarray(WALL_CELL))
         door = jnp.stack([jnp.uint8(DOOR), layout.door_colour.astype(jnp.uint8),
                           jnp.uint8(DOOR_LOCKED)])
@@ -202,6 +209,7 @@ class DoorKeyEnv:
 
 
 LAYOUT_SPLITS = ("all", "train", "heldout")
+DOOR_WALLS = ("any", "east")
 
 
 def check_keywords(env: DoorKeyEnv) -> None:
@@ -211,6 +219,16 @@ def check_keywords(env: DoorKeyEnv) -> None:
                          "(a room with walls and a 3x3 interior)")
     if not 5 <= env.min_room <= env.size:
         raise ValueError(f"min_room={env.min_room} must be between 5 and size={env.size}")
+    if env.max_room is not None and not env.min_room <= env.max_room <= env.size:
+        raise ValueError(f"max_room={env.max_room} must be between min_room={env.min_room} and "
+                         f"size={env.size}")
+    if env.door_wall not in DOOR_WALLS:
+        raise ValueError(f"door_wall={env.door_wall!r} is unknown; valid: {', '.join(DOOR_WALLS)}")
+    widest = env.size if env.max_room is None else env.max_room
+    if env.door_wall == "east" and env.size < 2 * widest - 1:
+        raise ValueError(f"door_wall='east' puts a second room of the same width behind the "
+                         f"door: size={env.size} must be at least 2 * max_room - 1 = "
+                         f"{2 * widest - 1}")
     if env.view_size < 3 or env.view_size % 2 == 0:
         raise ValueError(f"view_size={env.view_size} must be odd and >= 3 (MiniGrid's rule), "
                          "e.g. 3 or 7")

@@ -114,18 +114,23 @@ def _below(u: jax.Array, n: jax.Array) -> jax.Array:
     return (u % n.astype(jnp.uint32)).astype(jnp.int32)
 
 
-def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int):
+def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
+                 max_room: int | None = None, door_wall: str = "any"):
     u = jax.random.bits(key, (7 + n_keys + n_lava,), dtype=jnp.uint32)
     rows = jnp.arange(size, dtype=jnp.int32)
 
-    # Room: height and width uniform in [min_room, size], anchored at (0, 0).
-    span = jnp.asarray(size - min_room + 1)
+    # Room: height and width uniform in [min_room, max_room], anchored at (0, 0).
+    span = jnp.asarray((size if max_room is None else max_room) - min_room + 1)
     h = min_room + _below(u[0], span)
     w = min_room + _below(u[1], span)
     ih, iw = h - 2, w - 2  # interior size
 
-    # Door: a non-corner cell of the room's wall, numbered top, bottom, left, right.
-    k = _below(u[2], 2 * (ih + iw))
+    # Door: a non-corner cell of the room's wall, numbered top, bottom, left, right (only the
+    # right, east, wall with door_wall="east": MiniGrid's Unlock, whose second room lies there).
+    if door_wall == "east":
+        k = 2 * iw + ih + _below(u[2], ih)
+    else:
+        k = _below(u[2], 2 * (ih + iw))
     side_col = jnp.where(k < 2 * iw, 1 + k % iw, jnp.where(k < 2 * iw + ih, 0, w - 1))
     side_row = jnp.where(k < iw, 0, jnp.where(k < 2 * iw, h - 1, 1 + (k - 2 * iw) % ih))
     door = jnp.stack([side_row, side_col])
@@ -189,20 +194,26 @@ VERIFIED_MAX_OBSTACLES = 2
 
 
 def needs_retry(size: int, n_keys: int, n_lava: int) -> bool:
+    """Whether draws of rooms up to `size` x `size` with these obstacles may fail (and retry)."""
     return size > VERIFIED_MAX_SIZE or n_keys + n_lava > VERIFIED_MAX_OBSTACLES
 
 
-def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int) -> Layout:
-    """Draws a solvable layout (see the module docstring). Jittable and vmappable."""
-    if not needs_retry(size, n_keys, n_lava):
-        return _sample_once(key, size, min_room, n_keys, n_lava)[0]
+def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
+                  max_room: int | None = None, door_wall: str = "any") -> Layout:
+    """Draws a solvable layout (see the module docstring) in a `size` x `size` grid, the room's
+    sides in `[min_room, max_room]` (default `size`), the door on any wall or `door_wall="east"`.
+    Jittable and vmappable."""
+    draw = functools.partial(_sample_once, size=size, min_room=min_room, n_keys=n_keys,
+                             n_lava=n_lava, max_room=max_room, door_wall=door_wall)
+    if not needs_retry(size if max_room is None else max_room, n_keys, n_lava):
+        return draw(key)[0]
 
-    first, ok = _sample_once(key, size, min_room, n_keys, n_lava)
+    first, ok = draw(key)
 
     def again(carry):
         key, _, _ = carry
         key, sub = jax.random.split(key)
-        layout, ok = _sample_once(sub, size, min_room, n_keys, n_lava)
+        layout, ok = draw(sub)
         return key, layout, ok
 
     _, layout, _ = jax.lax.while_loop(lambda c: ~c[2], again, (jax.random.fold_in(key, 1), first, ok))
