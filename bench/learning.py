@@ -104,12 +104,17 @@ def _order(name: str) -> tuple[int, str]:
     return METHODS.index(method) if method in METHODS else len(METHODS), name
 
 
+def tasks_of(results: dict) -> list[str]:
+    """The tasks of a results file: the DoorKey family first, then the others in file order."""
+    return [*TASKS, *(k for k in results if k not in TASKS and k != "hardware")]
+
+
 def markdown_table(results: dict, keep=None) -> str:
     """The README / RESULTS.md table from `bench/learning.json` (the rows whose name `keep`
     accepts, all by default)."""
     lines = ["| task | method, prior | steps to 0.9, per seed | mean | reached | "
              "held-out success (500 ep/seed) | wall |", "|---|---|---|---|---|---|---|"]
-    for task in TASKS:
+    for task in tasks_of(results):
         for name in sorted(results.get(task, {}), key=_order):
             if keep is not None and not keep(name):
                 continue

@@ -101,6 +101,12 @@ def learning_ppo() -> str:
     return learning.markdown_table(data, keep=lambda n: _family(n) in PPO_FAMILY) + _hw(data)
 
 
+def learning_tasks() -> str:
+    """Guided and plain PPO on the tasks beyond the DoorKey family (bench/learning_tasks.json)."""
+    data = _read("learning_tasks.json")
+    return _bench("learning").markdown_table(data) + _hw(data)
+
+
 def learning_window7() -> str:
     """The PPO presets' 7 x 7 window (bench/learning_window7.json, learning_ppo_window7.json)."""
     learning = _bench("learning")
@@ -229,6 +235,7 @@ def _env() -> str:
 
 # Every generated table: its marker's name and the function that makes it from the JSON.
 TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
+          "learning-tasks": learning_tasks,
           "learning-window7": learning_window7, "learning-priors": learning_priors,
           "learning-priors-ablation": learning_priors_ablation,
           "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
