@@ -51,7 +51,7 @@ METHODS = ("ppo", *PRIORS, "dqn", *(f"dqn-{p}" for p in PRIORS),
 DEFAULT_METHODS = ("ppo", "oracle", "vicuna33b", "llm")
 # Plain PPO needs far more steps than guided PPO; give it room to reach 0.9.
 PPO_STEPS = {"DoorKey": 2_000_000, "LavaDoorKey": 1_000_000, "ColoredDoorKey": 1_000_000,
-             "Unlock": 1_000_000}
+             "Unlock": 1_000_000, "UnlockPickup": 1_000_000}
 DQN_STEPS = 2_000_000  # plain DQN: the goal is that it does not reach 0.9 within 2M
 PRIOR_STEPS = 1_000_000  # DQN-Prior and GFlan-Prior (goal: oracle within 500k)
 LABELS = {"ppo": "PPO, no prior", **{p: f"PPO + LLM teacher, {PRIOR_LABELS[p]}" for p in PRIORS},

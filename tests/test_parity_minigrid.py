@@ -156,35 +156,77 @@ def test_view_and_occlusion_match_minigrid_at_random_poses(view_size):
     assert checked == 120
 
 
-@pytest.mark.parametrize("view_size", [3, 7])
-def test_unlock_matches_minigrid_unlock_v0(view_size):
-    """Unlock against gymnasium's own `MiniGrid-Unlock-v0` (its generator, its second room):
-    the layouts MiniGrid draws, read into ours, then the same actions. MiniGrid's grid is 6 x 11;
-    ours is 11 x 11 with wall below, never seen (the bottom wall hides it)."""
+def _teacher_actions(env, task, tree, epsilon=0.2):
+    """`i32[N, MAX_STEPS]`: what the oracle teacher does from each layout in our environment,
+    with `epsilon` uniformly random actions (the episode's own steps; later ones unused)."""
+    from jaxrl3m.teacher.options import oracle_table
+    from jaxrl3m.teacher.teacher import Teacher
+    teacher = Teacher.create(task, oracle_table(task))
+
+    @jax.jit
+    def run(tree, key):
+        def one(layout, key):
+            def body(state, k):
+                obs = env.observe(state)
+                k_a, k_r, k_e = jax.random.split(k, 3)
+                a = teacher.sample(k_a, jax.tree.map(lambda x: x[None], obs), 1)[0, 0]
+                a = jnp.where(jax.random.uniform(k_e) < epsilon,
+                              jax.random.randint(k_r, (), 0, 7), a)
+                return env.step(state, a).state, a
+            return jax.lax.scan(body, env.reset_to(layout).state,
+                                jax.random.split(key, MAX_STEPS))[1]
+        n = tree.agent_dir.shape[0]
+        return jax.vmap(one)(tree, jax.random.split(key, n))
+
+    return np.asarray(run(tree, jax.random.key(5)), np.int32)
+
+
+def _minigrid_layouts(gym_id, seeds, view_size):
+    """Layouts drawn by gymnasium MiniGrid's own generator for `gym_id`, read into ours, and the
+    MiniGrid environments they came from."""
     import gymnasium as gym
     import minigrid  # noqa: F401  (registers the ids)
     from minigrid.core.constants import COLOR_TO_IDX
 
-    env = envs.make("Unlock", view_size=view_size, max_steps=MAX_STEPS)
     refs, rows = [], []
-    for seed in range(12):
-        ref = gym.make("MiniGrid-Unlock-v0", max_steps=MAX_STEPS, agent_view_size=view_size,
+    for seed in seeds:
+        ref = gym.make(gym_id, max_steps=MAX_STEPS, agent_view_size=view_size,
                        disable_env_checker=True).unwrapped
         ref.reset(seed=seed)
         cells = {(y, x): ref.grid.get(x, y) for y in range(ref.height) for x in range(ref.width)}
-        door = next(k for k, o in cells.items() if o is not None and o.type == "door")
-        key = next(k for k, o in cells.items() if o is not None and o.type == "key")
-        rows.append(dict(room=[6, 6], door_pos=list(door), door_colour=COLOR_TO_IDX[
-            cells[door].color], key_pos=[list(key)], key_colour=[COLOR_TO_IDX[cells[key].color]],
-            lava_pos=np.zeros((0, 2), np.int32), agent_pos=[ref.agent_pos[1], ref.agent_pos[0]],
-            agent_dir=ref.agent_dir))
+        kinds = {}
+        for pos, obj in cells.items():
+            if obj is not None and obj.type in ("door", "key", "box"):
+                kinds.setdefault(obj.type, []).append((list(pos), COLOR_TO_IDX[obj.color]))
+        (door, door_colour), = kinds["door"]
+        rows.append(dict(
+            room=[6, 6], door_pos=door, door_colour=door_colour,
+            key_pos=[p for p, _ in kinds["key"]], key_colour=[c for _, c in kinds["key"]],
+            lava_pos=np.zeros((0, 2), np.int32),
+            agent_pos=[ref.agent_pos[1], ref.agent_pos[0]], agent_dir=ref.agent_dir,
+            box_pos=np.reshape([p for p, _ in kinds.get("box", [])], (-1, 2)),
+            box_colour=[c for _, c in kinds.get("box", [])]))
         refs.append(ref)
     tree = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs), jnp.int32),
                         *[envs.Layout(**{k: np.asarray(v, np.int32) for k, v in r.items()})
                           for r in rows])
+    return refs, tree
+
+
+@pytest.mark.parametrize("view_size", [3, 7])
+@pytest.mark.parametrize("task, gym_id", [("Unlock", "MiniGrid-Unlock-v0"),
+                                          ("UnlockPickup", "MiniGrid-UnlockPickup-v0")])
+def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
+    """Unlock and UnlockPickup against gymnasium's own environments (their generators, their
+    second room): the layouts MiniGrid draws, read into ours, then the same actions. MiniGrid's
+    grid is 6 x 11; ours is 11 x 11 with wall below, never seen (the bottom wall hides it)."""
+    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
+    refs, tree = _minigrid_layouts(gym_id, range(12), view_size)
     layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
                "agent_dir": np.asarray(tree.agent_dir)}
-    actions = _action_sequences(layouts, np.random.default_rng(1), task="Unlock")
+    actions = _action_sequences(layouts, np.random.default_rng(1), task=task)
+    if task == "UnlockPickup":  # half the layouts: the oracle teacher's actions, 20% random
+        actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
     first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
     reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
     assert not np.asarray(memory)[:, :, 6:].any()  # below MiniGrid's grid: never seen
@@ -196,7 +238,7 @@ def test_unlock_matches_minigrid_unlock_v0(view_size):
             _, r, te, tr, _ = ref.step(int(a))
             tr = tr and not te
             ref_memory = _minigrid_memory(ref, ref_memory)
-            where = f"Unlock seed {i} step {t} action {a}"
+            where = f"{task} seed {i} step {t} action {a}"
             assert (bool(term[i, t]), bool(trunc[i, t])) == (te, tr), where
             assert reward[i, t] == pytest.approx(r, abs=1e-6), where
             assert tuple(carrying[i, t]) == carried_code(ref), where
@@ -206,4 +248,5 @@ def test_unlock_matches_minigrid_unlock_v0(view_size):
             if te or tr:
                 outcomes.add("success" if r > 0 else "truncated")
                 break
+    # Both kinds of ending: the plans (Unlock) and the teacher (UnlockPickup) succeed.
     assert outcomes == {"success", "truncated"}

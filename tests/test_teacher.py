@@ -17,7 +17,7 @@ from helpers import make_layout
 
 from jaxrl3m import precompute_priors, priors_report
 from jaxrl3m.envs import NUM_ABSTRACT_STATES, guidance, make
-from jaxrl3m.envs.types import (DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, KEY, LEFT,
+from jaxrl3m.envs.types import (BOX, DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, KEY, LEFT,
                                 NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import oracle_table, task_options, teacher_tasks, uniform_table
@@ -129,7 +129,7 @@ def test_packed_bitboards_shift_like_the_grid(shape):
         assert (unpack(packing.shift_back(bits, d)) == want).all(), d
 
 
-@pytest.mark.parametrize("task", ["LavaDoorKey", "ColoredDoorKey"])
+@pytest.mark.parametrize("task", ["LavaDoorKey", "ColoredDoorKey", "UnlockPickup"])
 def test_navigation_matches_reference_bfs(task):
     obs = _random_observations(task, 40, 25, seed=3)
     # numpy on the host: indexing device arrays in the loop would dispatch (and compile) op by op
@@ -143,7 +143,7 @@ def test_navigation_matches_reference_bfs(task):
         cells = {"unseen": tag == UNSEEN, "key": tag == KEY,
                  "key of the door's colour": (tag == KEY) & (colour == door_colour) & door.any(),
                  "key of another colour": (tag == KEY) & (colour != door_colour) & door.any(),
-                 "door": door & (state != DOOR_OPEN)}
+                 "door": door & (state != DOOR_OPEN), "box": tag == BOX}
         for t, name in enumerate(TARGETS):
             dist, best = _reference_paths(tag, state, obs.agent_pos[b], obs.agent_dir[b],
                                           cells[name])

@@ -23,6 +23,7 @@ from ..errors import ConfigError, did_you_mean
 
 from .abstraction import (ABSTRACTION_VERSION, DOORKEY_GUIDANCE, NUM_ABSTRACT_STATES,
                           AbstractState, abstract_state, decode, describe, describe_all, factors)
+from .box_abstraction import GUIDANCE as UNLOCKPICKUP_GUIDANCE
 from .doorkey import DoorKeyEnv, check_keywords
 from .task import Guidance
 from .render import render_text
@@ -53,6 +54,12 @@ _TASKS: dict[str, TaskSpec] = {
     "Unlock": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=0, size=11, min_room=6, max_room=6,
                                         door_wall="east"),
                        DOORKEY_GUIDANCE["Unlock"], dict(max_steps=288)),
+    # MiniGrid's UnlockPickup: Unlock's rooms, a box of any colour in the second room; picking
+    # it up is success (the key must be dropped first: one object at a time).
+    "UnlockPickup": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=0, size=11, min_room=6,
+                                              max_room=6, door_wall="east", n_boxes=1,
+                                              goal="pickup"),
+                             UNLOCKPICKUP_GUIDANCE, dict(max_steps=288)),
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to

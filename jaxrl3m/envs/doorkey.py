@@ -1,14 +1,16 @@
-"""DoorKey, LavaDoorKey, ColoredDoorKey and Unlock: one environment class, four configurations.
+"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock and UnlockPickup: one environment class, five
+configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
-- `pickup` takes the key in front only when the hands are empty;
+- `pickup` takes the key (ball, box) in front only when the hands are empty;
 - `drop` puts the carried object on the empty cell in front;
 - `toggle` on a locked door opens it only while carrying a key of the door's colour (a key of
   another colour does nothing); on an unlocked door it opens or closes it;
+- `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
-Opening the door is success: the episode terminates with reward `1 - 0.9 * t / max_steps` (`t`
-counts this step). Moving onto lava terminates with reward 0. At `t == max_steps` the episode is
+Opening the door is success (UnlockPickup: picking up the box is): the episode terminates with
+reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava terminates with reward 0. At `t == max_steps` the episode is
 truncated (reward 0) unless it terminated on that step.
 
 `reset` and `step` are pure functions of one environment; `jax.vmap` them for a batch.
@@ -24,7 +26,7 @@ import numpy as np
 
 from . import autoreset, layout as layout_lib
 from .observation import empty_memory, update_memory
-from .types import (DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
+from .types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
                     EMPTY_CELL, FORWARD, GOAL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
                     NUM_ACTIONS, NUM_COLOURS, PICKUP, RIGHT, TOGGLE, WALL_CELL, EnvState, Layout,
                     Observation, TimeStep)
@@ -52,6 +54,11 @@ class DoorKeyEnv:
     door_wall: str = "any"
     """Which of the room's walls holds the door: any, or east (Unlock's: then a second room of
     the same size lies behind it, as in MiniGrid, seen once the door opens)."""
+    n_boxes: int = 0
+    """Boxes in the second room (UnlockPickup: 1), each of a random colour."""
+    goal: str = "open"
+    """What ends an episode with success: "open" the door (DoorKey, Unlock), or "pickup" a box
+    (UnlockPickup: picking up the box; opening the door then earns nothing)."""
     view_size: int = 3
     """Side of the agent's egocentric view (odd, >= 3); MiniGrid's default is 7."""
     fully_observed: bool = False
@@ -82,7 +89,8 @@ class DoorKeyEnv:
     def sample_layout(self, key: jax.Array) -> Layout:
         """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
         draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
-                                                  self.n_lava, self.max_room, self.door_wall)
+                                                  self.n_lava, self.max_room, self.door_wall,
+                                                  self.n_boxes)
         if self.layouts == "all":
             return draw(key)
         want = self.layouts == "heldout"
@@ -112,6 +120,10 @@ class DoorKeyEnv:
                           jnp.zeros_like(layout.key_colour)], axis=-1).astype(jnp.uint8)
         grid = grid.at[layout.key_pos[:, 0], layout.key_pos[:, 1]].set(keys)
         grid = grid.at[layout.lava_pos[:, 0], layout.lava_pos[:, 1]].set(jnp.asarray(LAVA_CELL))
+        if self.n_boxes:
+            boxes = jnp.stack([jnp.full_like(layout.box_colour, BOX), layout.box_colour,
+                               jnp.zeros_like(layout.box_colour)], axis=-1).astype(jnp.uint8)
+            grid = grid.at[layout.box_pos[:, 0], layout.box_pos[:, 1]].set(boxes)
         memory = self._observe_memory(jnp.asarray(empty_memory(self.size, self.size)), grid,
                                       layout.agent_pos, layout.agent_dir)
         return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
@@ -165,8 +177,9 @@ class DoorKeyEnv:
         new_pos = jnp.where(moved, fwd, pos)
         new_dir = jnp.where(a == LEFT, (d + 3) % 4, jnp.where(a == RIGHT, (d + 1) % 4, d))
 
-        # Objects: pickup, drop, toggle.
-        picked = (a == PICKUP) & (tag == KEY) & hands_empty
+        # Objects: pickup (keys, balls, boxes), drop, toggle (doors; a box opens into what it
+        # holds, which in these tasks is nothing: MiniGrid's `Box.toggle`).
+        picked = (a == PICKUP) & ((tag == KEY) | (tag == BALL) | (tag == BOX)) & hands_empty
         dropped = (a == DROP) & (tag == EMPTY) & ~hands_empty
         toggle_door = (a == TOGGLE) & is_door
         unlocked = toggle_door & (door_state == DOOR_LOCKED) & (state.carrying[0] == KEY) & (
@@ -175,7 +188,8 @@ class DoorKeyEnv:
         new_door_state = jnp.where(unlocked, DOOR_OPEN,
                                    jnp.where(flipped, DOOR_OPEN + DOOR_CLOSED - door_state,
                                              door_state)).astype(jnp.uint8)
-        new_front = jnp.where(picked, jnp.asarray(EMPTY_CELL),
+        opened_box = (a == TOGGLE) & (tag == BOX)
+        new_front = jnp.where(picked | opened_box, jnp.asarray(EMPTY_CELL),
                               jnp.where(dropped, state.carrying,
                                         front.at[2].set(new_door_state)))
         grid = state.grid.at[fwd[0], fwd[1]].set(new_front)
@@ -187,7 +201,10 @@ class DoorKeyEnv:
         opened = is_door & (door_state != DOOR_OPEN) & (new_door_state == DOOR_OPEN)
         on_lava = moved & (tag == LAVA)
         on_goal = moved & (tag == GOAL)
-        success = opened | on_goal
+        if self.goal == "pickup":
+            success = picked & (tag == BOX)
+        else:
+            success = opened | on_goal
         terminated = success | on_lava
         truncated = (t >= self.max_steps) & ~terminated
         reward = jnp.where(success, 1.0 - 0.9 * t / self.max_steps, 0.0).astype(jnp.float32)
@@ -210,6 +227,7 @@ class DoorKeyEnv:
 
 LAYOUT_SPLITS = ("all", "train", "heldout")
 DOOR_WALLS = ("any", "east")
+GOALS = ("open", "pickup")
 
 
 def check_keywords(env: DoorKeyEnv) -> None:
@@ -224,6 +242,13 @@ def check_keywords(env: DoorKeyEnv) -> None:
                          f"size={env.size}")
     if env.door_wall not in DOOR_WALLS:
         raise ValueError(f"door_wall={env.door_wall!r} is unknown; valid: {', '.join(DOOR_WALLS)}")
+    if env.goal not in GOALS:
+        raise ValueError(f"goal={env.goal!r} is unknown; valid: {', '.join(GOALS)}")
+    if env.n_boxes and env.door_wall != "east":
+        raise ValueError(f"n_boxes={env.n_boxes}: boxes go in the second room, which only "
+                         f"door_wall='east' has")
+    if env.goal == "pickup" and not env.n_boxes:
+        raise ValueError("goal='pickup' needs a box to pick up: set n_boxes=1")
     widest = env.size if env.max_room is None else env.max_room
     if env.door_wall == "east" and env.size < 2 * widest - 1:
         raise ValueError(f"door_wall='east' puts a second room of the same width behind the "

@@ -115,8 +115,8 @@ def _below(u: jax.Array, n: jax.Array) -> jax.Array:
 
 
 def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
-                 max_room: int | None = None, door_wall: str = "any"):
-    u = jax.random.bits(key, (7 + n_keys + n_lava,), dtype=jnp.uint32)
+                 max_room: int | None = None, door_wall: str = "any", n_boxes: int = 0):
+    u = jax.random.bits(key, (7 + n_keys + n_lava + 2 * n_boxes,), dtype=jnp.uint32)
     rows = jnp.arange(size, dtype=jnp.int32)
 
     # Room: height and width uniform in [min_room, max_room], anchored at (0, 0).
@@ -174,6 +174,14 @@ def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: 
         (door_colour + 1 + (offset + i) % (NUM_COLOURS - 1)) % NUM_COLOURS
         for i in range(n_keys - 1)]).astype(jnp.int32)
 
+    # Boxes: cells of the second room behind an east door (rows 1..h-2, columns w..2w-3; the
+    # room is empty, so any cell will do), any colour each.
+    box_pos, box_colour = [], []
+    for i in range(n_boxes):
+        b = _below(u[7 + n_keys + n_lava + 2 * i], ih * iw)
+        box_pos.append(jnp.stack([1 + b // iw, w + b % iw]))
+        box_colour.append(_below(u[8 + n_keys + n_lava + 2 * i], jnp.asarray(NUM_COLOURS)))
+
     layout = Layout(
         room=jnp.stack([h, w]).astype(jnp.int32),
         door_pos=door.astype(jnp.int32),
@@ -183,6 +191,10 @@ def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: 
         lava_pos=(jnp.stack(placed[n_keys:]) if n_lava else jnp.zeros((0, 2), jnp.int32)),
         agent_pos=agent.astype(jnp.int32),
         agent_dir=agent_dir,
+        box_pos=(jnp.stack(box_pos).astype(jnp.int32) if n_boxes else
+                 jnp.zeros((0, 2), jnp.int32)),
+        box_colour=(jnp.stack(box_colour).astype(jnp.int32) if n_boxes else
+                    jnp.zeros((0,), jnp.int32)),
     )
     return layout, ok
 
@@ -199,12 +211,14 @@ def needs_retry(size: int, n_keys: int, n_lava: int) -> bool:
 
 
 def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
-                  max_room: int | None = None, door_wall: str = "any") -> Layout:
+                  max_room: int | None = None, door_wall: str = "any",
+                  n_boxes: int = 0) -> Layout:
     """Draws a solvable layout (see the module docstring) in a `size` x `size` grid, the room's
     sides in `[min_room, max_room]` (default `size`), the door on any wall or `door_wall="east"`.
     Jittable and vmappable."""
     draw = functools.partial(_sample_once, size=size, min_room=min_room, n_keys=n_keys,
-                             n_lava=n_lava, max_room=max_room, door_wall=door_wall)
+                             n_lava=n_lava, max_room=max_room, door_wall=door_wall,
+                             n_boxes=n_boxes)
     if not needs_retry(size if max_room is None else max_room, n_keys, n_lava):
         return draw(key)[0]
 
@@ -231,11 +245,12 @@ with a training layout."""
 
 
 def map_hash(layout: Layout) -> jax.Array:
-    """`u32[]`: a hash of the map (room, door, keys, lava), not of where the agent starts. One
+    """`u32[]`: a hash of the map (room, door, keys, lava, boxes), not of where the agent
+    starts. One
     environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
-        layout.lava_pos)])
+        layout.lava_pos, layout.box_pos, layout.box_colour)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)

@@ -66,7 +66,8 @@ def cell(tag: int, colour: int = 0, state: int = 0) -> np.ndarray:
 # Pytrees
 # ---------------------------------------------------------------------------------------------
 class Layout(struct.PyTreeNode):
-    """Everything random about an episode's start: where the room, door, keys, lava and agent are.
+    """Everything random about an episode's start: where the room, door, keys, lava, boxes and
+    agent are.
 
     `reset` samples one; tests and the MiniGrid parity check build them by hand. Keys are ordered:
     key 0 always has the door's colour. Shapes are for one environment (add a leading batch axis
@@ -81,6 +82,9 @@ class Layout(struct.PyTreeNode):
     lava_pos: jax.Array  # i32[L, 2] (L = 0 for tasks without lava)
     agent_pos: jax.Array  # i32[2]
     agent_dir: jax.Array  # i32[]
+    # Boxes (UnlockPickup's, in the room behind the door; B = 0 for the other tasks).
+    box_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    box_colour: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
 
 
 class EnvState(struct.PyTreeNode):

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ..envs.types import (DIR_VEC, DOOR, DOOR_OPEN, DROP, EMPTY, FORWARD, KEY, LEFT, NUM_ACTIONS,
-                          PICKUP, RIGHT, TOGGLE, UNSEEN, Observation)
+from ..envs.types import (BOX, DIR_VEC, DOOR, DOOR_OPEN, DROP, EMPTY, FORWARD, KEY, LEFT,
+                          NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN, Observation)
 
 MAX_GRID = 32
 """Bits per packed word: grids up to 34 columns (32 inside the wall ring)."""
@@ -206,7 +206,7 @@ class Knowledge(struct.PyTreeNode):
 
 
 # Navigation targets, in order; `go to` skills and explore index into these.
-TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door")
+TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door", "box")
 
 
 def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGETS)))
@@ -228,7 +228,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     closed_door = door & (state != DOOR_OPEN)
     packing = Packing.of(*tag.shape)
     standable = packing.pack((tag == EMPTY) | (door & (state == DOOR_OPEN)))
-    all_cells = (tag == UNSEEN, key, matching, other, closed_door)
+    all_cells = (tag == UNSEEN, key, matching, other, closed_door, tag == BOX)
     target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
     found, dist, optimal = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir,
                                     packing, max_iters=4 * tag.size)
@@ -277,13 +277,13 @@ def go_to(k: Knowledge, target: int) -> SkillOutput:
 
 
 def pick_up(k: Knowledge, which: str) -> SkillOutput:
-    """Pick up the key in front (of the wanted kind) when the hands are empty."""
-    is_key = k.front[0] == KEY
+    """Pick up the key in front (of the wanted kind), or the box, when the hands are empty."""
+    wanted = k.front[0] == (BOX if which == "box" else KEY)
     if which == "door's colour":
-        is_key &= (k.door_colour >= 0) & (k.front[1] == k.door_colour)
+        wanted &= (k.door_colour >= 0) & (k.front[1] == k.door_colour)
     elif which == "another colour":
-        is_key &= (k.door_colour >= 0) & (k.front[1] != k.door_colour)
-    return _output(_one_hot(PICKUP), is_key & k.hands_empty)
+        wanted &= (k.door_colour >= 0) & (k.front[1] != k.door_colour)
+    return _output(_one_hot(PICKUP), wanted & k.hands_empty)
 
 
 def open_door(k: Knowledge) -> SkillOutput:
@@ -310,11 +310,13 @@ SKILLS: dict[str, Callable[[Knowledge], SkillOutput]] = {
     "pick up the key of another colour": functools.partial(pick_up, which="another colour"),
     "open the door": open_door,
     "drop the key": drop,
+    "go to the box": functools.partial(go_to, target=5),
+    "pick up the box": functools.partial(pick_up, which="box"),
 }
 """Every skill by its option name (the text the language model reads)."""
 
 _NAV_TARGET = {"explore": 0, "go to the key": 1, "go to the key of the door's colour": 2,
-               "go to the key of another colour": 3, "go to the door": 4}
+               "go to the key of another colour": 3, "go to the door": 4, "go to the box": 5}
 
 
 def skill_outputs(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
