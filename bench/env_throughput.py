@@ -1,7 +1,7 @@
 """Environment throughput: random-action stepping under jit(scan(vmap(step))).
 
 Measures jaxrl3m's DoorKey, LavaDoorKey, ColoredDoorKey and Unlock against NAVIX's own DoorKey-8x8
-(and Unlock against NAVIX's `Navix-Unlock-v0`)
+(Unlock and UnlockPickup against NAVIX's `Navix-Unlock-v0` and `Navix-UnlockPickup-v0`)
 (`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
 `MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
 is installed), all through the library's
@@ -109,12 +109,13 @@ def navix_doorkey_8x8():
     return NavixAdapter(nx.make("Navix-DoorKey-8x8-v0", max_steps=640, penalty_coeff=0.9))
 
 
-def navix_unlock():
+def navix_unlock(pickup: bool = False):
     import navix as nx
-    return NavixAdapter(nx.make("Navix-Unlock-v0", max_steps=288, penalty_coeff=0.9))
+    name = "Navix-UnlockPickup-v0" if pickup else "Navix-Unlock-v0"
+    return NavixAdapter(nx.make(name, max_steps=288, penalty_coeff=0.9))
 
 
-NEAREST_NAVIX = {"Unlock": "NAVIX Unlock"}
+NEAREST_NAVIX = {"Unlock": "NAVIX Unlock", "UnlockPickup": "NAVIX UnlockPickup"}
 """The NAVIX row each of our rows is compared with (default: NAVIX DoorKey-8x8)."""
 
 
@@ -166,8 +167,10 @@ def main():
         "DoorKey, training maps": lambda: envs.make("DoorKey", layouts="train"),
         "LavaDoorKey, training maps": lambda: envs.make("LavaDoorKey", layouts="train"),
         "Unlock": lambda: ours("Unlock"),
+        "UnlockPickup": lambda: ours("UnlockPickup"),
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
         "NAVIX Unlock": navix_unlock,
+        "NAVIX UnlockPickup": lambda: navix_unlock(pickup=True),
     }
     try:  # the [peers] extra
         import xminigrid  # noqa: F401
@@ -214,8 +217,8 @@ def main():
             cells.append(f"{r['steps_per_s']:,.0f}{ratio}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock: to NAVIX Unlock)\n"
-          + table)
+    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock, UnlockPickup: to "
+          "NAVIX's)\n" + table)
     results["table"] = table
     benchlib.save(args.out, results)
 

@@ -4,6 +4,7 @@ mismatched tables fail with errors naming the task and what it lacks."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -197,3 +198,38 @@ def test_unlock_is_a_registration_with_its_own_defaults():
         envs.make("DoorKey", door_wall="east", max_room=6, size=10)
     with pytest.raises(ValueError, match="both fixed and defaults"):
         envs.register("test-Bad", DoorKeyEnv, fixed=dict(size=8), defaults=dict(size=9))
+
+
+def test_unlockpickup_abstraction_reads_door_hands_key_and_box():
+    from jaxrl3m.envs import box_abstraction as bx
+    from jaxrl3m.envs.types import BOX, DOOR_LOCKED, DOOR_OPEN, EMPTY, NOTHING
+    texts = [bx.describe(i) for i in range(bx.NUM_STATES)]
+    assert len(set(texts)) == bx.NUM_STATES
+    env = envs.make("UnlockPickup")
+    obs = env.reset(jax.random.key(0)).obs
+    grid = np.zeros_like(np.asarray(obs.grid))
+    fn = jax.jit(bx.abstract_state)
+
+    def index(cells, carrying=NOTHING):
+        g = grid.copy()
+        for (r, c), code in cells.items():
+            g[r, c] = code
+        return int(fn(obs.replace(grid=jnp.asarray(g), carrying=jnp.asarray(carrying))))
+
+    assert bx.decode(index({})) == (0, 0, 0, 0)
+    assert bx.decode(index({(2, 2): (KEY, 1, 0)})) == (0, 0, 1, 0)
+    assert bx.decode(index({(3, 5): (DOOR, 1, DOOR_LOCKED)}, (KEY, 1, 0))) == (1, 1, 0, 0)
+    i = index({(3, 5): (DOOR, 1, DOOR_OPEN), (2, 7): (BOX, 3, 0), (1, 1): (EMPTY, 0, 0)})
+    assert bx.decode(i) == (2, 0, 0, 1)
+    assert bx.oracle(i) == ("go to the box", "pick up the box")
+    assert texts[i] == "You see an open door and a box. You carry nothing."
+    # Carrying the key through an open door: drop it first (one object at a time).
+    assert bx.oracle(index({(3, 5): (DOOR, 1, DOOR_OPEN)}, (KEY, 1, 0))) == ("drop the key",)
+    envs.register("test-Bad", DoorKeyEnv, fixed=dict(goal="pickup"))
+    try:
+        with pytest.raises(ValueError, match="goal='pickup' needs a box to pick up"):
+            envs.make("test-Bad")
+    finally:
+        envs._TASKS.pop("test-Bad", None)
+    with pytest.raises(ValueError, match="boxes go in the second room"):
+        envs.make("DoorKey", n_boxes=1)
