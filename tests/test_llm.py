@@ -22,6 +22,7 @@ from jaxrl3m.llm.model import ModelError
 from jaxrl3m.llm.decoder import Decoder
 from jaxrl3m.llm.openai_backend import OpenAIScorer, ServerError, parse_answer
 from jaxrl3m.llm.scoring import end_of_turn, score_options, score_options_sequential
+from jaxrl3m.teacher.options import teacher_tasks
 from jaxrl3m.teacher.table import load_table
 
 GOLDEN = Path(__file__).parent / "golden" / "smollm2_logprobs.json"
@@ -298,7 +299,7 @@ def test_shipped_smollm2_tables_record_their_model():
     root = Path(__file__).resolve().parents[1] / "llm_cache"
     golden = json.loads(GOLDEN.read_text())
     tables = sorted(root.glob("*-smollm2.json"))
-    assert {load_table(p).task for p in tables} == {"DoorKey", "LavaDoorKey", "ColoredDoorKey"}
+    assert {load_table(p).task for p in tables} == set(teacher_tasks())  # every guided task
     for p in tables:
         assert load_table(p).metadata["model_sha256"] == golden["model_sha256"]
 
@@ -694,7 +695,7 @@ def test_shipped_gemma3_tables_record_their_model():
     root = Path(__file__).resolve().parents[1] / "llm_cache"
     golden = json.loads(GEMMA_GOLDEN.read_text())
     tables = sorted(root.glob("*-gemma3.json"))
-    assert {load_table(p).task for p in tables} == {"DoorKey", "LavaDoorKey", "ColoredDoorKey"}
+    assert {load_table(p).task for p in tables} == set(teacher_tasks())  # every guided task
     for p in tables:
         t = load_table(p)
         assert t.metadata["model_sha256"] == golden["model_sha256"]
