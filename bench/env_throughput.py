@@ -27,9 +27,12 @@ from jaxrl3m import envs
 from jaxrl3m.core import collector
 from jaxrl3m.envs.types import NOTHING, Observation, TimeStep
 
-# NAVIX's observation is not ours; the random policy reads only the batch size from it.
-_FLAT = Observation(grid=jnp.zeros((1, 1, 3), jnp.uint8), agent_pos=jnp.zeros(2, jnp.int32),
-                    agent_dir=jnp.int32(0), carrying=jnp.asarray(NOTHING))
+def _peer_obs(observation) -> Observation:
+    """A peer's own observation carried in our `Observation` (its `grid`): the random policy
+    reads only the batch size, and the rollout's checksum reads the grid, so the peer computes
+    its observation as ours is computed (XLA would drop an observation nothing reads)."""
+    return Observation(grid=observation, agent_pos=jnp.zeros(2, jnp.int32),
+                       agent_dir=jnp.int32(0), carrying=jnp.asarray(NOTHING))
 
 
 def build_rollout(env, n_envs: int, n_steps: int):
@@ -40,7 +43,10 @@ def build_rollout(env, n_envs: int, n_steps: int):
         k_reset, k_act = jax.random.split(key)
         carry = collector.reset(env, k_reset, n_envs)
         _, tr = collector.rollout(env, collector.Random(7), None, carry, k_act, n_steps)
-        return tr.reward.sum()
+        # Everything the collector returns is used, so XLA cannot drop the observations (the
+        # random policy never reads them: returning the rewards alone let it skip the view and
+        # the remembered map).
+        return sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(tr))
 
     return jax.jit(rollout)
 
@@ -58,8 +64,9 @@ class NavixAdapter:
 
     def _ts(self, timestep):
         step_type = timestep.step_type
-        return TimeStep(state=timestep, obs=_FLAT, reward=timestep.reward,
-                        terminated=step_type == 2, truncated=step_type == 1, final_obs=_FLAT)
+        obs = _peer_obs(timestep.observation)
+        return TimeStep(state=timestep, obs=obs, reward=timestep.reward,
+                        terminated=step_type == 2, truncated=step_type == 1, final_obs=obs)
 
     def reset(self, key):
         return self._ts(self.env.reset(key))
@@ -82,9 +89,10 @@ class XMinigridAdapter:
 
     def _ts(self, timestep):
         last = timestep.last()
-        return TimeStep(state=timestep, obs=_FLAT, reward=timestep.reward.astype(jnp.float32),
+        obs = _peer_obs(timestep.observation)
+        return TimeStep(state=timestep, obs=obs, reward=timestep.reward.astype(jnp.float32),
                         terminated=last & (timestep.discount == 0),
-                        truncated=last & (timestep.discount != 0), final_obs=_FLAT)
+                        truncated=last & (timestep.discount != 0), final_obs=obs)
 
     def reset(self, key):
         return self._ts(self.env.reset(self.params, key))
