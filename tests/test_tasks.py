@@ -168,8 +168,11 @@ def test_prompts_of_a_registered_task_use_its_description_and_examples(task):
                   guidance=guide(description="Find the key, then the door.",
                                  examples=({"state": 2, "answer": "explore"},)))
     try:
-        msgs = load_prompt(task=task).messages(task, list(OPTIONS), TEXTS[1])
+        prompt = load_prompt(task=task)
+        msgs = prompt.messages(task, list(OPTIONS), TEXTS[1])
         assert "Find the key, then the door." in msgs[0]["content"]
+        # ... and recorded in the prompt that tables keep (its hash covers what the model read).
+        assert prompt.tasks[task] == "Find the key, then the door."
         assert [m["content"] for m in msgs[1:]] == [
             f"{TEXTS[2]} What should the agent do next?", "explore",
             f"{TEXTS[1]} What should the agent do next?"]

@@ -1,7 +1,7 @@
 """The DoorKey family's guidance: abstract states, their texts, the options and the oracle.
 
-The three tasks (DoorKey, LavaDoorKey, ColoredDoorKey) register `DOORKEY_GUIDANCE[task]`
-(`jaxrl3m.envs.guidance.Guidance`); any task can bring its own (`docs/tasks.md`).
+The DoorKey tasks and MiniGrid's Unlock register `DOORKEY_GUIDANCE[task]` (a
+`jaxrl3m.envs.task.Guidance`); any task can bring its own (`docs/tasks.md`).
 
 Abstract symbolic states: what the agent has observed, as an index into a small fixed set.
 

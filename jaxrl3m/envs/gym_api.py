@@ -37,7 +37,7 @@ from flax import struct
 
 from .types import AGENT, NUM_ACTIONS, Observation
 
-GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock")
+GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup")
 """The tasks registered with Gymnasium as `jaxrl3m/<task>-v0`."""
 
 

@@ -246,8 +246,7 @@ with a training layout."""
 
 def map_hash(layout: Layout) -> jax.Array:
     """`u32[]`: a hash of the map (room, door, keys, lava, boxes), not of where the agent
-    starts. One
-    environment (vmap for batches)."""
+    starts. One environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
         layout.lava_pos, layout.box_pos, layout.box_colour)])

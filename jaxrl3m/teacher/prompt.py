@@ -99,7 +99,8 @@ DEFAULT_EXAMPLES = EXAMPLES
 def load_prompt(path: str | Path | None = None, task: str | None = None,
                 **overrides: Any) -> Prompt:
     """The default prompt, with fields from a YAML file and keyword overrides on top. Its worked
-    examples are `task`'s (`Guidance.examples`; the DoorKey family's without a task)."""
+    examples are `task`'s (`Guidance.examples`; the DoorKey family's without a task), and a
+    `task` outside the default `tasks` is added there with its `Guidance.description`."""
     # Defaults measured best with SmolLM2 (bench/prompt_ablation.py): worked examples, 4 orders.
     examples = envs.guidance(task).examples if task is not None else DEFAULT_EXAMPLES
     fields: dict[str, Any] = {"examples": list(examples)}
@@ -119,8 +120,12 @@ def load_prompt(path: str | Path | None = None, task: str | None = None,
         if key not in valid:
             raise ValueError(f"unknown prompt field {key!r}.{did_you_mean(key, valid)} Valid "
                              f"fields: {', '.join(valid)}")
-    if "tasks" in fields:
-        fields["tasks"] = {**DEFAULT_TASKS, **fields["tasks"]}
+    tasks = {**DEFAULT_TASKS, **fields.get("tasks", {})}
+    if task is not None and task not in tasks and envs.guidance(task).description:
+        # Recorded in the prompt (and its hash) that tables keep: what the model was told.
+        tasks[task] = envs.guidance(task).description
+    if tasks != DEFAULT_TASKS:
+        fields["tasks"] = tasks
     if "examples" in fields:
         fields["examples"] = tuple(fields["examples"] or ())
     prompt = Prompt(**fields)
