@@ -267,10 +267,11 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
     """`<out stem>_<task>.png` beside the JSON (`bench/learning_<task>.png` for the default
     JSON): every method's curve. In `bench/learning.json` variants and ablations are left to the
     table, so the plot stays readable; in any other JSON (a study of variants, such as
-    `bench/posterior.json`) every row is drawn, dotted without `posterior=true`, solid with it."""
+    `bench/posterior.json`) every row is drawn in its table's colour: dotted without
+    `posterior=true`, solid with it, dashed for a floor ablation, dash-dotted for others."""
     out_path = Path(out_path or ROOT / "bench" / "learning.json")
     every_row = out_path.name != "learning.json"
-    curves_by_method, colors = {}, {}
+    curves_by_method, colors, styles = {}, {}, {}
     for name in sorted(results.get(task, {}), key=_order):
         r = results[task][name]
         if (every_row or " " not in name) and (ROOT / r["run_dir"] / "metrics.csv").exists():
@@ -282,15 +283,14 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
                 label = (PRIOR_LABELS.get(name.split()[0], name.split()[0])
                          + (", posterior teacher" if "posterior=true" in name else ", fixed")
                          + "".join(f", {x}" for x in extra))
-                table = name.split()[0]  # one colour per table: fixed dotted, posterior solid
+                table = name.split()[0]  # one colour per table: fixed dotted, posterior solid,
+                # floor ablations dashed
                 colors[label] = f"C{(PRIORS.index(table) if table in PRIORS else 9) % 10}"
-                if extra:
-                    colors[label] = f"C{6 + len(colors) % 4}"
+                styles[label] = ("--" if any(x.startswith("posterior_floor=") for x in extra)
+                                 else "-." if extra  # other ablations dash-dotted
+                                 else "-" if "posterior=true" in name else ":")
             curves_by_method[label] = (steps, succ)
-    if every_row:
-        styles = {label: "-" if "posterior teacher" in label else ":"
-                  for label in curves_by_method}
-    else:
+    if not every_row:
         styles = {label: "--" if label.startswith("DQN") else ":" if label.startswith("GFlan")
                   else "-" for label in curves_by_method}
     curves.plot_learning_curves(curves_by_method, out_path.parent / f"{out_path.stem}_{task}.png",

@@ -253,7 +253,7 @@ def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path:
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
+    (fig.suptitle if many else ax.set_title)(title)  # long titles span the legend too
     ax.grid(alpha=0.3)
     if many:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
