@@ -66,7 +66,8 @@ def _action_sequences(layouts, rng, task="ColoredDoorKey"):
         env = envs.make(task)  # only used to build the true grid
         lay = jax.tree.map(lambda x: x[i], layouts["tree"])
         grid = np.asarray(env.init_state(lay, jax.random.key(0)).grid)
-        plan = solve(grid, layouts["agent_pos"][i], layouts["agent_dir"][i])
+        plan = solve(grid, layouts["agent_pos"][i], layouts["agent_dir"][i]) or []  # None: a
+        # ball blocks the door (BlockedUnlockPickup; the teacher's actions cover those layouts)
         kind = i % 3
         if kind == 0:
             seq = list(rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=MAX_STEPS))
@@ -196,7 +197,7 @@ def _minigrid_layouts(gym_id, seeds, view_size):
         cells = {(y, x): ref.grid.get(x, y) for y in range(ref.height) for x in range(ref.width)}
         kinds = {}
         for pos, obj in cells.items():
-            if obj is not None and obj.type in ("door", "key", "box"):
+            if obj is not None and obj.type in ("door", "key", "box", "ball"):
                 kinds.setdefault(obj.type, []).append((list(pos), COLOR_TO_IDX[obj.color]))
         (door, door_colour), = kinds["door"]
         rows.append(dict(
@@ -205,7 +206,9 @@ def _minigrid_layouts(gym_id, seeds, view_size):
             lava_pos=np.zeros((0, 2), np.int32),
             agent_pos=[ref.agent_pos[1], ref.agent_pos[0]], agent_dir=ref.agent_dir,
             box_pos=np.reshape([p for p, _ in kinds.get("box", [])], (-1, 2)),
-            box_colour=[c for _, c in kinds.get("box", [])]))
+            box_colour=[c for _, c in kinds.get("box", [])],
+            ball_pos=np.reshape([p for p, _ in kinds.get("ball", [])], (-1, 2)),
+            ball_colour=[c for _, c in kinds.get("ball", [])]))
         refs.append(ref)
     tree = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs), jnp.int32),
                         *[envs.Layout(**{k: np.asarray(v, np.int32) for k, v in r.items()})
@@ -215,17 +218,20 @@ def _minigrid_layouts(gym_id, seeds, view_size):
 
 @pytest.mark.parametrize("view_size", [3, 7])
 @pytest.mark.parametrize("task, gym_id", [("Unlock", "MiniGrid-Unlock-v0"),
-                                          ("UnlockPickup", "MiniGrid-UnlockPickup-v0")])
+                                          ("UnlockPickup", "MiniGrid-UnlockPickup-v0"),
+                                          ("BlockedUnlockPickup",
+                                           "MiniGrid-BlockedUnlockPickup-v0")])
 def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
-    """Unlock and UnlockPickup against gymnasium's own environments (their generators, their
-    second room): the layouts MiniGrid draws, read into ours, then the same actions. MiniGrid's
-    grid is 6 x 11; ours is 11 x 11 with wall below, never seen (the bottom wall hides it)."""
+    """Unlock, UnlockPickup and BlockedUnlockPickup against gymnasium's own environments (their
+    generators, their second room): the layouts MiniGrid draws, read into ours, then the same
+    actions. MiniGrid's grid is 6 x 11; ours is 11 x 11 with wall below, never seen (the bottom
+    wall hides it)."""
     env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
     refs, tree = _minigrid_layouts(gym_id, range(12), view_size)
     layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
                "agent_dir": np.asarray(tree.agent_dir)}
     actions = _action_sequences(layouts, np.random.default_rng(1), task=task)
-    if task == "UnlockPickup":  # half the layouts: the oracle teacher's actions, 20% random
+    if task != "Unlock":  # half the layouts: the oracle teacher's actions, 20% random
         actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
     first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
     reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
@@ -248,5 +254,5 @@ def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
             if te or tr:
                 outcomes.add("success" if r > 0 else "truncated")
                 break
-    # Both kinds of ending: the plans (Unlock) and the teacher (UnlockPickup) succeed.
+    # Both kinds of ending: the plans (Unlock) and the teacher (the pickup tasks) succeed.
     assert outcomes == {"success", "truncated"}

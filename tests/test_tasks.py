@@ -4,6 +4,8 @@ mismatched tables fail with errors naming the task and what it lacks."""
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -236,3 +238,70 @@ def test_unlockpickup_abstraction_reads_door_hands_key_and_box():
         envs._TASKS.pop("test-Bad", None)
     with pytest.raises(ValueError, match="boxes go in the second room"):
         envs.make("DoorKey", n_boxes=1)
+
+
+def test_blockedunlockpickup_ball_blocks_the_door_until_moved():
+    """BlockedUnlockPickup: the abstraction's ball flag, the oracle's order (ball away first),
+    and the two skill rules the ball needs: explore faces a ball that hides an unseen cell (the
+    door can be hidden from every pose the agent can stand in), and drop steps forward out of a
+    corner where no side is a good drop spot (the teacher would turn forever)."""
+    from jaxrl3m.envs import box_abstraction as bx
+    from jaxrl3m.envs.types import BALL, DOOR_LOCKED, DOOR_OPEN, EMPTY, NOTHING, UNSEEN, WALL
+    from jaxrl3m.teacher.skills import skill_outputs
+    from jaxrl3m.envs.types import DROP, FORWARD, LEFT
+    texts = [bx.describe(i, blocked=True) for i in range(bx.BLOCKED_NUM_STATES)]
+    assert len(set(texts)) == bx.BLOCKED_NUM_STATES
+    env = envs.make("BlockedUnlockPickup")
+    assert env.blocked and envs.guidance("BlockedUnlockPickup").options == bx.BLOCKED_OPTIONS
+    obs = env.reset(jax.random.key(0)).obs
+    fn = jax.jit(functools.partial(bx.abstract_state, blocked=True))
+    room = np.full(np.asarray(obs.grid).shape, (WALL, 0, 0), np.uint8)
+    room[1:5, 1:5] = (EMPTY, 0, 0)  # the first room, 4 x 4 inside; the door on its east wall
+
+    def look(cells, carrying=NOTHING, pos=(2, 2), direction=0, base=room):
+        g = base.copy()
+        for (r, c), code in cells.items():
+            g[r, c] = code
+        return obs.replace(grid=jnp.asarray(g), carrying=jnp.asarray(carrying, jnp.uint8),
+                           agent_pos=jnp.asarray(pos, jnp.int32),
+                           agent_dir=jnp.asarray(direction, jnp.int32))
+
+    locked, ball = (DOOR, 1, DOOR_LOCKED), (BALL, 2, 0)
+    blocked = look({(3, 5): locked, (3, 4): ball, (1, 1): (KEY, 1, 0)})
+    assert bx.decode(int(fn(blocked)), True) == (1, 0, 1, 0, 1)
+    assert bx.oracle(int(fn(blocked)), True) == ("go to the ball", "pick up the ball")
+    assert "a ball in front of the door" in bx.describe(int(fn(blocked)), True)
+    aside = look({(3, 5): locked, (2, 4): ball, (1, 1): (KEY, 1, 0)})  # diagonal: not blocking
+    assert bx.decode(int(fn(aside)), True) == (1, 0, 1, 0, 0)
+    assert bx.oracle(int(fn(aside)), True) == ("go to the key", "pick up the key")
+    with_key = look({(3, 5): locked, (3, 4): ball}, (KEY, 1, 0))
+    assert bx.oracle(int(fn(with_key)), True) == ("drop the key",)  # hands free for the ball
+    assert bx.oracle(int(fn(look({(3, 5): locked}, (BALL, 2, 0)))), True) == ("drop the ball",)
+    opened = look({(3, 5): (DOOR, 1, DOOR_OPEN)}, (KEY, 1, 0))
+    assert bx.oracle(int(fn(opened)), True) == ("drop the key",)
+    # UnlockPickup's 36 states are untouched by the flag.
+    assert bx.decode(int(bx.abstract_state(blocked))) == (1, 0, 1, 0)
+
+    def skill(o, name):
+        out = skill_outputs(o, ("explore", name))
+        return np.asarray(out.probs[1]), bool(out.applicable[1])
+
+    # The door's cell (1, 5) unseen, visible only past the ball at (1, 4): explore goes to face
+    # the ball (from (2, 4) facing east: turn left), not applicable without the ball rule.
+    hidden = look({(1, 5): (UNSEEN, 0, 0), (1, 4): ball}, pos=(2, 4), direction=0)
+    probs, applicable = skill(hidden, "explore")
+    assert applicable and probs[LEFT] == 1.0
+    # In the corner (1, 4) with the key on the west and the cell south next to the door: no
+    # side is a drop spot, so drop steps forward (south); once there it turns to a free side.
+    corner = look({(2, 5): locked, (1, 3): (KEY, 1, 0)}, (BALL, 2, 0), pos=(1, 4), direction=1)
+    assert skill(corner, "drop the ball")[0][FORWARD] == 1.0
+    stepped = look({(2, 5): locked, (1, 3): (KEY, 1, 0)}, (BALL, 2, 0), pos=(2, 4), direction=1)
+    assert skill(stepped, "drop the ball")[0][DROP] == 1.0  # (3, 4) in front: free, not by the door
+    free = look({(3, 5): locked}, (BALL, 2, 0), pos=(2, 2), direction=0)
+    assert skill(free, "drop the ball")[0][DROP] == 1.0
+    # Every sampled layout has the ball west of the door, the agent and the key elsewhere.
+    lays = jax.vmap(env.sample_layout)(jax.random.split(jax.random.key(1), 300))
+    ball_pos, door_pos = np.asarray(lays.ball_pos)[:, 0], np.asarray(lays.door_pos)
+    np.testing.assert_array_equal(ball_pos, door_pos - [0, 1])
+    assert not (np.asarray(lays.agent_pos) == ball_pos).all(1).any()
+    assert not (np.asarray(lays.key_pos)[:, 0] == ball_pos).all(1).any()

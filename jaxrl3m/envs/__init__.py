@@ -23,6 +23,7 @@ from ..errors import ConfigError, did_you_mean
 
 from .abstraction import (ABSTRACTION_VERSION, DOORKEY_GUIDANCE, NUM_ABSTRACT_STATES,
                           AbstractState, abstract_state, decode, describe, describe_all, factors)
+from .box_abstraction import BLOCKED_GUIDANCE as BLOCKEDUNLOCKPICKUP_GUIDANCE
 from .box_abstraction import GUIDANCE as UNLOCKPICKUP_GUIDANCE
 from .doorkey import DoorKeyEnv, check_keywords
 from .task import Guidance
@@ -60,6 +61,12 @@ _TASKS: dict[str, TaskSpec] = {
                                               max_room=6, door_wall="east", n_boxes=1,
                                               goal="pickup"),
                              UNLOCKPICKUP_GUIDANCE, dict(max_steps=288)),
+    # MiniGrid's BlockedUnlockPickup: UnlockPickup with a ball of any colour on the cell inside
+    # the door, to be moved first; 16 * 6^2 steps.
+    "BlockedUnlockPickup": TaskSpec(DoorKeyEnv, dict(n_keys=1, n_lava=0, size=11, min_room=6,
+                                                     max_room=6, door_wall="east", n_boxes=1,
+                                                     goal="pickup", blocked=True),
+                                    BLOCKEDUNLOCKPICKUP_GUIDANCE, dict(max_steps=576)),
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
@@ -218,8 +225,8 @@ def make(name: str, **overrides: Any):
 
     Keywords of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5),
     `max_room` (None: `size`), `door_wall` ("any"), `view_size` (3), `fully_observed` (False),
-    `max_steps` (150), `layouts` ("all"). Unlock and UnlockPickup (MiniGrid's): `view_size` (3),
-    `fully_observed`, `max_steps` (288), `layouts`. Keywords of DoorKey-NxN
+    `max_steps` (150), `layouts` ("all"). Unlock, UnlockPickup and BlockedUnlockPickup
+    (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked), `layouts`. Keywords of DoorKey-NxN
     (NAVIX's, with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any
     NAVIX id (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`,
     `penalty_coeff` (NAVIX's defaults).

@@ -1,5 +1,5 @@
-"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock and UnlockPickup: one environment class, five
-configurations.
+"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup and BlockedUnlockPickup: one
+environment class, six configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
@@ -9,7 +9,7 @@ Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
   another colour does nothing); on an unlocked door it opens or closes it;
 - `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
-Opening the door is success (UnlockPickup: picking up the box is): the episode terminates with
+Opening the door is success ((Blocked)UnlockPickup: picking up the box is): the episode terminates with
 reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava terminates with reward
 0. At `t == max_steps` the episode is truncated (reward 0) unless it terminated on that step.
 
@@ -56,6 +56,9 @@ class DoorKeyEnv:
     the same size lies behind it, as in MiniGrid, seen once the door opens)."""
     n_boxes: int = 0
     """Boxes in the second room (UnlockPickup: 1), each of a random colour."""
+    blocked: bool = False
+    """A ball of a random colour on the cell inside the door (MiniGrid's BlockedUnlockPickup):
+    the agent must pick it up and put it elsewhere before it can reach the door."""
     goal: str = "open"
     """What ends an episode with success: "open" the door (DoorKey, Unlock), or "pickup" a box
     (UnlockPickup: picking up the box; opening the door then earns nothing)."""
@@ -90,7 +93,7 @@ class DoorKeyEnv:
         """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
         draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
                                                   self.n_lava, self.max_room, self.door_wall,
-                                                  self.n_boxes)
+                                                  self.n_boxes, self.blocked)
         if self.layouts == "all":
             return draw(key)
         want = self.layouts == "heldout"
@@ -124,6 +127,10 @@ class DoorKeyEnv:
             boxes = jnp.stack([jnp.full_like(layout.box_colour, BOX), layout.box_colour,
                                jnp.zeros_like(layout.box_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.box_pos[:, 0], layout.box_pos[:, 1]].set(boxes)
+        if self.blocked:
+            balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
+                               jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
+            grid = grid.at[layout.ball_pos[:, 0], layout.ball_pos[:, 1]].set(balls)
         memory = self._observe_memory(jnp.asarray(empty_memory(self.size, self.size)), grid,
                                       layout.agent_pos, layout.agent_dir)
         return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
@@ -247,6 +254,9 @@ def check_keywords(env: DoorKeyEnv) -> None:
     if env.n_boxes and env.door_wall != "east":
         raise ValueError(f"n_boxes={env.n_boxes}: boxes go in the second room, which only "
                          f"door_wall='east' has")
+    if env.blocked and env.door_wall != "east":
+        raise ValueError("blocked=True puts a ball inside the door to the second room, which "
+                         "only door_wall='east' has")
     if env.goal == "pickup" and not env.n_boxes:
         raise ValueError("goal='pickup' needs a box to pick up: set n_boxes=1")
     widest = env.size if env.max_room is None else env.max_room

@@ -37,7 +37,8 @@ from flax import struct
 
 from .types import AGENT, NUM_ACTIONS, Observation
 
-GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup")
+GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup",
+             "BlockedUnlockPickup")
 """The tasks registered with Gymnasium as `jaxrl3m/<task>-v0`."""
 
 

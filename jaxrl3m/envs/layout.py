@@ -115,8 +115,9 @@ def _below(u: jax.Array, n: jax.Array) -> jax.Array:
 
 
 def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
-                 max_room: int | None = None, door_wall: str = "any", n_boxes: int = 0):
-    u = jax.random.bits(key, (7 + n_keys + n_lava + 2 * n_boxes,), dtype=jnp.uint32)
+                 max_room: int | None = None, door_wall: str = "any", n_boxes: int = 0,
+                 blocked: bool = False):
+    u = jax.random.bits(key, (7 + n_keys + n_lava + 2 * n_boxes + blocked,), dtype=jnp.uint32)
     rows = jnp.arange(size, dtype=jnp.int32)
 
     # Room: height and width uniform in [min_room, max_room], anchored at (0, 0).
@@ -137,8 +138,13 @@ def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: 
     inside = jnp.stack([jnp.clip(door[0], 1, ih), jnp.clip(door[1], 1, iw)])
     door_colour = _below(u[3], jnp.asarray(NUM_COLOURS))
 
-    # Agent: any interior cell, any direction.
-    a = _below(u[4], ih * iw)
+    # Agent: any interior cell, any direction (blocked: not the cell inside the door, where the
+    # ball stands; uniform over the others).
+    if blocked:
+        a = _below(u[4], ih * iw - 1)
+        a = a + (a >= (inside[0] - 1) * iw + inside[1] - 1)
+    else:
+        a = _below(u[4], ih * iw)
     agent = jnp.stack([1 + a // iw, 1 + a % iw])
     agent_dir = _below(u[5], jnp.asarray(4))
 
@@ -182,6 +188,15 @@ def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: 
         box_pos.append(jnp.stack([1 + b // iw, w + b % iw]))
         box_colour.append(_below(u[8 + n_keys + n_lava + 2 * i], jnp.asarray(NUM_COLOURS)))
 
+    # The ball that blocks the door (MiniGrid's BlockedUnlockPickup): on the cell inside it, kept
+    # free of keys and the agent above, any colour.
+    if blocked:
+        ball_pos = inside[None].astype(jnp.int32)
+        ball_colour = _below(u[7 + n_keys + n_lava + 2 * n_boxes],
+                             jnp.asarray(NUM_COLOURS))[None].astype(jnp.int32)
+    else:
+        ball_pos, ball_colour = jnp.zeros((0, 2), jnp.int32), jnp.zeros((0,), jnp.int32)
+
     layout = Layout(
         room=jnp.stack([h, w]).astype(jnp.int32),
         door_pos=door.astype(jnp.int32),
@@ -195,6 +210,8 @@ def _sample_once(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: 
                  jnp.zeros((0, 2), jnp.int32)),
         box_colour=(jnp.stack(box_colour).astype(jnp.int32) if n_boxes else
                     jnp.zeros((0,), jnp.int32)),
+        ball_pos=ball_pos,
+        ball_colour=ball_colour,
     )
     return layout, ok
 
@@ -212,13 +229,14 @@ def needs_retry(size: int, n_keys: int, n_lava: int) -> bool:
 
 def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava: int,
                   max_room: int | None = None, door_wall: str = "any",
-                  n_boxes: int = 0) -> Layout:
+                  n_boxes: int = 0, blocked: bool = False) -> Layout:
     """Draws a solvable layout (see the module docstring) in a `size` x `size` grid, the room's
-    sides in `[min_room, max_room]` (default `size`), the door on any wall or `door_wall="east"`.
+    sides in `[min_room, max_room]` (default `size`), the door on any wall or `door_wall="east"`,
+    `n_boxes` boxes in the second room, a ball blocking the door when `blocked`.
     Jittable and vmappable."""
     draw = functools.partial(_sample_once, size=size, min_room=min_room, n_keys=n_keys,
                              n_lava=n_lava, max_room=max_room, door_wall=door_wall,
-                             n_boxes=n_boxes)
+                             n_boxes=n_boxes, blocked=blocked)
     if not needs_retry(size if max_room is None else max_room, n_keys, n_lava):
         return draw(key)[0]
 
@@ -245,11 +263,12 @@ with a training layout."""
 
 
 def map_hash(layout: Layout) -> jax.Array:
-    """`u32[]`: a hash of the map (room, door, keys, lava, boxes), not of where the agent
+    """`u32[]`: a hash of the map (room, door, keys, lava, boxes, balls), not of where the agent
     starts. One environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
-        layout.lava_pos, layout.box_pos, layout.box_colour)])
+        layout.lava_pos, layout.box_pos, layout.box_colour, layout.ball_pos,
+        layout.ball_colour)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)

@@ -66,8 +66,8 @@ def cell(tag: int, colour: int = 0, state: int = 0) -> np.ndarray:
 # Pytrees
 # ---------------------------------------------------------------------------------------------
 class Layout(struct.PyTreeNode):
-    """Everything random about an episode's start: where the room, door, keys, lava, boxes and
-    agent are.
+    """Everything random about an episode's start: where the room, door, keys, lava, boxes, balls
+    and agent are.
 
     `reset` samples one; tests and the MiniGrid parity check build them by hand. Keys are ordered:
     key 0 always has the door's colour. Shapes are for one environment (add a leading batch axis
@@ -85,6 +85,9 @@ class Layout(struct.PyTreeNode):
     # Boxes (UnlockPickup's, in the room behind the door; B = 0 for the other tasks).
     box_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
     box_colour: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
+    # Balls (BlockedUnlockPickup's, on the cell inside the door; N = 0 for the other tasks).
+    ball_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    ball_colour: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
 
 
 class EnvState(struct.PyTreeNode):
