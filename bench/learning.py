@@ -217,7 +217,8 @@ def main(argv=None) -> int:
                     print(f"{task:15s} {name:20s} held-out, sampled: {ev['success_mean']:.3f}")
                     benchlib.save(out_path, results)
         return 0
-    results["hardware"] = benchlib.hardware()
+    hardware = benchlib.hardware()  # each row records its machine; the file's own is the
+    results.setdefault("hardware", hardware)  # machine of the rows without one (older rows)
     for task in args.tasks:
         for method in args.methods:
             preset, overrides = preset_of(method, task)
@@ -252,6 +253,7 @@ def main(argv=None) -> int:
                 "eval_success_mean": s["eval"]["success_mean"],
                 "eval_success_std": s["eval"]["success_std"],
                 "wall_s": time.perf_counter() - t0, "run_dir": str(run_dir.relative_to(ROOT)),
+                "hardware": hardware,
                 "curve": s["curve"], "curve_steps": steps[::thin].tolist(),
                 "curve_success_mean": _nanmean(succ)[::thin].round(4).tolist()}
             benchlib.save(out_path, results)

@@ -98,7 +98,8 @@ def learning_ppo() -> str:
     """Guided PPO against plain PPO, each table (bench/learning.json)."""
     learning = _bench("learning")
     data = _read("learning.json")
-    return learning.markdown_table(data, keep=lambda n: _family(n) in PPO_FAMILY) + _hw(data)
+    keep = lambda n: _family(n) in PPO_FAMILY  # noqa: E731
+    return learning.markdown_table(data, keep=keep) + _hw(data, keep)
 
 
 def learning_tasks() -> str:
@@ -124,16 +125,15 @@ def _priors(n: str) -> bool:
 def learning_priors() -> str:
     """DQN, DQN-Prior and GFlan-Prior with their presets (bench/learning.json)."""
     data = _read("learning.json")
-    return _bench("learning").markdown_table(
-        data, keep=lambda n: _priors(n) and " " not in n) + _hw(data)
+    keep = lambda n: _priors(n) and " " not in n  # noqa: E731
+    return _bench("learning").markdown_table(data, keep=keep) + _hw(data, keep)
 
 
 def learning_priors_ablation() -> str:
-    """The LLM-prior family's rows with one setting changed, measured before issue 27's fixes
-    and not re-run (bench/archive/learning-pre-issue27.json)."""
-    data = _read("archive/learning-pre-issue27.json")
-    return _bench("learning").markdown_table(
-        data, keep=lambda n: _priors(n) and " " in n) + _hw(data)
+    """The LLM-prior family's rows with one setting changed (bench/learning.json)."""
+    data = _read("learning.json")
+    keep = lambda n: _priors(n) and " " in n  # noqa: E731
+    return _bench("learning").markdown_table(data, keep=keep) + _hw(data, keep)
 
 
 def posterior() -> str:
@@ -197,6 +197,12 @@ def lamo() -> str:
     return _bench("lamo").markdown(_read("lamo_DoorKey.json")).rstrip("\n")
 
 
+def lamo_l4() -> str:
+    """The decisive rows at 4 of SmolLM2's layers (bench/lamo_DoorKey_L4.json)."""
+    data = _read("lamo_DoorKey_L4.json")
+    return _bench("lamo").markdown(data).rstrip("\n") + _hw(data)
+
+
 def scaling() -> str:
     """Training throughput over devices (bench/scaling.json)."""
     data = _read("scaling.json")
@@ -220,9 +226,26 @@ def validation(key: str):
     return table
 
 
-def _hw(data: dict) -> str:
+def _hw(data: dict, keep=None) -> str:
+    """The machine the rows were measured on: the file's `hardware`, unless rows carry their
+    own (`bench/learning.py` records it per row), then every machine with the rows it ran."""
     hw = data.get("hardware")
-    return f"\n\nMeasured on: {_bench('benchlib').describe(hw)}." if hw else ""
+    if not hw:
+        return ""
+    describe = _bench("benchlib").describe
+    machines: dict[str, list[str]] = {}
+    for task, rows in data.items():
+        if task == "hardware" or not isinstance(rows, dict):
+            continue
+        for name, row in rows.items():
+            if isinstance(row, dict) and (keep is None or keep(name)):
+                machines.setdefault(describe(row.get("hardware", hw)), []).append(
+                    f"{task} {name}")
+    if len(machines) <= 1:
+        return f"\n\nMeasured on: {next(iter(machines), describe(hw))}."
+    main = describe(hw)
+    others = "; ".join(f"{', '.join(rows)} on {m}" for m, rows in machines.items() if m != main)
+    return f"\n\nMeasured on: {main}, except {others}."
 
 
 def _peers() -> str:
@@ -241,7 +264,7 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "posterior": posterior, "transfer": transfer, "offline-DoorKey": offline("DoorKey"),
           "offline-LavaDoorKey": offline("LavaDoorKey"),
           "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary,
-          "lamo": lamo, "scaling": scaling, "navix-agents": navix_agents,
+          "lamo": lamo, "lamo-L4": lamo_l4, "scaling": scaling, "navix-agents": navix_agents,
           "validate-posterior-tau": validation("posterior_tau"),
           "validate-eval-greedy": validation("eval_greedy")}
 

@@ -216,11 +216,11 @@ def _minigrid_layouts(gym_id, seeds, view_size):
     return refs, tree
 
 
-@pytest.mark.parametrize("view_size", [3, 7])
-@pytest.mark.parametrize("task, gym_id", [("Unlock", "MiniGrid-Unlock-v0"),
-                                          ("UnlockPickup", "MiniGrid-UnlockPickup-v0"),
-                                          ("BlockedUnlockPickup",
-                                           "MiniGrid-BlockedUnlockPickup-v0")])
+@pytest.mark.parametrize("task, gym_id, view_size", [
+    ("Unlock", "MiniGrid-Unlock-v0", 7), ("UnlockPickup", "MiniGrid-UnlockPickup-v0", 7),
+    # both view sizes on the task with every object kind (the view code is the same for all)
+    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 3),
+    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 7)])
 def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
     """Unlock, UnlockPickup and BlockedUnlockPickup against gymnasium's own environments (their
     generators, their second room): the layouts MiniGrid draws, read into ours, then the same
