@@ -20,6 +20,7 @@ import csv
 import io
 import math
 import os
+import textwrap
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -244,16 +245,19 @@ def plot_learning_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path:
         with warnings.catch_warnings():  # all-NaN columns (no episode ended yet) stay NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, lo, hi = (np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0))
-        ax.plot(steps, mean, (styles or {}).get(label, "-"),
-                label=f"{label} ({values.shape[0]} seeds)", color=(colors or {}).get(label))
-        if values.shape[0] > 1 and not many:
-            ax.fill_between(steps, lo, hi, alpha=0.2)
+        line, = ax.plot(steps, mean, (styles or {}).get(label, "-"),
+                        label=f"{label} ({values.shape[0]} seeds)", color=(colors or {}).get(label))
+        if values.shape[0] > 1 and not many:  # the band in its line's colour
+            ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
     if threshold is not None:
         ax.axhline(threshold, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
-    (fig.suptitle if many else ax.set_title)(title)  # long titles span the legend too
+    if many:  # long titles span the legend too
+        fig.suptitle(title)
+    else:
+        ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(alpha=0.3)
     if many:
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
