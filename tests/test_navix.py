@@ -14,7 +14,10 @@ from jaxrl3m.core.config import ConfigError
 from jaxrl3m.envs.navix_env import REGISTERED, navix_observation, observation_array
 
 
-@pytest.mark.parametrize("navix_id", list(REGISTERED))
+# Every registered id is one `NavixTask.of(task)`: the DoorKey family and the two-room task
+# with every object kind (Unlock and UnlockPickup are the same class with fewer objects).
+@pytest.mark.parametrize("navix_id", [i for i in REGISTERED
+                                      if i not in ("JaxRL3M-Unlock-v0", "JaxRL3M-UnlockPickup-v0")])
 def test_registered_tasks_step_as_ours(navix_id):
     """Random actions in 4 environments for 200 steps (several episodes each, horizon 30):
     NAVIX's deferred autoreset inserts one reset step after each episode and ignores its

@@ -13,8 +13,9 @@ the same `state.key` NAVIX would use), see `TimeStep`. Reward, horizon and rules
 except for the `DoorKey-NxN` names, which keep MiniGrid's reward (`penalty_coeff = 0.9`) and
 horizon (`10 N^2`). Plain RL only: NAVIX tasks have no abstract states, so no teacher or prior.
 
-**jaxrl3m in NAVIX.** Importing `jaxrl3m.envs` registers `JaxRL3M-DoorKey-v0`,
-`JaxRL3M-LavaDoorKey-v0` and `JaxRL3M-ColoredDoorKey-v0` in `navix.register_env`, so that
+**jaxrl3m in NAVIX.** Importing `jaxrl3m.envs` registers `JaxRL3M-<task>-v0` for DoorKey,
+LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup and BlockedUnlockPickup (`REGISTERED`) in
+`navix.register_env`, so that
 `navix.make("JaxRL3M-DoorKey-v0")` returns a `navix.Environment` (`NavixTask`) with our rules and
 NAVIX's conventions: `Timestep` with `step_type`, `t`, `info["return"]`, the deferred autoreset
 (`disable_autoreset` honoured), `observation_space`/`action_space`. Code written for NAVIX,
@@ -46,7 +47,9 @@ from .observation import window_cells
 
 NAVIX_PREFIX = "Navix-"
 REGISTERED = {"JaxRL3M-DoorKey-v0": "DoorKey", "JaxRL3M-LavaDoorKey-v0": "LavaDoorKey",
-              "JaxRL3M-ColoredDoorKey-v0": "ColoredDoorKey"}
+              "JaxRL3M-ColoredDoorKey-v0": "ColoredDoorKey", "JaxRL3M-Unlock-v0": "Unlock",
+              "JaxRL3M-UnlockPickup-v0": "UnlockPickup",
+              "JaxRL3M-BlockedUnlockPickup-v0": "BlockedUnlockPickup"}
 """NAVIX id -> jaxrl3m task, for the tasks registered in NAVIX."""
 
 
