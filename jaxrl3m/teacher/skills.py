@@ -205,6 +205,7 @@ class Knowledge(struct.PyTreeNode):
     drop_ok: jax.Array  # bool[4]: whether the cells in front, left, right and behind are good
     # drop spots
     hands_empty: jax.Array  # bool[]
+    ball_world: jax.Array  # bool[]: a ball seen or carried (BlockedUnlockPickup's world)
 
 
 # Navigation targets, in order; `go to` skills and explore index into these.
@@ -263,7 +264,8 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     front = grid[cells[0, 0], cells[0, 1]]
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
                      optimal=optimal, drop_ok=drop_ok,
-                     hands_empty=obs.carrying[0] == EMPTY)
+                     hands_empty=obs.carrying[0] == EMPTY,
+                     ball_world=(tag == BALL).any() | (obs.carrying[0] == BALL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,9 +309,12 @@ def open_door(k: Knowledge) -> SkillOutput:
 def drop(k: Knowledge) -> SkillOutput:
     """Drop what is carried on a free cell away from the door, turning towards one if needed;
     with no such cell on any side (a corner beside the door, in BlockedUnlockPickup), step
-    forward onto a free cell to look for one."""
+    forward onto a free cell to look for one. That last rule applies where a ball is seen or
+    carried: elsewhere (the DoorKey family) the teacher keeps turning there, as it always did,
+    so that the family's published figures stay bit for bit (other options take over)."""
     front_ok, left_ok, right_ok, back_ok = k.drop_ok[0], k.drop_ok[1], k.drop_ok[2], k.drop_ok[3]
-    stuck = ~(front_ok | left_ok | right_ok | back_ok) & (k.front[0] == EMPTY)
+    stuck = (~(front_ok | left_ok | right_ok | back_ok) & (k.front[0] == EMPTY)
+             & k.ball_world)
     action = jnp.where(front_ok, DROP, jnp.where(left_ok, LEFT, jnp.where(
         right_ok, RIGHT, jnp.where(stuck, FORWARD, LEFT))))
     return _output(_one_hot(action), ~k.hands_empty)
