@@ -226,10 +226,10 @@ def make(name: str, **overrides: Any):
     Keywords of DoorKey, LavaDoorKey and ColoredDoorKey: `size` (10), `min_room` (5),
     `max_room` (None: `size`), `door_wall` ("any"), `view_size` (3), `fully_observed` (False),
     `max_steps` (150), `layouts` ("all"). Unlock, UnlockPickup and BlockedUnlockPickup
-    (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked), `layouts`. Keywords of DoorKey-NxN
-    (NAVIX's, with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any
-    NAVIX id (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`,
-    `penalty_coeff` (NAVIX's defaults).
+    (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked),
+    `layouts`. Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
+    (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id (`"Navix-Empty-8x8-v0"`, see
+    `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff` (NAVIX's defaults).
 
     Raises:
       ValueError: for an unknown task or keyword (the message lists the valid ones) or a

@@ -9,9 +9,10 @@ Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
   another colour does nothing); on an unlocked door it opens or closes it;
 - `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
-Opening the door is success ((Blocked)UnlockPickup: picking up the box is): the episode terminates with
-reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava terminates with reward
-0. At `t == max_steps` the episode is truncated (reward 0) unless it terminated on that step.
+Opening the door is success ((Blocked)UnlockPickup: picking up the box is): the episode
+terminates with reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava
+terminates with reward 0. At `t == max_steps` the episode is truncated (reward 0) unless it
+terminated on that step.
 
 `reset` and `step` are pure functions of one environment; `jax.vmap` them for a batch.
 """
