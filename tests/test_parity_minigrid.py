@@ -182,34 +182,49 @@ def _teacher_actions(env, task, tree, epsilon=0.2):
     return np.asarray(run(tree, jax.random.key(5)), np.int32)
 
 
-def _minigrid_layouts(gym_id, seeds, view_size):
+def _minigrid_layouts(gym_id, seeds, view_size, max_steps=MAX_STEPS):
     """Layouts drawn by gymnasium MiniGrid's own generator for `gym_id`, read into ours, and the
-    MiniGrid environments they came from."""
+    MiniGrid environments they came from. The locked door is the layout's door; any other
+    (closed) doors go to `closed_door_pos`, padded to the same count across seeds by repeating
+    the first (writing a door twice is writing it once)."""
     import gymnasium as gym
     import minigrid  # noqa: F401  (registers the ids)
     from minigrid.core.constants import COLOR_TO_IDX
 
     refs, rows = [], []
     for seed in seeds:
-        ref = gym.make(gym_id, max_steps=MAX_STEPS, agent_view_size=view_size,
+        ref = gym.make(gym_id, max_steps=max_steps, agent_view_size=view_size,
                        disable_env_checker=True).unwrapped
         ref.reset(seed=seed)
         cells = {(y, x): ref.grid.get(x, y) for y in range(ref.height) for x in range(ref.width)}
         kinds = {}
         for pos, obj in cells.items():
             if obj is not None and obj.type in ("door", "key", "box", "ball"):
-                kinds.setdefault(obj.type, []).append((list(pos), COLOR_TO_IDX[obj.color]))
+                kind = "closed" if obj.type == "door" and not obj.is_locked else obj.type
+                kinds.setdefault(kind, []).append((list(pos), COLOR_TO_IDX[obj.color]))
         (door, door_colour), = kinds["door"]
         rows.append(dict(
-            room=[6, 6], door_pos=door, door_colour=door_colour,
+            room=[6, 6] if ref.height == 6 else [ref.height, ref.width], door_pos=door,
+            door_colour=door_colour,
             key_pos=[p for p, _ in kinds["key"]], key_colour=[c for _, c in kinds["key"]],
             lava_pos=np.zeros((0, 2), np.int32),
             agent_pos=[ref.agent_pos[1], ref.agent_pos[0]], agent_dir=ref.agent_dir,
             box_pos=np.reshape([p for p, _ in kinds.get("box", [])], (-1, 2)),
             box_colour=[c for _, c in kinds.get("box", [])],
             ball_pos=np.reshape([p for p, _ in kinds.get("ball", [])], (-1, 2)),
-            ball_colour=[c for _, c in kinds.get("ball", [])]))
+            ball_colour=[c for _, c in kinds.get("ball", [])],
+            closed_door_pos=np.reshape([p for p, _ in kinds.get("closed", [])], (-1, 2)),
+            closed_door_colour=[c for _, c in kinds.get("closed", [])]))
         refs.append(ref)
+    most = max(len(r["closed_door_colour"]) for r in rows)
+    for r in rows:
+        if len(r["closed_door_colour"]):
+            extra = most - len(r["closed_door_colour"])
+            r["closed_door_pos"] = np.concatenate([r["closed_door_pos"],
+                                                   np.repeat(r["closed_door_pos"][:1], extra, 0)])
+            r["closed_door_colour"] = np.concatenate([r["closed_door_colour"],
+                                                      np.repeat(r["closed_door_colour"][:1],
+                                                                extra)])
     tree = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs), jnp.int32),
                         *[envs.Layout(**{k: np.asarray(v, np.int32) for k, v in r.items()})
                           for r in rows])
@@ -255,4 +270,42 @@ def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
                 outcomes.add("success" if r > 0 else "truncated")
                 break
     # Both kinds of ending: the plans (Unlock) and the teacher (the pickup tasks) succeed.
+    assert outcomes == {"success", "truncated"}
+
+
+@pytest.mark.parametrize("task, view_size", [
+    ("KeyCorridorS3R1", 7), ("KeyCorridorS3R3", 3), ("KeyCorridorS4R3", 7)])
+def test_keycorridor_matches_minigrid_own_generator(task, view_size):
+    """KeyCorridor against gymnasium's own `MiniGrid-<task>-v0`: the layouts its generator draws
+    (side rooms joined by `connect_all`'s random doors, colours that may repeat), read into
+    ours, then uniform random actions and, on half the layouts, the oracle teacher's (20%
+    random). MiniGrid's grid is `R (S - 1) + 1` rows high; ours is square, wall below."""
+    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
+    n = 12
+    refs, tree = _minigrid_layouts(f"MiniGrid-{task}-v0", range(n), view_size)
+    height, width = refs[0].height, refs[0].width
+    rng = np.random.default_rng(2)
+    actions = rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=(n, MAX_STEPS)).astype(np.int32)
+    actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
+    first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
+    reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
+    assert not np.asarray(memory)[:, :, height:].any()  # below MiniGrid's grid: never seen
+    outcomes = set()
+    for i, ref in enumerate(refs):
+        ref_memory = _minigrid_memory(ref, np.zeros((height, width, 3), np.uint8))
+        np.testing.assert_array_equal(np.asarray(first_memory[i])[:height], ref_memory)
+        for t, a in enumerate(actions[i]):
+            _, r, te, tr, _ = ref.step(int(a))
+            tr = tr and not te
+            ref_memory = _minigrid_memory(ref, ref_memory)
+            where = f"{task} seed {i} step {t} action {a}"
+            assert (bool(term[i, t]), bool(trunc[i, t])) == (te, tr), where
+            assert reward[i, t] == pytest.approx(r, abs=1e-6), where
+            assert tuple(carrying[i, t]) == carried_code(ref), where
+            assert (pos[i, t, 1], pos[i, t, 0]) == tuple(ref.agent_pos), where
+            assert direction[i, t] == ref.agent_dir, where
+            np.testing.assert_array_equal(memory[i, t, :height], ref_memory, err_msg=where)
+            if te or tr:
+                outcomes.add("success" if r > 0 else "truncated")
+                break
     assert outcomes == {"success", "truncated"}

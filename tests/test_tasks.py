@@ -305,3 +305,63 @@ def test_blockedunlockpickup_ball_blocks_the_door_until_moved():
     np.testing.assert_array_equal(ball_pos, door_pos - [0, 1])
     assert not (np.asarray(lays.agent_pos) == ball_pos).all(1).any()
     assert not (np.asarray(lays.key_pos)[:, 0] == ball_pos).all(1).any()
+
+
+def test_keycorridor_generator_abstraction_and_keywords():
+    """KeyCorridor's maps (MiniGrid's structure: the key on the left, the ball behind the locked
+    door on the right, the agent in the middle room not facing a door) and its abstraction's
+    door factor, which must follow the locked door after it opens (by the key's colour, unique
+    among the doors by construction)."""
+    from jaxrl3m.envs import box_abstraction as bx
+    from jaxrl3m.envs.layout import map_hash
+    from jaxrl3m.envs.types import (BALL, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN,
+                                    NOTHING)
+    env = envs.make("KeyCorridorS4R3")
+    assert (env.size, env.max_steps, env.world) == (10, 480, "corridor")
+    lay = jax.jit(jax.vmap(env.sample_layout))(jax.random.split(jax.random.key(2), 2000))
+    lay = jax.tree.map(np.asarray, lay)
+    assert (lay.key_colour[:, 0] == lay.door_colour).all()
+    assert (lay.closed_door_colour != lay.door_colour[:, None]).all()
+    assert (lay.key_pos[:, 0, 1] < 3).all() and (lay.ball_pos[:, 0, 1] > 6).all()
+    assert (lay.door_pos[:, 1] == 6).all()  # the locked door on the hallway's east side
+    # The ball is in the locked room: the same row of rooms as the locked door.
+    assert ((lay.ball_pos[:, 0, 0] - 1) // 3 == (lay.door_pos[:, 0] - 1) // 3).all()
+    front = lay.agent_pos + np.asarray(DIR_VEC)[lay.agent_dir]
+    doors = np.concatenate([lay.closed_door_pos, lay.door_pos[:, None]], 1)
+    assert not (front[:, None] == doors).all(-1).any()
+    assert set(lay.agent_pos[:, 0].tolist()) == {3, 4, 5, 6}  # the hallway's open walls too
+    assert len(np.unique(np.asarray(jax.vmap(map_hash)(
+        jax.tree.map(jnp.asarray, lay))))) > 1900
+
+    texts = [bx.describe(i, corridor=True) for i in range(bx.NUM_STATES)]
+    assert len(set(texts)) == bx.NUM_STATES
+    obs = env.reset(jax.random.key(0)).obs
+    fn = jax.jit(functools.partial(bx.abstract_state, corridor=True))
+
+    def state(cells, carrying=NOTHING):
+        g = np.zeros_like(np.asarray(obs.grid))
+        for (r, c), code in cells.items():
+            g[r, c] = code
+        return bx.decode(int(fn(obs.replace(grid=jnp.asarray(g),
+                                            carrying=jnp.asarray(carrying, jnp.uint8)))))
+
+    key = (KEY, 2, 0)
+    assert state({(1, 3): (DOOR, 4, DOOR_CLOSED)}) == (0, 0, 0, 0)  # a closed door: not it
+    assert state({(4, 6): (DOOR, 2, DOOR_LOCKED), (7, 1): key}) == (1, 0, 1, 0)
+    assert state({(4, 6): (DOOR, 2, DOOR_OPEN), (4, 8): (BALL, 1, 0)}, key) == (2, 1, 0, 1)
+    assert state({(1, 3): (DOOR, 4, DOOR_OPEN)}, key) == (0, 1, 0, 0)  # another door open
+    i = ((1 * 3 + 1) * 2 + 0) * 2 + 0  # the locked door seen, a key carried
+    assert bx.decode(i) == (1, 1, 0, 0)
+    assert bx.oracle(i, corridor=True) == ("go to the locked door", "open the locked door")
+    assert "the locked door" in texts[i] and "You carry a key" in texts[i]
+    assert envs.keywords("KeyCorridorS4R3") == ("view_size", "fully_observed", "max_steps",
+                                                "layouts")
+    corridor = dict(name="KeyCorridorS4R3", world="corridor", room_size=4, rows=3, size=10,
+                    goal="ball", n_lava=0)
+    for kw, message in [(dict(rows=4), "rows=4"), (dict(room_size=2), "room_size=2"),
+                        (dict(size=11), "size=11 must be 3 \\* \\(room_size - 1\\) \\+ 1 = 10"),
+                        (dict(n_keys=2), "one key, one ball")]:
+        with pytest.raises(ValueError, match=message):
+            envs.check_keywords(DoorKeyEnv(**{**corridor, **kw}))
+    with pytest.raises(ValueError, match="goal='ball' needs the ball of the corridor world"):
+        envs.make("DoorKey", goal="ball")

@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # ---------------------------------------------------------------------------------------------
 # The teacher acting alone with the oracle table
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("task", teacher_tasks())
+# KeyCorridor: its smallest map (a one-cell hallway) and S4R3; S3R2, S3R3, S5R3 and S6R3 (the
+# same world, 10 to 126 s each here) are measured with 10,000 episodes in docs/results.md.
+SUITE_TEACHER_TASKS = tuple(t for t in teacher_tasks() if not t.startswith("KeyCorridor")
+                            or t in ("KeyCorridorS3R1", "KeyCorridorS4R3"))
+
+
+@pytest.mark.parametrize("task", SUITE_TEACHER_TASKS)
 def test_oracle_teacher_solves_2000_episodes(task):
     # The production path: the Teacher object PPO uses, acting through the common collector in
     # held-out evaluation (what learn=false and the transfer study's approach 2 run), on the
@@ -267,16 +273,27 @@ def test_reachable_states_are_consistent():
     # about twice as long over them.
     flags = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
                      if "xla_backend_optimization_level" not in f)
+    # KeyCorridor's larger maps are S4R3's scaled up (the same 12 states): they are checked
+    # against S4R3's recomputed states, which saves a minute of the suite.
+    scaled = ("KeyCorridorS5R3", "KeyCorridorS6R3")
+    tasks = [t for t in teacher_tasks() if t not in scaled]
     code = ("import json; from jaxrl3m.teacher.teacher import compute_reachable; "
-            f"print(json.dumps({{t: compute_reachable(t) for t in {list(teacher_tasks())}}}))")
+            f"print(json.dumps({{t: compute_reachable(t) for t in {tasks}}}))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "XLA_FLAGS": flags}, timeout=600)
     assert p.returncode == 0, p.stderr[-2000:]
     now = json.loads(p.stdout.strip().splitlines()[-1])
+    now.update({t: now["KeyCorridorS4R3"] for t in scaled})
     for task in teacher_tasks():
         r = reachable_states(task)
         assert r == shipped[task] == tuple(now[task]), task
-        assert 0 in r and all(0 <= i < guidance(task).num_states for i in r)
+        assert all(0 <= i < guidance(task).num_states for i in r), task
+        # Every first observation's state is among them (state 0, nothing seen, for most tasks;
+        # KeyCorridorS3R1's agent starts between two doors, facing a wall, and sees both).
+        env = make(task)
+        first = jax.vmap(env.reset)(jax.random.split(jax.random.key(1), 64)).obs
+        starts = set(np.asarray(jax.vmap(guidance(task).abstract_state)(first)).tolist())
+        assert starts <= set(r), (task, starts - set(r))
     assert not any(i in reachable_states("DoorKey") for i in (13, 20))  # no key of another colour
 
 

@@ -25,11 +25,16 @@ from .abstraction import (ABSTRACTION_VERSION, DOORKEY_GUIDANCE, NUM_ABSTRACT_ST
                           AbstractState, abstract_state, decode, describe, describe_all, factors)
 from .box_abstraction import BLOCKED_GUIDANCE as BLOCKEDUNLOCKPICKUP_GUIDANCE
 from .box_abstraction import GUIDANCE as UNLOCKPICKUP_GUIDANCE
+from .box_abstraction import CORRIDOR_GUIDANCE as KEYCORRIDOR_GUIDANCE
 from .doorkey import DoorKeyEnv, check_keywords
 from .task import Guidance
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
                     TimeStep)
+
+
+KEYCORRIDOR_SIZES = ((3, 1), (3, 2), (3, 3), (4, 3), (5, 3), (6, 3))
+"""`(room_size, rows)` of MiniGrid's registered KeyCorridor tasks (S3R1 ... S6R3)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,15 @@ _TASKS: dict[str, TaskSpec] = {
                                                      max_room=6, door_wall="east", n_boxes=1,
                                                      goal="pickup", blocked=True),
                                     BLOCKEDUNLOCKPICKUP_GUIDANCE, dict(max_steps=576)),
+    # MiniGrid's KeyCorridorS<S>R<R>: R x 3 rooms of side S around a hallway, the key in a left
+    # room, the ball behind a locked door on the right; 30 * S^2 steps. Picking up the ball is
+    # success.
+    **{f"KeyCorridorS{s}R{r}": TaskSpec(
+        DoorKeyEnv, dict(world="corridor", room_size=s, rows=r, size=3 * (s - 1) + 1,
+                         goal="ball", n_keys=1, n_lava=0, n_boxes=0, blocked=False,
+                         door_wall="any", min_room=5, max_room=None),
+        KEYCORRIDOR_GUIDANCE, dict(max_steps=30 * s * s))
+       for s, r in KEYCORRIDOR_SIZES},
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
@@ -227,7 +241,8 @@ def make(name: str, **overrides: Any):
     `max_room` (None: `size`), `door_wall` ("any"), `view_size` (3), `fully_observed` (False),
     `max_steps` (150), `layouts` ("all"). Unlock, UnlockPickup and BlockedUnlockPickup
     (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked),
-    `layouts`. Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
+    `layouts`. KeyCorridorS3R1 ... KeyCorridorS6R3 (MiniGrid's): `view_size` (3),
+    `fully_observed`, `max_steps` (30 * S * S), `layouts`. Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
     (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id (`"Navix-Empty-8x8-v0"`, see
     `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff` (NAVIX's defaults).
 

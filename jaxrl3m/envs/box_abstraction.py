@@ -1,5 +1,6 @@
-"""The guidance of UnlockPickup and BlockedUnlockPickup: abstract states over the door, a key,
-a box, the agent's hands and (blocked) a ball in front of the door.
+"""The guidance of UnlockPickup, BlockedUnlockPickup and KeyCorridor: abstract states over the
+(locked) door, a key, the object to pick up (a box; KeyCorridor's ball), the agent's hands and
+(blocked) a ball in front of the door.
 
 Like the DoorKey family's abstraction (`jaxrl3m.envs.abstraction`) it reads only what the agent
 has observed. The factors:
@@ -12,6 +13,11 @@ has observed. The factors:
 
 Index: `((door * 3 + carrying) * 2 + key_on_floor) * 2 + box_seen`, 36 states (UnlockPickup);
 BlockedUnlockPickup's is that index `* 2 + ball_at_door`, 72 states.
+
+KeyCorridor (`corridor=True`, 36 states) has several doors, all closed but one locked: its door
+factor is about the locked one: seen locked (a door in the locked state), seen open (a door of
+the key's colour, carried or seen, is open: the generator keeps that colour unique among the
+doors), or neither; and its object is the ball behind that door.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import jax.numpy as jnp
 
 from .abstraction import _join
 from .task import Guidance
-from .types import BALL, BOX, DOOR, DOOR_OPEN, EMPTY, KEY, Observation
+from .types import BALL, BOX, DOOR, DOOR_LOCKED, DOOR_OPEN, EMPTY, KEY, Observation
 
 VERSION = 1
 NUM_STATES = 36
@@ -32,6 +38,8 @@ BLOCKED_NUM_STATES = 72
 OPTIONS = ("explore", "go to the key", "pick up the key", "go to the door", "open the door",
            "drop the key", "go to the box", "pick up the box")
 BLOCKED_OPTIONS = OPTIONS + ("go to the ball", "pick up the ball", "drop the ball")
+CORRIDOR_OPTIONS = ("explore", "go to the key", "pick up the key", "go to the locked door",
+                    "open the locked door", "drop the key", "go to the ball", "pick up the ball")
 
 DESCRIPTION = (
     "An agent is in a room whose door is locked, and a key lies somewhere in the room; behind "
@@ -39,9 +47,19 @@ DESCRIPTION = (
     "explore to find things. A locked door opens only when the agent carries a key of the "
     "door's colour, and the agent can carry one object at a time. The goal is to pick up the "
     "box.")
-BLOCKED_DESCRIPTION = DESCRIPTION.replace(
-    "lies somewhere in the room;", "lies somewhere in the room, and a ball stands in front of "
-    "the door, blocking it;")
+BLOCKED_DESCRIPTION = (
+    "An agent is in a room whose door is locked, and a key lies somewhere in the room, and a "
+    "ball stands in front of the door, blocking it; behind the door is a second room with a "
+    "box. The agent sees only the cells near it, so it must explore to find things. A locked "
+    "door opens only when the agent carries a key of the door's colour, and the agent can carry "
+    "one object at a time. The goal is to pick up the box.")
+CORRIDOR_DESCRIPTION = (
+    "An agent stands in a hallway with rooms on both sides, each behind a closed door that it "
+    "can open. One room is locked and holds a ball; the key of the locked door's colour lies in "
+    "another room. The agent sees only the cells near it, and not through closed doors, so it "
+    "must explore, opening doors, to find things. A locked door opens only when the agent "
+    "carries a key of the door's colour, and the agent can carry one object at a time. The goal "
+    "is to pick up the ball.")
 
 
 def _ball_at_door(tag: jax.Array) -> jax.Array:
@@ -52,16 +70,32 @@ def _ball_at_door(tag: jax.Array) -> jax.Array:
     return ((tag == BALL) & near).any()
 
 
-def abstract_state(obs: Observation, blocked: bool = False) -> jax.Array:
+def _locked_door(tag: jax.Array, colour: jax.Array, state: jax.Array,
+                 carrying: jax.Array) -> jax.Array:
+    """`i32[]`: the corridor's locked door 0 not seen, 1 seen locked, 2 seen open (a door of
+    the key's colour open, the key carried or seen)."""
+    doors = tag == DOOR
+    keys = tag == KEY
+    key_colour = jnp.where(carrying[0] == KEY, carrying[1],
+                           jnp.where(keys.any(), colour.ravel()[jnp.argmax(keys.ravel())], -1))
+    opened = (doors & (state == DOOR_OPEN) & (colour == key_colour)).any()
+    return jnp.where((doors & (state == DOOR_LOCKED)).any(), 1, jnp.where(opened, 2, 0))
+
+
+def abstract_state(obs: Observation, blocked: bool = False, corridor: bool = False
+                   ) -> jax.Array:
     """`i32[]` in `[0, 36)` (`[0, 72)` when `blocked`; one observation; jittable, vmap for
     batches)."""
-    tag, state = obs.grid[..., 0], obs.grid[..., 2]
+    tag, colour, state = obs.grid[..., 0], obs.grid[..., 1], obs.grid[..., 2]
     doors = tag == DOOR
-    door = jnp.where(doors.any(), jnp.where((doors & (state == DOOR_OPEN)).any(), 2, 1), 0)
+    if corridor:
+        door = _locked_door(tag, colour, state, obs.carrying)
+    else:
+        door = jnp.where(doors.any(), jnp.where((doors & (state == DOOR_OPEN)).any(), 2, 1), 0)
     held = obs.carrying[0]
     carrying = jnp.where(held == EMPTY, 0, jnp.where(held == KEY, 1, 2))
     key = (tag == KEY).any()
-    box = (tag == BOX).any()
+    box = (tag == (BALL if corridor else BOX)).any()
     index = ((door * 3 + carrying) * 2 + key) * 2 + box
     if blocked:
         index = index * 2 + _ball_at_door(tag)
@@ -84,22 +118,36 @@ def decode(index: int, blocked: bool = False) -> tuple[int, ...]:
     return (door, carrying, key, box) + ball
 
 
-def describe(index: int, blocked: bool = False) -> str:
+def describe(index: int, blocked: bool = False, corridor: bool = False) -> str:
     """The text of an abstract state, e.g. "You see an open door and a box. You carry a key.\""""
     door, carrying, key, box, *ball = decode(index, blocked)
-    seen = ([("a locked door", "an open door")[door - 1]] if door else []) + \
+    doors = ("the locked door", "the locked door, now open") if corridor else (
+        "a locked door", "an open door")
+    thing = "a ball" if corridor else "a box"
+    seen = ([doors[door - 1]] if door else []) + \
         (["a ball in front of the door"] if ball and ball[0] else []) + \
-        (["a key"] if key else []) + (["a box"] if box else [])
-    text = f"You see {_join(seen)}." if seen else "You see no door, key or box."
+        (["a key"] if key else []) + ([thing] if box else [])
+    if seen:
+        text = f"You see {_join(seen)}."
+    else:
+        text = "You see no locked door, key or ball." if corridor else \
+            "You see no door, key or box."
     if not door:
-        text += " You have not found the door yet."
+        text += " You have not found the locked door yet." if corridor else \
+            " You have not found the door yet."
     return text + " You carry " + ("nothing", "a key", "a ball or a box")[carrying] + "."
 
 
-def oracle(index: int, blocked: bool = False) -> tuple[str, ...]:
+def oracle(index: int, blocked: bool = False, corridor: bool = False) -> tuple[str, ...]:
     """The right options, by hand: (blocked: the ball out of the way first, dropped away from
     the door), the key to the door, the door open, the key dropped (one object at a time), then
-    the box."""
+    the box (KeyCorridor: the ball; its explore opens closed doors, its door options are the
+    locked door's)."""
+    if corridor:
+        rename = {"go to the door": "go to the locked door",
+                  "open the door": "open the locked door", "go to the box": "go to the ball",
+                  "pick up the box": "pick up the ball"}
+        return tuple(rename.get(o, o) for o in oracle(index))
     door, carrying, key, box, *ball = decode(index, blocked)
     if carrying == 2 and blocked:
         return ("drop the ball",)
@@ -127,3 +175,18 @@ BLOCKED_GUIDANCE = Guidance(
     describe=functools.partial(describe, blocked=True), options=BLOCKED_OPTIONS,
     oracle=functools.partial(oracle, blocked=True), description=BLOCKED_DESCRIPTION,
     examples=({"state": 0, "answer": "explore"},))
+
+
+def corridor_skills(obs: Observation, options: tuple[str, ...]):
+    """KeyCorridor's skills (`jaxrl3m.teacher.skills.corridor_skills`, imported when used: the
+    teacher package imports this one)."""
+    from ..teacher.skills import corridor_skills as skills
+    return skills(obs, options)
+
+
+CORRIDOR_GUIDANCE = Guidance(
+    name="keycorridor", version=VERSION, num_states=NUM_STATES,
+    abstract_state=functools.partial(abstract_state, corridor=True),
+    describe=functools.partial(describe, corridor=True), options=CORRIDOR_OPTIONS,
+    skills=corridor_skills, oracle=functools.partial(oracle, corridor=True),
+    description=CORRIDOR_DESCRIPTION, examples=({"state": 0, "answer": "explore"},))

@@ -1,5 +1,5 @@
-"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup and BlockedUnlockPickup: one
-environment class, six configurations.
+"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup, BlockedUnlockPickup and
+KeyCorridor: one environment class, its configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
@@ -9,7 +9,8 @@ Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
   another colour does nothing); on an unlocked door it opens or closes it;
 - `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
-Opening the door is success ((Blocked)UnlockPickup: picking up the box is): the episode
+Opening the door is success ((Blocked)UnlockPickup: picking up the box is; KeyCorridor: the
+ball): the episode
 terminates with reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava
 terminates with reward 0. At `t == max_steps` the episode is truncated (reward 0) unless it
 terminated on that step.
@@ -61,8 +62,17 @@ class DoorKeyEnv:
     """A ball of a random colour on the cell inside the door (MiniGrid's BlockedUnlockPickup):
     the agent must pick it up and put it elsewhere before it can reach the door."""
     goal: str = "open"
-    """What ends an episode with success: "open" the door (DoorKey, Unlock), or "pickup" a box
-    (UnlockPickup: picking up the box; opening the door then earns nothing)."""
+    """What ends an episode with success: "open" the door (DoorKey, Unlock), "pickup" a box
+    (UnlockPickup: picking up the box; opening the door then earns nothing), or "ball": pick up
+    the ball (KeyCorridor)."""
+    world: str = "room"
+    """The map: "room" (one room, and with door_wall="east" a second behind its door) or
+    "corridor": MiniGrid's KeyCorridor, `rows` x 3 rooms of side `room_size` around a hallway
+    (`layout_lib.sample_corridor`); `size` is then `3 * (room_size - 1) + 1`."""
+    rows: int = 3
+    """Corridor world: rows of rooms (MiniGrid's `num_rows`, the R of KeyCorridorS3R1)."""
+    room_size: int = 3
+    """Corridor world: side of each room, walls included (the S of KeyCorridorS3R1)."""
     view_size: int = 3
     """Side of the agent's egocentric view (odd, >= 3); MiniGrid's default is 7."""
     fully_observed: bool = False
@@ -92,9 +102,12 @@ class DoorKeyEnv:
 
     def sample_layout(self, key: jax.Array) -> Layout:
         """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
-        draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
-                                                  self.n_lava, self.max_room, self.door_wall,
-                                                  self.n_boxes, self.blocked)
+        if self.world == "corridor":
+            draw = lambda k: layout_lib.sample_corridor(k, self.room_size, self.rows)
+        else:
+            draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
+                                                      self.n_lava, self.max_room, self.door_wall,
+                                                      self.n_boxes, self.blocked)
         if self.layouts == "all":
             return draw(key)
         want = self.layouts == "heldout"
@@ -112,14 +125,22 @@ class DoorKeyEnv:
     def init_state(self, layout: Layout, key: jax.Array) -> EnvState:
         """The first state of an episode with the given layout; `key` seeds later resets."""
         rows, cols = np.mgrid[0: self.size, 0: self.size]
-        h, w = layout.room[0], layout.room[1]
-        interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
-        if self.door_wall == "east":  # MiniGrid's Unlock: a second room behind the door
-            interior |= (rows >= 1) & (rows <= h - 2) & (cols >= w) & (cols <= 2 * w - 3)
+        if self.world == "corridor":
+            interior = self._corridor_interior()
+        else:
+            h, w = layout.room[0], layout.room[1]
+            interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
+            if self.door_wall == "east":  # MiniGrid's Unlock: a second room behind the door
+                interior |= (rows >= 1) & (rows <= h - 2) & (cols >= w) & (cols <= 2 * w - 3)
         grid = jnp.where(interior[..., None], jnp.asarray(EMPTY_CELL), jnp.asarray(WALL_CELL))
         door = jnp.stack([jnp.uint8(DOOR), layout.door_colour.astype(jnp.uint8),
                           jnp.uint8(DOOR_LOCKED)])
         grid = grid.at[layout.door_pos[0], layout.door_pos[1]].set(door)
+        closed = jnp.stack([jnp.full_like(layout.closed_door_colour, DOOR),
+                            layout.closed_door_colour,
+                            jnp.full_like(layout.closed_door_colour, DOOR_CLOSED)],
+                           axis=-1).astype(jnp.uint8)
+        grid = grid.at[layout.closed_door_pos[:, 0], layout.closed_door_pos[:, 1]].set(closed)
         keys = jnp.stack([jnp.full_like(layout.key_colour, KEY), layout.key_colour,
                           jnp.zeros_like(layout.key_colour)], axis=-1).astype(jnp.uint8)
         grid = grid.at[layout.key_pos[:, 0], layout.key_pos[:, 1]].set(keys)
@@ -128,7 +149,7 @@ class DoorKeyEnv:
             boxes = jnp.stack([jnp.full_like(layout.box_colour, BOX), layout.box_colour,
                                jnp.zeros_like(layout.box_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.box_pos[:, 0], layout.box_pos[:, 1]].set(boxes)
-        if self.blocked:
+        if self.blocked or self.world == "corridor":
             balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
                                jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.ball_pos[:, 0], layout.ball_pos[:, 1]].set(balls)
@@ -138,6 +159,16 @@ class DoorKeyEnv:
                         agent_pos=layout.agent_pos.astype(jnp.int32),
                         agent_dir=layout.agent_dir.astype(jnp.int32),
                         carrying=jnp.asarray(NOTHING), memory=memory)
+
+    def _corridor_interior(self) -> np.ndarray:
+        """`bool[size, size]`: the corridor world's floor (rooms' interiors and the hallway)."""
+        s, step = self.room_size, self.room_size - 1
+        height, width = layout_lib.corridor_shape(self.room_size, self.rows)
+        rows, cols = np.mgrid[0: self.size, 0: self.size]
+        floor = (rows % step != 0) & (cols % step != 0) & (rows < height) & (cols < width)
+        hallway = (rows % step == 0) & (rows > 0) & (rows < height - 1) & (cols >= s) & (
+            cols <= 2 * s - 3)
+        return floor | hallway
 
     def _observe_memory(self, memory, grid, agent_pos, agent_dir):
         if self.fully_observed:
@@ -211,6 +242,8 @@ class DoorKeyEnv:
         on_goal = moved & (tag == GOAL)
         if self.goal == "pickup":
             success = picked & (tag == BOX)
+        elif self.goal == "ball":
+            success = picked & (tag == BALL)
         else:
             success = opened | on_goal
         terminated = success | on_lava
@@ -235,11 +268,28 @@ class DoorKeyEnv:
 
 LAYOUT_SPLITS = ("all", "train", "heldout")
 DOOR_WALLS = ("any", "east")
-GOALS = ("open", "pickup")
+GOALS = ("open", "pickup", "ball")
+WORLDS = ("room", "corridor")
 
 
 def check_keywords(env: DoorKeyEnv) -> None:
     """Raises ValueError naming the keyword and the fix when a configuration cannot work."""
+    if env.world not in WORLDS:
+        raise ValueError(f"world={env.world!r} is unknown; valid: {', '.join(WORLDS)}")
+    if env.world == "corridor":
+        if not 1 <= env.rows <= 3:
+            raise ValueError(f"rows={env.rows} must be 1, 2 or 3 (a corridor grid is square, "
+                             f"as wide as its three columns of rooms)")
+        if env.room_size < 3:
+            raise ValueError(f"room_size={env.room_size} must be at least 3 (walls and one "
+                             f"interior cell)")
+        if env.size != layout_lib.corridor_shape(env.room_size, env.rows)[1]:
+            raise ValueError(f"size={env.size} must be 3 * (room_size - 1) + 1 = "
+                             f"{3 * (env.room_size - 1) + 1} in the corridor world")
+        if env.goal != "ball" or env.n_keys != 1 or env.n_lava or env.n_boxes or env.blocked:
+            raise ValueError("the corridor world has one key, one ball to pick up (goal='ball') "
+                             "and no lava, boxes or blocking ball")
+        return _check_view(env)
     if env.size < 5:
         raise ValueError(f"size={env.size} is too small: the grid needs at least 5x5 cells "
                          "(a room with walls and a 3x3 interior)")
@@ -258,6 +308,8 @@ def check_keywords(env: DoorKeyEnv) -> None:
     if env.blocked and env.door_wall != "east":
         raise ValueError("blocked=True puts a ball inside the door to the second room, which "
                          "only door_wall='east' has")
+    if env.goal == "ball":
+        raise ValueError("goal='ball' needs the ball of the corridor world (world='corridor')")
     if env.goal == "pickup" and not env.n_boxes:
         raise ValueError("goal='pickup' needs a box to pick up: set n_boxes=1")
     widest = env.size if env.max_room is None else env.max_room
@@ -265,6 +317,17 @@ def check_keywords(env: DoorKeyEnv) -> None:
         raise ValueError(f"door_wall='east' puts a second room of the same width behind the "
                          f"door: size={env.size} must be at least 2 * max_room - 1 = "
                          f"{2 * widest - 1}")
+    _check_view(env)
+    if not 1 <= env.n_keys <= NUM_COLOURS:
+        raise ValueError(f"n_keys={env.n_keys} must be between 1 and {NUM_COLOURS} "
+                         "(keys have distinct colours)")
+    if env.n_keys + env.n_lava > 2 and env.min_room < 6:
+        raise ValueError(f"{env.n_keys} keys and {env.n_lava} lava cells do not fit reliably in "
+                         f"a {env.min_room}x{env.min_room} room: raise min_room to 6 or more")
+
+
+def _check_view(env: DoorKeyEnv) -> None:
+    """The keywords every world shares: the view, the time limit, the layout split."""
     if env.view_size < 3 or env.view_size % 2 == 0:
         raise ValueError(f"view_size={env.view_size} must be odd and >= 3 (MiniGrid's rule), "
                          "e.g. 3 or 7")
@@ -272,9 +335,3 @@ def check_keywords(env: DoorKeyEnv) -> None:
         raise ValueError(f"max_steps={env.max_steps} must be >= 1")
     if env.layouts not in LAYOUT_SPLITS:
         raise ValueError(f"layouts={env.layouts!r} is unknown; valid: {', '.join(LAYOUT_SPLITS)}")
-    if not 1 <= env.n_keys <= NUM_COLOURS:
-        raise ValueError(f"n_keys={env.n_keys} must be between 1 and {NUM_COLOURS} "
-                         "(keys have distinct colours)")
-    if env.n_keys + env.n_lava > 2 and env.min_room < 6:
-        raise ValueError(f"{env.n_keys} keys and {env.n_lava} lava cells do not fit reliably in "
-                         f"a {env.min_room}x{env.min_room} room: raise min_room to 6 or more")

@@ -252,6 +252,88 @@ def sample_layout(key: jax.Array, size: int, min_room: int, n_keys: int, n_lava:
     return layout
 
 
+def corridor_shape(room_size: int, rows: int) -> tuple[int, int]:
+    """`(height, width)` of a KeyCorridor grid: `rows` x 3 rooms of side `room_size` (walls
+    shared), MiniGrid's RoomGrid."""
+    return rows * (room_size - 1) + 1, 3 * (room_size - 1) + 1
+
+
+def _corridor_start(u: jax.Array, s: int, n: int, doors: jax.Array):
+    """MiniGrid's `RoomGrid.place_agent` for KeyCorridor's middle room: a pose uniform over the
+    empty cells of the room's square (the hallway's open wall cells included) and the four
+    directions, such that the cell in front is empty or a wall (not a door). `doors`:
+    `i32[D, 2]`, every door. Returns `(pos i32[2], dir i32[])`."""
+    top, left = (n // 2) * (s - 1), s - 1
+    r, c = np.mgrid[top: top + s, left: left + s]
+    inside = (r > top) & (r < top + s - 1) & (c > left) & (c < left + s - 1)
+    hall = (c > left) & (c < left + s - 1) & (((r == top) & (n // 2 > 0))
+                                               | ((r == top + s - 1) & (n // 2 < n - 1)))
+    cells = np.stack([r[inside | hall], c[inside | hall]], -1)  # empty: no object goes here
+    front = cells[:, None, :] + np.asarray([[0, 1], [1, 0], [0, -1], [-1, 0]])[None]
+    is_door = (front[:, :, None, :] == doors[None, None]).all(-1).any(-1)  # [C, 4]
+    ok = ~is_door.reshape(-1)
+    k = _below(u, ok.sum())
+    pick = jnp.argmax(jnp.cumsum(ok) > k)
+    return jnp.asarray(cells)[pick // 4], (pick % 4).astype(jnp.int32)
+
+
+def sample_corridor(key: jax.Array, room_size: int, rows: int) -> Layout:
+    """A KeyCorridor layout (MiniGrid's `KeyCorridorEnv`): `rows` x 3 rooms of side
+    `room_size`; the middle column is a hallway (the walls between its rooms removed), the
+    agent in its middle room (`_corridor_start`: MiniGrid's rule); one room of the right column, drawn
+    uniformly, is locked (its door on the hallway, any colour) and holds a ball (any colour);
+    the key, of the locked door's colour, lies in a room of the left column. Every other side
+    room has a closed, unlocked door onto the hallway, of a colour other than the locked
+    door's. Objects are uniform over their room's interior, doors over their wall (corners
+    excluded).
+
+    Solvable by construction: every room opens onto the hallway; a room holds at most one
+    object, and an object in front of a door is picked up from the door's cell; the key can be
+    dropped on the hallway side of the locked door or, when every cell there is taken (a one-cell
+    hallway), behind the left room's door. Departure from MiniGrid: its `connect_all` joins
+    rooms with random doors (side rooms may open onto each other, door colours may repeat); ours
+    opens each side room onto the hallway and keeps the locked door's colour unique, so that
+    "the door of the key's colour" names it. Jittable and vmappable."""
+    s, n, inner = room_size, rows, room_size - 2
+    u = jax.random.bits(key, (4 * n + 8,), dtype=jnp.uint32)
+    below = lambda i, m: _below(u[i], jnp.asarray(m))
+    locked = below(0, n)
+    door_colour = below(1, NUM_COLOURS)
+    # One door per side room, on its wall shared with the hallway: left rooms' east walls
+    # (column s - 1), right rooms' west walls (column 2 (s - 1)).
+    left = [jnp.stack([j * (s - 1) + 1 + below(2 + j, inner), jnp.asarray(s - 1)])
+            for j in range(n)]
+    right = jnp.stack([jnp.stack([j * (s - 1) + 1 + below(2 + n + j, inner),
+                                  jnp.asarray(2 * (s - 1))]) for j in range(n)])
+    others = left + [right[i + (i >= locked)] for i in range(n - 1)]
+    closed_colour = jnp.stack([(door_colour + 1 + below(2 + 2 * n + i, NUM_COLOURS - 1))
+                               % NUM_COLOURS for i in range(2 * n - 1)])
+    i = 4 * n + 1
+
+    def in_room(col_room, row_room, first):
+        return jnp.stack([row_room * (s - 1) + 1 + below(first, inner),
+                          col_room * (s - 1) + 1 + below(first + 1, inner)])
+
+    key_pos = in_room(0, below(i, n), i + 1)
+    ball_pos = in_room(2, locked, i + 3)
+    agent, agent_dir = _corridor_start(u[i + 5], s, n, jnp.concatenate(
+        [jnp.stack(others), right[locked][None]]))
+    return Layout(
+        room=jnp.asarray(corridor_shape(s, n), jnp.int32),
+        door_pos=right[locked].astype(jnp.int32),
+        door_colour=door_colour,
+        key_pos=key_pos[None].astype(jnp.int32),
+        key_colour=door_colour[None],
+        lava_pos=jnp.zeros((0, 2), jnp.int32),
+        agent_pos=agent.astype(jnp.int32),
+        agent_dir=agent_dir,
+        ball_pos=ball_pos[None].astype(jnp.int32),
+        ball_colour=below(i + 6, NUM_COLOURS)[None],
+        closed_door_pos=jnp.stack(others).astype(jnp.int32),
+        closed_door_colour=closed_colour.astype(jnp.int32),
+    )
+
+
 # A fixed odd multiplier per hashed integer (drawn once; changing them changes every split).
 _HASH_MULT = np.random.default_rng(0x1A70).integers(1, 2**31, size=64, dtype=np.int64) * 2 + 1
 HELD_OUT_SHARE = 8  # one map in 8 is held out
@@ -263,12 +345,12 @@ with a training layout."""
 
 
 def map_hash(layout: Layout) -> jax.Array:
-    """`u32[]`: a hash of the map (room, door, keys, lava, boxes, balls), not of where the agent
-    starts. One environment (vmap for batches)."""
+    """`u32[]`: a hash of the map (room, doors, keys, lava, boxes, balls), not of where the
+    agent starts. One environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
         layout.lava_pos, layout.box_pos, layout.box_colour, layout.ball_pos,
-        layout.ball_colour)])
+        layout.ball_colour, layout.closed_door_pos, layout.closed_door_colour)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)
@@ -282,10 +364,11 @@ def held_out(layout: Layout) -> jax.Array:
 
 
 def recoloured(layout: Layout, shift: jax.Array) -> Layout:
-    """The layout with every colour (door, keys) moved `shift` steps around the colour wheel:
+    """The layout with every colour (doors, keys) moved `shift` steps around the colour wheel:
     the same room, positions and solution (key 0 still opens the door), another map."""
     return layout.replace(door_colour=(layout.door_colour + shift) % NUM_COLOURS,
-                          key_colour=(layout.key_colour + shift) % NUM_COLOURS)
+                          key_colour=(layout.key_colour + shift) % NUM_COLOURS,
+                          closed_door_colour=(layout.closed_door_colour + shift) % NUM_COLOURS)
 
 
 def into_training_map(layout: Layout) -> Layout:

@@ -66,8 +66,8 @@ def cell(tag: int, colour: int = 0, state: int = 0) -> np.ndarray:
 # Pytrees
 # ---------------------------------------------------------------------------------------------
 class Layout(struct.PyTreeNode):
-    """Everything random about an episode's start: where the room, door, keys, lava, boxes, balls
-    and agent are.
+    """Everything random about an episode's start: where the room, door, keys, lava, boxes, balls,
+    other doors and the agent are.
 
     `reset` samples one; tests and the MiniGrid parity check build them by hand. Keys are ordered:
     key 0 always has the door's colour. Shapes are for one environment (add a leading batch axis
@@ -88,6 +88,12 @@ class Layout(struct.PyTreeNode):
     # Balls (BlockedUnlockPickup's, on the cell inside the door; N = 0 for the other tasks).
     ball_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
     ball_colour: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
+    # Closed, unlocked doors (KeyCorridor's, between its rooms; D = 0 for the other tasks), each
+    # of a colour other than the locked door's.
+    closed_door_pos: jax.Array = struct.field(
+        default_factory=lambda: np.zeros((0, 2), np.int32))
+    closed_door_colour: jax.Array = struct.field(
+        default_factory=lambda: np.zeros((0,), np.int32))
 
 
 class EnvState(struct.PyTreeNode):

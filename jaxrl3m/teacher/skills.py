@@ -33,8 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_OPEN, DROP, EMPTY, FORWARD, KEY, LEFT,
-                          NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN, Observation)
+from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
+                          EMPTY, FORWARD, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
+                          Observation)
 
 MAX_GRID = 32
 """Bits per packed word: grids up to 34 columns (32 inside the wall ring)."""
@@ -204,13 +205,14 @@ class Knowledge(struct.PyTreeNode):
     optimal: jax.Array  # bool[T, 3]
     drop_ok: jax.Array  # bool[4]: whether the cells in front, left, right and behind are good
     # drop spots
+    drop_free: jax.Array  # bool[4]: whether they are empty (drop spots of the last resort)
     hands_empty: jax.Array  # bool[]
     ball_world: jax.Array  # bool[]: a ball seen or carried (BlockedUnlockPickup's world)
 
 
 # Navigation targets, in order; `go to` skills and explore index into these.
 TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door", "box",
-           "ball")
+           "ball", "unseen or closed door", "locked door")
 
 
 def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGETS)))
@@ -240,7 +242,8 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     near_unseen = (jnp.roll(unseen, 1, 0) | jnp.roll(unseen, -1, 0) | jnp.roll(unseen, 1, 1)
                    | jnp.roll(unseen, -1, 1))
     frontier = unseen | ((tag == BALL) & near_unseen)
-    all_cells = (frontier, key, matching, other, closed_door, tag == BOX, tag == BALL)
+    all_cells = (frontier, key, matching, other, closed_door, tag == BOX, tag == BALL,
+                 frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED))
     target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
     found, dist, optimal = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir,
                                     packing, max_iters=4 * tag.size)
@@ -264,6 +267,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     front = grid[cells[0, 0], cells[0, 1]]
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
                      optimal=optimal, drop_ok=drop_ok,
+                     drop_free=(tag == EMPTY)[cells[:, 0], cells[:, 1]],
                      hands_empty=obs.carrying[0] == EMPTY,
                      ball_world=(tag == BALL).any() | (obs.carrying[0] == BALL))
 
@@ -301,9 +305,18 @@ def pick_up(k: Knowledge, which: str) -> SkillOutput:
     return _output(_one_hot(PICKUP), wanted & k.hands_empty)
 
 
-def open_door(k: Knowledge) -> SkillOutput:
-    """Toggle the door in front when it is not open."""
-    return _output(_one_hot(TOGGLE), (k.front[0] == DOOR) & (k.front[2] != DOOR_OPEN))
+def open_door(k: Knowledge, locked_only: bool = False) -> SkillOutput:
+    """Toggle the door in front when it is not open (`locked_only`: when it is locked)."""
+    shut = k.front[2] == DOOR_LOCKED if locked_only else k.front[2] != DOOR_OPEN
+    return _output(_one_hot(TOGGLE), (k.front[0] == DOOR) & shut)
+
+
+def explore_opening_doors(k: Knowledge) -> SkillOutput:
+    """Explore where closed doors hide the unseen (KeyCorridor's rooms): the shortest path to
+    face an unseen cell or a closed (not locked) door, and open such a door once faced."""
+    facing = (k.front[0] == DOOR) & (k.front[2] == DOOR_CLOSED)
+    walk = go_to(k, target=7)
+    return _output(jnp.where(facing, _one_hot(TOGGLE), walk.probs), facing | walk.applicable)
 
 
 def drop(k: Knowledge) -> SkillOutput:
@@ -318,6 +331,20 @@ def drop(k: Knowledge) -> SkillOutput:
     action = jnp.where(front_ok, DROP, jnp.where(left_ok, LEFT, jnp.where(
         right_ok, RIGHT, jnp.where(stuck, FORWARD, LEFT))))
     return _output(_one_hot(action), ~k.hands_empty)
+
+
+def drop_anywhere(k: Knowledge) -> SkillOutput:
+    """`drop`, where every free cell may be next to a door (KeyCorridor's one-cell hallway):
+    a cell away from doors first, then any empty cell in front, left, right or behind, else a
+    step forward onto the open door or floor in front to find one. The agent stands next to
+    the door it just opened, so a key dropped beside it never walls it off from that door."""
+    ok, free = k.drop_ok, k.drop_free
+    best = jnp.where(ok[0], DROP, jnp.where(ok[1], LEFT, jnp.where(ok[2], RIGHT, jnp.where(
+        ok[3], LEFT, -1))))
+    walkable = (k.front[0] == EMPTY) | ((k.front[0] == DOOR) & (k.front[2] == DOOR_OPEN))
+    last = jnp.where(free[0], DROP, jnp.where(free[1], LEFT, jnp.where(free[2], RIGHT, jnp.where(
+        free[3], LEFT, jnp.where(walkable, FORWARD, LEFT)))))
+    return _output(_one_hot(jnp.where(best >= 0, best, last)), ~k.hands_empty)
 
 
 # name -> function of the shared knowledge. Tasks pick their options from these by name.
@@ -337,16 +364,27 @@ SKILLS: dict[str, Callable[[Knowledge], SkillOutput]] = {
     "go to the ball": functools.partial(go_to, target=6),
     "pick up the ball": functools.partial(pick_up, which="ball"),
     "drop the ball": drop,
+    "go to the locked door": functools.partial(go_to, target=8),
+    "open the locked door": functools.partial(open_door, locked_only=True),
+    "explore, opening closed doors": explore_opening_doors,
+    "drop the key anywhere": drop_anywhere,
 }
 """Every skill by its option name (the text the language model reads)."""
 
 _NAV_TARGET = {"explore": 0, "go to the key": 1, "go to the key of the door's colour": 2,
                "go to the key of another colour": 3, "go to the door": 4, "go to the box": 5,
-               "go to the ball": 6}
+               "go to the ball": 6, "explore, opening closed doors": 7,
+               "go to the locked door": 8}
 
 
-def skill_outputs(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
-    """All named skills on one observation: `probs f32[K, A]`, `applicable bool[K]`."""
+def skill_outputs(obs: Observation, names: tuple[str, ...],
+                  aliases: tuple[tuple[str, str], ...] = ()) -> SkillOutput:
+    """All named skills on one observation: `probs f32[K, A]`, `applicable bool[K]`.
+
+    `aliases` maps option names to skills of another name (KeyCorridor's "explore" is
+    "explore, opening closed doors")."""
+    alias = dict(aliases)
+    names = tuple(alias.get(n, n) for n in names)
     unknown = [n for n in names if n not in SKILLS]
     if unknown:
         raise ValueError(f"unknown skill(s) {unknown}; known skills: {sorted(SKILLS)}")
@@ -355,3 +393,14 @@ def skill_outputs(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
     outs = [SKILLS[n](k) for n in names]
     return SkillOutput(probs=jnp.stack([o.probs for o in outs]),
                        applicable=jnp.stack([o.applicable for o in outs]))
+
+
+CORRIDOR_ALIASES = (("explore", "explore, opening closed doors"),
+                    ("drop the key", "drop the key anywhere"))
+"""KeyCorridor's option names -> skills: its rooms are behind closed doors, its hallway may be
+one cell wide."""
+
+
+def corridor_skills(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
+    """KeyCorridor's skills (`Guidance.skills`): `skill_outputs` with `CORRIDOR_ALIASES`."""
+    return skill_outputs(obs, names, CORRIDOR_ALIASES)

@@ -364,12 +364,16 @@ def reachable_states(task: str) -> tuple[int, ...]:
 
 
 def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int, ...]]:
-    """Recomputes the shipped reachable states (of `tasks`, default every task with a
-    teacher) and writes `REACHABLE_FILE` atomically."""
+    """Recomputes the shipped reachable states of `tasks` (default every task with a teacher;
+    the other tasks' shipped entries are kept) and writes `REACHABLE_FILE` atomically."""
     tasks = tasks or teacher_tasks()
-    states = {t: compute_reachable(t) for t in tasks}
+    states = {t: v for t, v in shipped_reachable().items() if t in teacher_tasks()}
+    for t in tasks:
+        print(f"{t}: computing the reachable abstract states...", flush=True)
+        states[t] = compute_reachable(t)
+    states = {t: states[t] for t in teacher_tasks() if t in states}
     atomic_write_text(REACHABLE_FILE, json.dumps({
-        "versions": {t: [envs.guidance(t).name, envs.guidance(t).version] for t in tasks},
+        "versions": {t: [envs.guidance(t).name, envs.guidance(t).version] for t in states},
         "made_by": "python -m jaxrl3m.teacher.teacher (compute_reachable: the oracle teacher "
                    "with 30% random actions, 1024 environments x 300 steps, key 0)",
         "states": {t: list(v) for t, v in states.items()}}, indent=1) + "\n")
@@ -389,6 +393,7 @@ def teacher_targets(teacher: Teacher, obs: Observation, lam: jax.Array, num_acti
 
 
 if __name__ == "__main__":
-    for _task, _states in write_reachable().items():
+    import sys
+    for _task, _states in write_reachable(tuple(sys.argv[1:]) or None).items():
         print(f"{_task}: {len(_states)} reachable abstract states")
     print(f"wrote {REACHABLE_FILE}")
