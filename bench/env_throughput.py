@@ -2,7 +2,8 @@
 
 Measures jaxrl3m's DoorKey, LavaDoorKey, ColoredDoorKey and Unlock against NAVIX's own DoorKey-8x8
 (Unlock and UnlockPickup against NAVIX's `Navix-Unlock-v0` and `Navix-UnlockPickup-v0`;
-BlockedUnlockPickup, which NAVIX does not have, against its nearest, `Navix-UnlockPickup-v0`)
+BlockedUnlockPickup, which NAVIX does not have, against its nearest, `Navix-UnlockPickup-v0`;
+KeyCorridorS<S>R<R> against NAVIX's `Navix-KeyCorridorS<S>R<R>-v0`)
 (`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
 `MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
 is installed), all through the library's
@@ -17,6 +18,7 @@ reported apart; each figure is the best of `--repeats` timed runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
 import benchlib
@@ -124,8 +126,17 @@ def navix_unlock(pickup: bool = False):
     return NavixAdapter(nx.make(name, max_steps=288, penalty_coeff=0.9))
 
 
+def navix_keycorridor(name: str):
+    """NAVIX's `Navix-<name>-v0` with MiniGrid's time limit (30 S^2) and reward."""
+    import navix as nx
+    s = int(name[len("KeyCorridorS")])
+    return NavixAdapter(nx.make(f"Navix-{name}-v0", max_steps=30 * s * s, penalty_coeff=0.9))
+
+
+KEYCORRIDORS = tuple(f"KeyCorridorS{s}R{r}" for s, r in envs.KEYCORRIDOR_SIZES)
 NEAREST_NAVIX = {"Unlock": "NAVIX Unlock", "UnlockPickup": "NAVIX UnlockPickup",
-                 "BlockedUnlockPickup": "NAVIX UnlockPickup"}
+                 "BlockedUnlockPickup": "NAVIX UnlockPickup",
+                 **{t: f"NAVIX {t}" for t in KEYCORRIDORS}}
 """The NAVIX row each of our rows is compared with (default: NAVIX DoorKey-8x8)."""
 
 
@@ -182,6 +193,8 @@ def main():
         "NAVIX DoorKey-8x8": navix_doorkey_8x8,
         "NAVIX Unlock": navix_unlock,
         "NAVIX UnlockPickup": lambda: navix_unlock(pickup=True),
+        **{t: functools.partial(ours, t) for t in KEYCORRIDORS},
+        **{f"NAVIX {t}": functools.partial(navix_keycorridor, t) for t in KEYCORRIDORS},
     }
     try:  # the [peers] extra
         import xminigrid  # noqa: F401

@@ -199,7 +199,7 @@ def _minigrid_layouts(gym_id, seeds, view_size, max_steps=MAX_STEPS):
         cells = {(y, x): ref.grid.get(x, y) for y in range(ref.height) for x in range(ref.width)}
         kinds = {}
         for pos, obj in cells.items():
-            if obj is not None and obj.type in ("door", "key", "box", "ball"):
+            if obj is not None and obj.type in ("door", "key", "box", "ball", "goal"):
                 kind = "closed" if obj.type == "door" and not obj.is_locked else obj.type
                 kinds.setdefault(kind, []).append((list(pos), COLOR_TO_IDX[obj.color]))
         (door, door_colour), = kinds["door"]
@@ -214,7 +214,8 @@ def _minigrid_layouts(gym_id, seeds, view_size, max_steps=MAX_STEPS):
             ball_pos=np.reshape([p for p, _ in kinds.get("ball", [])], (-1, 2)),
             ball_colour=[c for _, c in kinds.get("ball", [])],
             closed_door_pos=np.reshape([p for p, _ in kinds.get("closed", [])], (-1, 2)),
-            closed_door_colour=[c for _, c in kinds.get("closed", [])]))
+            closed_door_colour=[c for _, c in kinds.get("closed", [])],
+            goal_pos=np.reshape([p for p, _ in kinds.get("goal", [])], (-1, 2))))
         refs.append(ref)
     most = max(len(r["closed_door_colour"]) for r in rows)
     for r in rows:
@@ -274,12 +275,13 @@ def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
 
 
 @pytest.mark.parametrize("task, view_size", [
-    ("KeyCorridorS3R1", 7), ("KeyCorridorS3R3", 3), ("KeyCorridorS4R3", 7)])
-def test_keycorridor_matches_minigrid_own_generator(task, view_size):
-    """KeyCorridor against gymnasium's own `MiniGrid-<task>-v0`: the layouts its generator draws
-    (side rooms joined by `connect_all`'s random doors, colours that may repeat), read into
-    ours, then uniform random actions and, on half the layouts, the oracle teacher's (20%
-    random). MiniGrid's grid is `R (S - 1) + 1` rows high; ours is square, wall below."""
+    ("KeyCorridorS3R1", 3), ("KeyCorridorS4R3", 7), ("LockedRoom", 7)])
+def test_room_worlds_match_minigrid_own_generators(task, view_size):
+    """KeyCorridor and LockedRoom against gymnasium's own `MiniGrid-<task>-v0`: the layouts
+    its generator draws (KeyCorridor's side rooms joined by `connect_all`'s random doors,
+    colours that may repeat), read into ours, then uniform random actions and, on half the
+    layouts, the oracle teacher's (20% random). MiniGrid's KeyCorridor grid is `R (S - 1) + 1`
+    rows high; ours is square, wall below."""
     env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
     n = 12
     refs, tree = _minigrid_layouts(f"MiniGrid-{task}-v0", range(n), view_size)

@@ -365,3 +365,69 @@ def test_keycorridor_generator_abstraction_and_keywords():
             envs.check_keywords(DoorKeyEnv(**{**corridor, **kw}))
     with pytest.raises(ValueError, match="goal='ball' needs the ball of the corridor world"):
         envs.make("DoorKey", goal="ball")
+
+
+def test_lockedroom_generator_abstraction_and_keywords():
+    """LockedRoom (MiniGrid's): six rooms of distinct door colours, the goal in the locked one,
+    the key in another, the agent in the hallway; MiniGrid's 7 x 7 view and 190 steps; the
+    abstraction's object is the goal square, walked onto with the key in hand."""
+    from jaxrl3m.envs import box_abstraction as bx
+    from jaxrl3m.envs.layout import lockedroom_rooms
+    from jaxrl3m.envs.types import DOOR, DOOR_LOCKED, DOOR_OPEN, GOAL, GOAL_CELL, NOTHING
+    env = envs.make("LockedRoom")
+    assert (env.size, env.max_steps, env.view_size, env.world) == (19, 190, 7, "lockedroom")
+    lay = jax.tree.map(np.asarray, jax.jit(jax.vmap(env.sample_layout))(
+        jax.random.split(jax.random.key(4), 2000)))
+    colours = np.concatenate([lay.closed_door_colour, lay.door_colour[:, None]], 1)
+    assert all(len(set(c)) == 6 for c in colours.tolist())
+    assert (lay.key_colour[:, 0] == lay.door_colour).all()
+    rooms = lockedroom_rooms()
+
+    def room_of(pos):
+        for i, ((top, left, h, w), _) in enumerate(rooms):
+            if top < pos[0] < top + h - 1 and left < pos[1] < left + w - 1:
+                return i
+        return -1
+
+    for i in range(200):
+        door_room = [d for _, d in rooms].index(tuple(lay.door_pos[i]))
+        assert room_of(lay.goal_pos[i, 0]) == door_room
+        assert room_of(lay.key_pos[i, 0]) not in (-1, door_room)
+    assert set(lay.agent_pos[:, 1].tolist()) == {8, 9, 10}
+    assert set(lay.agent_pos[:, 0].tolist()) == set(range(1, 18))
+    grid = np.asarray(env.init_state(jax.tree.map(lambda x: jnp.asarray(x[0]), lay),
+                                     jax.random.key(0)).grid)
+    assert (grid[tuple(lay.goal_pos[0, 0])] == GOAL_CELL).all()
+
+    texts = [bx.describe(i, lockedroom=True) for i in range(bx.NUM_STATES)]
+    assert len(set(texts)) == bx.NUM_STATES
+    obs = env.reset(jax.random.key(0)).obs
+    fn = jax.jit(envs.guidance("LockedRoom").abstract_state)
+
+    def state(cells, carrying=NOTHING):
+        g = np.zeros_like(np.asarray(obs.grid))
+        for (r, c), code in cells.items():
+            g[r, c] = code
+        return int(fn(obs.replace(grid=jnp.asarray(g),
+                                  carrying=jnp.asarray(carrying, jnp.uint8))))
+
+    oracle = envs.guidance("LockedRoom").oracle
+    assert oracle(state({(10, 1): (KEY, 2, 0)})) == ("go to the key", "pick up the key")
+    assert oracle(state({(3, 11): (DOOR, 2, DOOR_LOCKED)}, (KEY, 2, 0))) == (
+        "go to the locked door", "open the locked door")
+    opened = state({(3, 11): (DOOR, 2, DOOR_OPEN), (4, 17): (GOAL, 1, 0)}, (KEY, 2, 0))
+    assert bx.decode(opened) == (2, 1, 0, 1) and oracle(opened) == ("go to the goal",)
+    assert "the goal square" in texts[opened]
+    # The last skill steps onto the goal once it faces it (the episode's success).
+    from jaxrl3m.envs.types import FORWARD
+    from jaxrl3m.teacher.skills import corridor_skills
+    g = np.zeros_like(np.asarray(obs.grid))
+    g[4, 17] = (GOAL, 1, 0)
+    out = corridor_skills(obs.replace(grid=jnp.asarray(g), agent_pos=jnp.asarray([4, 16]),
+                                      agent_dir=jnp.asarray(0)), ("go to the goal",))
+    assert bool(out.applicable[0]) and float(out.probs[0, FORWARD]) == 1.0
+    with pytest.raises(ValueError, match="size=17: LockedRoom's rooms are laid out"):
+        envs.check_keywords(DoorKeyEnv(name="LockedRoom", world="lockedroom", size=17,
+                                       goal="goal", n_lava=0))
+    with pytest.raises(ValueError, match="goal='goal' needs LockedRoom's goal square"):
+        envs.make("DoorKey", goal="goal")

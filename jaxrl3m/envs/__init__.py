@@ -26,6 +26,7 @@ from .abstraction import (ABSTRACTION_VERSION, DOORKEY_GUIDANCE, NUM_ABSTRACT_ST
 from .box_abstraction import BLOCKED_GUIDANCE as BLOCKEDUNLOCKPICKUP_GUIDANCE
 from .box_abstraction import GUIDANCE as UNLOCKPICKUP_GUIDANCE
 from .box_abstraction import CORRIDOR_GUIDANCE as KEYCORRIDOR_GUIDANCE
+from .box_abstraction import LOCKEDROOM_GUIDANCE
 from .doorkey import DoorKeyEnv, check_keywords
 from .task import Guidance
 from .render import render_text
@@ -81,6 +82,13 @@ _TASKS: dict[str, TaskSpec] = {
                          door_wall="any", min_room=5, max_room=None),
         KEYCORRIDOR_GUIDANCE, dict(max_steps=30 * s * s))
        for s, r in KEYCORRIDOR_SIZES},
+    # MiniGrid's LockedRoom: six rooms around a hallway on a 19 x 19 grid, the goal square in
+    # the locked one, its key in another; MiniGrid's 10 * 19 = 190 steps and its 7 x 7 view
+    # (with the 3 x 3 view the oracle teacher needs up to ~270 steps: 190 cuts a third).
+    "LockedRoom": TaskSpec(DoorKeyEnv, dict(world="lockedroom", size=19, goal="goal", n_keys=1,
+                                            n_lava=0, n_boxes=0, blocked=False,
+                                            door_wall="any", min_room=5, max_room=None),
+                           LOCKEDROOM_GUIDANCE, dict(max_steps=190, view_size=7)),
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
@@ -242,7 +250,8 @@ def make(name: str, **overrides: Any):
     `max_steps` (150), `layouts` ("all"). Unlock, UnlockPickup and BlockedUnlockPickup
     (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked),
     `layouts`. KeyCorridorS3R1 ... KeyCorridorS6R3 (MiniGrid's): `view_size` (3),
-    `fully_observed`, `max_steps` (30 * S * S), `layouts`. Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
+    `fully_observed`, `max_steps` (30 * S * S), `layouts`. LockedRoom (MiniGrid's): the same,
+    with `view_size` 7 and `max_steps` 190 (MiniGrid's). Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
     (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id (`"Navix-Empty-8x8-v0"`, see
     `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff` (NAVIX's defaults).
 

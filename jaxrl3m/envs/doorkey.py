@@ -1,5 +1,5 @@
-"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup, BlockedUnlockPickup and
-KeyCorridor: one environment class, its configurations.
+"""DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup, BlockedUnlockPickup,
+KeyCorridor and LockedRoom: one environment class, its configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
@@ -10,7 +10,7 @@ Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
 Opening the door is success ((Blocked)UnlockPickup: picking up the box is; KeyCorridor: the
-ball): the episode
+ball; LockedRoom: stepping onto the goal): the episode
 terminates with reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava
 terminates with reward 0. At `t == max_steps` the episode is truncated (reward 0) unless it
 terminated on that step.
@@ -29,7 +29,7 @@ import numpy as np
 from . import autoreset, layout as layout_lib
 from .observation import empty_memory, update_memory
 from .types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
-                    EMPTY_CELL, FORWARD, GOAL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
+                    EMPTY_CELL, FORWARD, GOAL, GOAL_CELL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
                     NUM_ACTIONS, NUM_COLOURS, PICKUP, RIGHT, TOGGLE, WALL_CELL, EnvState, Layout,
                     Observation, TimeStep)
 
@@ -63,12 +63,14 @@ class DoorKeyEnv:
     the agent must pick it up and put it elsewhere before it can reach the door."""
     goal: str = "open"
     """What ends an episode with success: "open" the door (DoorKey, Unlock), "pickup" a box
-    (UnlockPickup: picking up the box; opening the door then earns nothing), or "ball": pick up
-    the ball (KeyCorridor)."""
+    (UnlockPickup: picking up the box; opening the door then earns nothing), "ball": pick up
+    the ball (KeyCorridor), or "goal": step onto the goal square (LockedRoom)."""
     world: str = "room"
     """The map: "room" (one room, and with door_wall="east" a second behind its door) or
     "corridor": MiniGrid's KeyCorridor, `rows` x 3 rooms of side `room_size` around a hallway
-    (`layout_lib.sample_corridor`); `size` is then `3 * (room_size - 1) + 1`."""
+    (`layout_lib.sample_corridor`); `size` is then `3 * (room_size - 1) + 1`; or
+    "lockedroom": MiniGrid's LockedRoom, six rooms around a hallway on a 19 x 19 grid
+    (`layout_lib.sample_lockedroom`)."""
     rows: int = 3
     """Corridor world: rows of rooms (MiniGrid's `num_rows`, the R of KeyCorridorS3R1)."""
     room_size: int = 3
@@ -104,6 +106,8 @@ class DoorKeyEnv:
         """A random solvable layout (see `jaxrl3m.envs.layout`) from the `layouts` split."""
         if self.world == "corridor":
             draw = lambda k: layout_lib.sample_corridor(k, self.room_size, self.rows)
+        elif self.world == "lockedroom":
+            draw = lambda k: layout_lib.sample_lockedroom(k, self.size)
         else:
             draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
                                                       self.n_lava, self.max_room, self.door_wall,
@@ -127,6 +131,8 @@ class DoorKeyEnv:
         rows, cols = np.mgrid[0: self.size, 0: self.size]
         if self.world == "corridor":
             interior = self._corridor_interior()
+        elif self.world == "lockedroom":
+            interior = self._lockedroom_interior()
         else:
             h, w = layout.room[0], layout.room[1]
             interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
@@ -149,6 +155,8 @@ class DoorKeyEnv:
             boxes = jnp.stack([jnp.full_like(layout.box_colour, BOX), layout.box_colour,
                                jnp.zeros_like(layout.box_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.box_pos[:, 0], layout.box_pos[:, 1]].set(boxes)
+        grid = grid.at[layout.goal_pos[:, 0], layout.goal_pos[:, 1]].set(
+            jnp.asarray(GOAL_CELL))
         if self.blocked or self.world == "corridor":
             balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
                                jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
@@ -169,6 +177,14 @@ class DoorKeyEnv:
         hallway = (rows % step == 0) & (rows > 0) & (rows < height - 1) & (cols >= s) & (
             cols <= 2 * s - 3)
         return floor | hallway
+
+    def _lockedroom_interior(self) -> np.ndarray:
+        """`bool[size, size]`: LockedRoom's floor (the rooms' interiors and the hallway)."""
+        floor = np.zeros((self.size, self.size), bool)
+        for (top, left, h, w), _ in layout_lib.lockedroom_rooms(self.size):
+            floor[top + 1: top + h - 1, left + 1: left + w - 1] = True
+        floor[1: self.size - 1, self.size // 2 - 1: self.size // 2 + 2] = True
+        return floor
 
     def _observe_memory(self, memory, grid, agent_pos, agent_dir):
         if self.fully_observed:
@@ -244,6 +260,8 @@ class DoorKeyEnv:
             success = picked & (tag == BOX)
         elif self.goal == "ball":
             success = picked & (tag == BALL)
+        elif self.goal == "goal":
+            success = on_goal
         else:
             success = opened | on_goal
         terminated = success | on_lava
@@ -268,8 +286,8 @@ class DoorKeyEnv:
 
 LAYOUT_SPLITS = ("all", "train", "heldout")
 DOOR_WALLS = ("any", "east")
-GOALS = ("open", "pickup", "ball")
-WORLDS = ("room", "corridor")
+GOALS = ("open", "pickup", "ball", "goal")
+WORLDS = ("room", "corridor", "lockedroom")
 
 
 def check_keywords(env: DoorKeyEnv) -> None:
@@ -286,10 +304,14 @@ def check_keywords(env: DoorKeyEnv) -> None:
         if env.size != layout_lib.corridor_shape(env.room_size, env.rows)[1]:
             raise ValueError(f"size={env.size} must be 3 * (room_size - 1) + 1 = "
                              f"{3 * (env.room_size - 1) + 1} in the corridor world")
-        if env.goal != "ball" or env.n_keys != 1 or env.n_lava or env.n_boxes or env.blocked:
-            raise ValueError("the corridor world has one key, one ball to pick up (goal='ball') "
-                             "and no lava, boxes or blocking ball")
-        return _check_view(env)
+        return _check_rooms_world(env, "the corridor world", "one ball to pick up", "ball")
+    if env.world == "lockedroom":
+        if env.size != layout_lib.LOCKEDROOM_SIZE:
+            raise ValueError(f"size={env.size}: LockedRoom's rooms are laid out for MiniGrid's "
+                             f"{layout_lib.LOCKEDROOM_SIZE} x {layout_lib.LOCKEDROOM_SIZE} grid")
+        return _check_rooms_world(env, "LockedRoom", "a goal square to reach", "goal")
+    if env.goal == "goal":
+        raise ValueError("goal='goal' needs LockedRoom's goal square (world='lockedroom')")
     if env.size < 5:
         raise ValueError(f"size={env.size} is too small: the grid needs at least 5x5 cells "
                          "(a room with walls and a 3x3 interior)")
@@ -324,6 +346,14 @@ def check_keywords(env: DoorKeyEnv) -> None:
     if env.n_keys + env.n_lava > 2 and env.min_room < 6:
         raise ValueError(f"{env.n_keys} keys and {env.n_lava} lava cells do not fit reliably in "
                          f"a {env.min_room}x{env.min_room} room: raise min_room to 6 or more")
+
+
+def _check_rooms_world(env: DoorKeyEnv, world: str, thing: str, goal: str) -> None:
+    """The multi-room worlds' objects (one key, `thing` as the goal) and the shared keywords."""
+    if env.goal != goal or env.n_keys != 1 or env.n_lava or env.n_boxes or env.blocked:
+        raise ValueError(f"{world} has one key, {thing} (goal={goal!r}) and no lava, boxes or "
+                         "blocking ball")
+    _check_view(env)
 
 
 def _check_view(env: DoorKeyEnv) -> None:

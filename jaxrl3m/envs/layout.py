@@ -17,6 +17,9 @@ For rooms up to 10x10 with at most two obstacles an exhaustive test proves that 
 qualifies; outside that domain, a failed draw is drawn again (`lax.while_loop`).
 
 Every sampling choice is uniform over the cells that qualify.
+
+KeyCorridor's maps (`sample_corridor`) have a fixed structure, MiniGrid's RoomGrid of rooms
+around a hallway; they are solvable by construction (the argument is in its docstring).
 """
 
 from __future__ import annotations
@@ -334,6 +337,63 @@ def sample_corridor(key: jax.Array, room_size: int, rows: int) -> Layout:
     )
 
 
+LOCKEDROOM_SIZE = 19
+"""MiniGrid's LockedRoom grid side (its only registered size)."""
+
+
+def lockedroom_rooms(size: int = LOCKEDROOM_SIZE) -> tuple[tuple[int, int, int, int], ...]:
+    """The six rooms of MiniGrid's `LockedRoomEnv` as `(top, left, height, width)`, walls
+    included, in MiniGrid's order (left, right, per row of rooms), and their doors' cells
+    `(row, col)` on the hallway walls: `((top, left, h, w), (door_row, door_col))` each."""
+    left_wall, right_wall, third = size // 2 - 2, size // 2 + 2, size // 3
+    rooms = []
+    for n in range(3):
+        j = n * third
+        rooms.append(((j, 0, third + 1, left_wall + 1), (j + 3, left_wall)))
+        rooms.append(((j, right_wall, third + 1, left_wall + 1), (j + 3, right_wall)))
+    return tuple(rooms)
+
+
+def sample_lockedroom(key: jax.Array, size: int = LOCKEDROOM_SIZE) -> Layout:
+    """A LockedRoom layout, MiniGrid's `LockedRoomEnv` draw for draw in distribution: a
+    hallway three cells wide down the middle, three rooms on each side behind closed doors of
+    six distinct colours; one room, uniform, is locked and holds the goal square (uniform over
+    its interior); the key, of the locked door's colour, lies in one of the other five rooms
+    (uniform, then uniform over its interior); the agent anywhere in the hallway, facing any way.
+
+    Solvable by construction: every room's door opens onto the hallway, rooms are empty but
+    for the key or the goal, and the locked door opens with the key; nothing needs dropping
+    (the goal square is walked onto carrying the key). Jittable and vmappable."""
+    rooms = lockedroom_rooms(size)
+    tops = jnp.asarray([r[0] for r in rooms], jnp.int32)
+    doors = jnp.asarray([r[1] for r in rooms], jnp.int32)
+    u = jax.random.bits(key, (12,), dtype=jnp.uint32)
+    below = lambda i, m: _below(u[i], jnp.asarray(m))
+    locked = below(0, 6)
+    key_room = (locked + 1 + below(1, 5)) % 6
+
+    def inside(room, first):
+        top, left, h, w = tops[room]
+        return jnp.stack([top + 1 + _below(u[first], h - 2), left + 1 + _below(u[first + 1],
+                                                                               w - 2)])
+
+    # Six distinct colours, one per room: a uniform permutation by sorting random words.
+    colours = jnp.argsort(jax.random.bits(jax.random.fold_in(key, 1), (6,), jnp.uint32))
+    colours = colours.astype(jnp.int32) % NUM_COLOURS
+    others = (locked + 1 + jnp.arange(5)) % 6
+    left_wall, right_wall = size // 2 - 2, size // 2 + 2
+    agent = jnp.stack([1 + below(6, size - 2), left_wall + 1 + below(7, right_wall - left_wall
+                                                                       - 1)])
+    return Layout(
+        room=jnp.asarray([size, size], jnp.int32),
+        door_pos=doors[locked], door_colour=colours[locked],
+        key_pos=inside(key_room, 2)[None], key_colour=colours[locked][None],
+        lava_pos=jnp.zeros((0, 2), jnp.int32),
+        agent_pos=agent.astype(jnp.int32), agent_dir=below(8, 4),
+        closed_door_pos=doors[others], closed_door_colour=colours[others],
+        goal_pos=inside(locked, 4)[None].astype(jnp.int32))
+
+
 # A fixed odd multiplier per hashed integer (drawn once; changing them changes every split).
 _HASH_MULT = np.random.default_rng(0x1A70).integers(1, 2**31, size=64, dtype=np.int64) * 2 + 1
 HELD_OUT_SHARE = 8  # one map in 8 is held out
@@ -350,7 +410,8 @@ def map_hash(layout: Layout) -> jax.Array:
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
         layout.lava_pos, layout.box_pos, layout.box_colour, layout.ball_pos,
-        layout.ball_colour, layout.closed_door_pos, layout.closed_door_colour)])
+        layout.ball_colour, layout.closed_door_pos, layout.closed_door_colour,
+        layout.goal_pos)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)

@@ -53,6 +53,7 @@ EMPTY_CELL = np.array([EMPTY, 0, 0], dtype=np.uint8)
 WALL_CELL = np.array([WALL, GREY, 0], dtype=np.uint8)
 UNSEEN_CELL = np.array([UNSEEN, 0, 0], dtype=np.uint8)
 LAVA_CELL = np.array([LAVA, RED, 0], dtype=np.uint8)  # MiniGrid's lava is red
+GOAL_CELL = np.array([GOAL, GREEN, 0], dtype=np.uint8)  # MiniGrid's goal is green
 # What `carrying` holds when the agent's hands are empty: the encoding of an empty cell.
 NOTHING = EMPTY_CELL
 
@@ -94,6 +95,8 @@ class Layout(struct.PyTreeNode):
         default_factory=lambda: np.zeros((0, 2), np.int32))
     closed_door_colour: jax.Array = struct.field(
         default_factory=lambda: np.zeros((0,), np.int32))
+    # Goal squares (LockedRoom's, inside the locked room; G = 0 for the other tasks).
+    goal_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
 
 
 class EnvState(struct.PyTreeNode):

@@ -34,7 +34,7 @@ import numpy as np
 from flax import struct
 
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
-                          EMPTY, FORWARD, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
+                          EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
                           Observation)
 
 MAX_GRID = 32
@@ -212,7 +212,7 @@ class Knowledge(struct.PyTreeNode):
 
 # Navigation targets, in order; `go to` skills and explore index into these.
 TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door", "box",
-           "ball", "unseen or closed door", "locked door")
+           "ball", "unseen or closed door", "locked door", "goal")
 
 
 def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGETS)))
@@ -243,7 +243,8 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
                    | jnp.roll(unseen, -1, 1))
     frontier = unseen | ((tag == BALL) & near_unseen)
     all_cells = (frontier, key, matching, other, closed_door, tag == BOX, tag == BALL,
-                 frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED))
+                 frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED),
+                 tag == GOAL)
     target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
     found, dist, optimal = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir,
                                     packing, max_iters=4 * tag.size)
@@ -319,6 +320,13 @@ def explore_opening_doors(k: Knowledge) -> SkillOutput:
     return _output(jnp.where(facing, _one_hot(TOGGLE), walk.probs), facing | walk.applicable)
 
 
+def go_onto_goal(k: Knowledge) -> SkillOutput:
+    """Shortest path to face the goal square, then a step onto it (LockedRoom's last skill)."""
+    facing = k.front[0] == GOAL
+    walk = go_to(k, target=9)
+    return _output(jnp.where(facing, _one_hot(FORWARD), walk.probs), facing | walk.applicable)
+
+
 def drop(k: Knowledge) -> SkillOutput:
     """Drop what is carried on a free cell away from the door, turning towards one if needed;
     with no such cell on any side (a corner beside the door, in BlockedUnlockPickup), step
@@ -368,13 +376,14 @@ SKILLS: dict[str, Callable[[Knowledge], SkillOutput]] = {
     "open the locked door": functools.partial(open_door, locked_only=True),
     "explore, opening closed doors": explore_opening_doors,
     "drop the key anywhere": drop_anywhere,
+    "go to the goal": go_onto_goal,
 }
 """Every skill by its option name (the text the language model reads)."""
 
 _NAV_TARGET = {"explore": 0, "go to the key": 1, "go to the key of the door's colour": 2,
                "go to the key of another colour": 3, "go to the door": 4, "go to the box": 5,
                "go to the ball": 6, "explore, opening closed doors": 7,
-               "go to the locked door": 8}
+               "go to the locked door": 8, "go to the goal": 9}
 
 
 def skill_outputs(obs: Observation, names: tuple[str, ...],
