@@ -3,7 +3,8 @@
 Measures jaxrl3m's DoorKey, LavaDoorKey, ColoredDoorKey and Unlock against NAVIX's own DoorKey-8x8
 (Unlock and UnlockPickup against NAVIX's `Navix-Unlock-v0` and `Navix-UnlockPickup-v0`;
 BlockedUnlockPickup, which NAVIX does not have, against its nearest, `Navix-UnlockPickup-v0`;
-KeyCorridorS<S>R<R> against NAVIX's `Navix-KeyCorridorS<S>R<R>-v0`)
+KeyCorridorS<S>R<R> against NAVIX's `Navix-KeyCorridorS<S>R<R>-v0`; LockedRoom, which NAVIX does
+not have, against its nearest, `Navix-KeyCorridorS6R3-v0`)
 (`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
 `MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
 is installed), all through the library's
@@ -136,7 +137,8 @@ def navix_keycorridor(name: str):
 KEYCORRIDORS = tuple(f"KeyCorridorS{s}R{r}" for s, r in envs.KEYCORRIDOR_SIZES)
 NEAREST_NAVIX = {"Unlock": "NAVIX Unlock", "UnlockPickup": "NAVIX UnlockPickup",
                  "BlockedUnlockPickup": "NAVIX UnlockPickup",
-                 **{t: f"NAVIX {t}" for t in KEYCORRIDORS}}
+                 **{t: f"NAVIX {t}" for t in KEYCORRIDORS},
+                 "LockedRoom": "NAVIX KeyCorridorS6R3"}
 """The NAVIX row each of our rows is compared with (default: NAVIX DoorKey-8x8)."""
 
 
@@ -194,6 +196,7 @@ def main():
         "NAVIX Unlock": navix_unlock,
         "NAVIX UnlockPickup": lambda: navix_unlock(pickup=True),
         **{t: functools.partial(ours, t) for t in KEYCORRIDORS},
+        "LockedRoom": lambda: ours("LockedRoom"),
         **{f"NAVIX {t}": functools.partial(navix_keycorridor, t) for t in KEYCORRIDORS},
     }
     try:  # the [peers] extra
