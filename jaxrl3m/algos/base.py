@@ -53,8 +53,9 @@ class TaskSection:
     task: str = struct.field(pytree_node=False, default="ColoredDoorKey")
     """DoorKey, LavaDoorKey or ColoredDoorKey; for plain RL (no teacher or prior) also NAVIX's
     DoorKey-NxN and any id of `navix.registry()` (jaxrl3m.envs.navix_env)."""
-    view_size: int = struct.field(pytree_node=False, default=3)
-    """Side of the agent's egocentric view."""
+    view_size: int | None = struct.field(pytree_node=False, default=None)
+    """Side of the agent's egocentric view; None: the task's own (3; LockedRoom's 7, MiniGrid's
+    default)."""
     max_steps: int | None = struct.field(pytree_node=False, default=None)
     """Episode time limit (truncation, bootstrapped); None: the task's own (150 for the DoorKey
     tasks, NAVIX's for NAVIX tasks)."""
