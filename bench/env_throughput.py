@@ -244,8 +244,9 @@ def main():
             cells.append(f"{r['steps_per_s']:,.0f}{ratio}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock, UnlockPickup: to "
-          "NAVIX's; BlockedUnlockPickup: to NAVIX's UnlockPickup, the nearest)\n" + table)
+    print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock, UnlockPickup, "
+          "KeyCorridor: to NAVIX's; BlockedUnlockPickup: to NAVIX's UnlockPickup, LockedRoom: to "
+          "NAVIX's KeyCorridorS6R3, the nearest)\n" + table)
     results["table"] = table
     benchlib.save(args.out, results)
 

@@ -38,7 +38,8 @@ from flax import struct
 from .types import AGENT, NUM_ACTIONS, Observation
 
 GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup",
-             "BlockedUnlockPickup")
+             "BlockedUnlockPickup", "KeyCorridorS3R1", "KeyCorridorS3R2", "KeyCorridorS3R3",
+             "KeyCorridorS4R3", "KeyCorridorS5R3", "KeyCorridorS6R3", "LockedRoom")
 """The tasks registered with Gymnasium as `jaxrl3m/<task>-v0`."""
 
 
