@@ -205,11 +205,10 @@ BLOCKED_GUIDANCE = Guidance(
     examples=({"state": 0, "answer": "explore"},))
 
 
-def corridor_skills(obs: Observation, options: tuple[str, ...]):
-    """KeyCorridor's skills (`jaxrl3m.teacher.skills.corridor_skills`, imported when used: the
-    teacher package imports this one)."""
-    from ..teacher.skills import corridor_skills as skills
-    return skills(obs, options)
+CORRIDOR_SKILL_NAMES = (("explore", "explore, opening closed doors"),
+                        ("drop the key", "drop the key anywhere"))
+"""The rooms worlds' option names -> the library skills they run: rooms are behind closed
+doors, and KeyCorridor's hallway may be one cell wide."""
 
 
 def _rooms_guidance(name: str, options: tuple[str, ...], description: str, **world
@@ -219,7 +218,7 @@ def _rooms_guidance(name: str, options: tuple[str, ...], description: str, **wor
     return Guidance(name=name, version=VERSION, num_states=NUM_STATES,
                     abstract_state=functools.partial(abstract_state, **world),
                     describe=functools.partial(describe, **world), options=options,
-                    skills=corridor_skills, oracle=functools.partial(oracle, **world),
+                    skill_names=CORRIDOR_SKILL_NAMES, oracle=functools.partial(oracle, **world),
                     description=description, examples=({"state": 0, "answer": "explore"},))
 
 

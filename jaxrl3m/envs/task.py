@@ -40,6 +40,8 @@ class Guidance:
       skills: `(obs, options) -> SkillOutput` (`jaxrl3m.teacher.skills`: `probs f32[K, A]`,
         `applicable bool[K]`) for one observation; None: the library's skills by name
         (`jaxrl3m.teacher.skills.SKILLS`).
+      skill_names: `(option, skill)` pairs where an option's name is not the library skill it
+        runs (KeyCorridor's "explore" runs "explore, opening closed doors"); with `skills=None`.
       oracle: `index -> tuple of option names`, the right options in each abstract state,
         written by hand (the oracle table, tests, agreement reports); None when the task has none.
       reachable: the abstract states that occur in the task; None: computed on first use (the
@@ -58,6 +60,7 @@ class Guidance:
     describe: Callable[[int], str]
     options: tuple[str, ...]
     skills: Callable[[Observation, tuple[str, ...]], Any] | None = None
+    skill_names: tuple[tuple[str, str], ...] = ()
     oracle: Callable[[int], tuple[str, ...]] | None = None
     reachable: tuple[int, ...] | None = None
     description: str = ""
@@ -81,6 +84,9 @@ class Guidance:
             problems.append(f"options must be distinct, got {list(opts)}")
         if self.skills is not None and not callable(self.skills):
             problems.append("skills must be a function (or None: the library's skills by name)")
+        if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(n, str) for n in p)
+                   for p in self.skill_names):
+            problems.append("skill_names must be (option name, skill name) pairs")
         if self.oracle is not None and not callable(self.oracle):
             problems.append("oracle must be a function (or None)")
         if self.reachable is not None and not all(

@@ -14,6 +14,8 @@ networks with parameters, see `jaxrl3m.algos.ppo.Trainer.teacher`) and passed in
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -33,7 +35,8 @@ def option_distributions(obs: Observation, guide: Guidance,
                          extra: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """`(f32[K + P, NUM_ACTIONS], bool[K + P])`: every option's action distribution in `obs`
     and whether it applies (one observation; vmap over a batch). Arguments as `teacher_probs`."""
-    skills = (guide.skills or skill_outputs)(obs, guide.options)
+    skills = (guide.skills or functools.partial(skill_outputs, aliases=guide.skill_names))(
+        obs, guide.options)
     probs, applicable = skills.probs, skills.applicable
     if extra is not None:
         probs = jnp.concatenate([probs, extra], axis=0)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from ..envs.box_abstraction import CORRIDOR_SKILL_NAMES
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
                           EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
                           Observation)
@@ -404,12 +405,10 @@ def skill_outputs(obs: Observation, names: tuple[str, ...],
                        applicable=jnp.stack([o.applicable for o in outs]))
 
 
-CORRIDOR_ALIASES = (("explore", "explore, opening closed doors"),
-                    ("drop the key", "drop the key anywhere"))
-"""KeyCorridor's option names -> skills: its rooms are behind closed doors, its hallway may be
-one cell wide."""
+CORRIDOR_ALIASES = CORRIDOR_SKILL_NAMES
 
 
 def corridor_skills(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
-    """KeyCorridor's skills (`Guidance.skills`): `skill_outputs` with `CORRIDOR_ALIASES`."""
+    """KeyCorridor's and LockedRoom's skills: `skill_outputs` with their guidance's
+    `skill_names` (what the teacher runs for them)."""
     return skill_outputs(obs, names, CORRIDOR_ALIASES)
