@@ -284,13 +284,14 @@ def test_probe_bandit_is_learned():
 def test_probe_truncation_is_bootstrapped():
     env = ProbeEnv("truncation", max_steps=5)
     config = PPOConfig(task="DoorKey", num_envs=32, num_steps=8, num_minibatches=2,
-                       total_steps=32 * 8 * 80, window=5, hidden=(16,), gamma=0.5,
+                       total_steps=32 * 8 * 240, window=5, hidden=(16,), gamma=0.5,
                        anneal_lr=False, lr=3e-3)
     trainer = make_ppo(config, guided=False, env=env)
     runner, _ = jax.jit(trainer.train)(jax.random.key(0))
     obs = jax.tree.map(lambda *x: jnp.stack(x), env._obs(0), env._obs(1))
     _, value = trainer.apply(runner.params, obs)
-    # 1 / (1 - 0.5) = 2; treating truncation as termination would average about 1.6.
+    # 1 / (1 - 0.5) = 2; treating truncation as termination would average about 1.6. (240
+    # updates: at 80, JAX 0.12.1 on an AMD EPYC read 1.85, still converging.)
     np.testing.assert_allclose(value, 2.0, atol=0.1)
 
 

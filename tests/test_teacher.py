@@ -17,7 +17,8 @@ from helpers import make_layout
 
 from jaxrl3m import precompute_priors, priors_report
 from jaxrl3m.envs import NUM_ABSTRACT_STATES, guidance, make
-from jaxrl3m.envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_OPEN, EAST, EMPTY, FORWARD, KEY,
+from jaxrl3m.envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, EAST,
+                                EMPTY, FORWARD, GOAL, KEY,
                                 LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import oracle_table, task_options, teacher_tasks, uniform_table
@@ -154,6 +155,9 @@ def test_navigation_matches_reference_bfs(task):
                  "key of the door's colour": (tag == KEY) & (colour == door_colour) & door.any(),
                  "key of another colour": (tag == KEY) & (colour != door_colour) & door.any(),
                  "door": door & (state != DOOR_OPEN), "box": tag == BOX, "ball": tag == BALL}
+        cells["unseen or closed door"] = cells["unseen"] | (door & (state == DOOR_CLOSED))
+        cells["locked door"] = door & (state == DOOR_LOCKED)
+        cells["goal"] = tag == GOAL
         for t, name in enumerate(TARGETS):
             dist, best = _reference_paths(tag, state, obs.agent_pos[b], obs.agent_dir[b],
                                           cells[name])
