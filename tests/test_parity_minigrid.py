@@ -232,63 +232,12 @@ def _minigrid_layouts(gym_id, seeds, view_size, max_steps=MAX_STEPS):
     return refs, tree
 
 
-@pytest.mark.parametrize("task, gym_id, view_size", [
-    ("Unlock", "MiniGrid-Unlock-v0", 7), ("UnlockPickup", "MiniGrid-UnlockPickup-v0", 7),
-    # both view sizes on the task with every object kind (the view code is the same for all)
-    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 3),
-    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 7)])
-def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
-    """Unlock, UnlockPickup and BlockedUnlockPickup against gymnasium's own environments (their
-    generators, their second room): the layouts MiniGrid draws, read into ours, then the same
-    actions. MiniGrid's grid is 6 x 11; ours is 11 x 11 with wall below, never seen (the bottom
-    wall hides it)."""
-    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
-    refs, tree = _minigrid_layouts(gym_id, range(12), view_size)
-    layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
-               "agent_dir": np.asarray(tree.agent_dir)}
-    actions = _action_sequences(layouts, np.random.default_rng(1), task=task)
-    if task != "Unlock":  # half the layouts: the oracle teacher's actions, 20% random
-        actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
-    first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
-    reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
-    assert not np.asarray(memory)[:, :, 6:].any()  # below MiniGrid's grid: never seen
-    outcomes = set()
-    for i, ref in enumerate(refs):
-        ref_memory = _minigrid_memory(ref, np.zeros((6, 11, 3), np.uint8))
-        np.testing.assert_array_equal(np.asarray(first_memory[i])[:6], ref_memory)
-        for t, a in enumerate(actions[i]):
-            _, r, te, tr, _ = ref.step(int(a))
-            tr = tr and not te
-            ref_memory = _minigrid_memory(ref, ref_memory)
-            where = f"{task} seed {i} step {t} action {a}"
-            assert (bool(term[i, t]), bool(trunc[i, t])) == (te, tr), where
-            assert reward[i, t] == pytest.approx(r, abs=1e-6), where
-            assert tuple(carrying[i, t]) == carried_code(ref), where
-            assert (pos[i, t, 1], pos[i, t, 0]) == tuple(ref.agent_pos), where
-            assert direction[i, t] == ref.agent_dir, where
-            np.testing.assert_array_equal(memory[i, t, :6], ref_memory, err_msg=where)
-            if te or tr:
-                outcomes.add("success" if r > 0 else "truncated")
-                break
-    # Both kinds of ending: the plans (Unlock) and the teacher (the pickup tasks) succeed.
-    assert outcomes == {"success", "truncated"}
-
-
-@pytest.mark.parametrize("task, view_size", [
-    ("KeyCorridorS3R1", 3), ("KeyCorridorS4R3", 7), ("LockedRoom", 7)])
-def test_room_worlds_match_minigrid_own_generators(task, view_size):
-    """KeyCorridor and LockedRoom against gymnasium's own `MiniGrid-<task>-v0`: the layouts
-    its generator draws (KeyCorridor's side rooms joined by `connect_all`'s random doors,
-    colours that may repeat), read into ours, then uniform random actions and, on half the
-    layouts, the oracle teacher's (20% random). MiniGrid's KeyCorridor grid is `R (S - 1) + 1`
-    rows high; ours is square, wall below."""
-    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
-    n = 12
-    refs, tree = _minigrid_layouts(f"MiniGrid-{task}-v0", range(n), view_size)
+def _replay_in_minigrid(env, task, refs, tree, actions) -> set[str]:
+    """Rolls `actions` out from `tree` in ours and in MiniGrid's environments `refs` (built on
+    the same layouts) and asserts every step equal: termination, truncation, reward, hands,
+    pose and the remembered map over MiniGrid's rows (ours are square, wall below, never
+    seen). Returns the endings met ("success", "truncated")."""
     height, width = refs[0].height, refs[0].width
-    rng = np.random.default_rng(2)
-    actions = rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=(n, MAX_STEPS)).astype(np.int32)
-    actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
     first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
     reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
     assert not np.asarray(memory)[:, :, height:].any()  # below MiniGrid's grid: never seen
@@ -310,4 +259,44 @@ def test_room_worlds_match_minigrid_own_generators(task, view_size):
             if te or tr:
                 outcomes.add("success" if r > 0 else "truncated")
                 break
+    return outcomes
+
+
+@pytest.mark.parametrize("task, gym_id, view_size", [
+    ("Unlock", "MiniGrid-Unlock-v0", 7), ("UnlockPickup", "MiniGrid-UnlockPickup-v0", 7),
+    # both view sizes on the task with every object kind (the view code is the same for all)
+    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 3),
+    ("BlockedUnlockPickup", "MiniGrid-BlockedUnlockPickup-v0", 7)])
+def test_two_room_tasks_match_minigrid_own_generators(task, gym_id, view_size):
+    """Unlock, UnlockPickup and BlockedUnlockPickup against gymnasium's own environments (their
+    generators, their second room): the layouts MiniGrid draws, read into ours, then the same
+    actions. MiniGrid's grid is 6 x 11; ours is 11 x 11 with wall below, never seen (the bottom
+    wall hides it)."""
+    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
+    refs, tree = _minigrid_layouts(gym_id, range(12), view_size)
+    layouts = {"tree": tree, "agent_pos": np.asarray(tree.agent_pos),
+               "agent_dir": np.asarray(tree.agent_dir)}
+    actions = _action_sequences(layouts, np.random.default_rng(1), task=task)
+    if task != "Unlock":  # half the layouts: the oracle teacher's actions, 20% random
+        actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
+    outcomes = _replay_in_minigrid(env, task, refs, tree, actions)
+    # Both kinds of ending: the plans (Unlock) and the teacher (the pickup tasks) succeed.
+    assert outcomes == {"success", "truncated"}
+
+
+@pytest.mark.parametrize("task, view_size", [
+    ("KeyCorridorS3R1", 3), ("KeyCorridorS4R3", 7), ("LockedRoom", 7)])
+def test_room_worlds_match_minigrid_own_generators(task, view_size):
+    """KeyCorridor and LockedRoom against gymnasium's own `MiniGrid-<task>-v0`: the layouts
+    its generator draws (KeyCorridor's side rooms joined by `connect_all`'s random doors,
+    colours that may repeat), read into ours, then uniform random actions and, on half the
+    layouts, the oracle teacher's (20% random). MiniGrid's KeyCorridor grid is `R (S - 1) + 1`
+    rows high; ours is square, wall below."""
+    env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
+    n = 12
+    refs, tree = _minigrid_layouts(f"MiniGrid-{task}-v0", range(n), view_size)
+    rng = np.random.default_rng(2)
+    actions = rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=(n, MAX_STEPS)).astype(np.int32)
+    actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))
+    outcomes = _replay_in_minigrid(env, task, refs, tree, actions)
     assert outcomes == {"success", "truncated"}

@@ -405,10 +405,7 @@ def skill_outputs(obs: Observation, names: tuple[str, ...],
                        applicable=jnp.stack([o.applicable for o in outs]))
 
 
-CORRIDOR_ALIASES = CORRIDOR_SKILL_NAMES
-
-
 def corridor_skills(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
     """KeyCorridor's and LockedRoom's skills: `skill_outputs` with their guidance's
     `skill_names` (what the teacher runs for them)."""
-    return skill_outputs(obs, names, CORRIDOR_ALIASES)
+    return skill_outputs(obs, names, CORRIDOR_SKILL_NAMES)
