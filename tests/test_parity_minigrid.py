@@ -235,8 +235,8 @@ def _minigrid_layouts(gym_id, seeds, view_size, max_steps=MAX_STEPS):
 def _replay_in_minigrid(env, task, refs, tree, actions) -> set[str]:
     """Rolls `actions` out from `tree` in ours and in MiniGrid's environments `refs` (built on
     the same layouts) and asserts every step equal: termination, truncation, reward, hands,
-    pose and the remembered map over MiniGrid's rows (ours are square, wall below, never
-    seen). Returns the endings met ("success", "truncated")."""
+    pose and the remembered map over MiniGrid's rows (the two-room tasks' grids are square,
+    wall below, never seen). Returns the endings met ("success", "truncated")."""
     height, width = refs[0].height, refs[0].width
     first_memory, trace = _rollout_fn(env)(tree, jnp.asarray(actions))
     reward, term, trunc, memory, pos, direction, carrying = map(np.asarray, trace)
@@ -290,11 +290,12 @@ def test_room_worlds_match_minigrid_own_generators(task, view_size):
     """KeyCorridor and LockedRoom against gymnasium's own `MiniGrid-<task>-v0`: the layouts
     its generator draws (KeyCorridor's side rooms joined by `connect_all`'s random doors,
     colours that may repeat), read into ours, then uniform random actions and, on half the
-    layouts, the oracle teacher's (20% random). MiniGrid's KeyCorridor grid is `R (S - 1) + 1`
-    rows high; ours is square, wall below."""
+    layouts, the oracle teacher's (20% random). The grids have MiniGrid's shapes (KeyCorridor's
+    is `R (S - 1) + 1` rows high: S3R1's 3 x 7)."""
     env = envs.make(task, view_size=view_size, max_steps=MAX_STEPS)
     n = 12
     refs, tree = _minigrid_layouts(f"MiniGrid-{task}-v0", range(n), view_size)
+    assert env.grid_shape == (refs[0].height, refs[0].width)
     rng = np.random.default_rng(2)
     actions = rng.choice([0, 1, 2, 2, 3, 4, 5, 6], size=(n, MAX_STEPS)).astype(np.int32)
     actions[::2] = _teacher_actions(env, task, jax.tree.map(lambda x: x[::2], tree))

@@ -100,6 +100,10 @@ class DoorKeyEnv:
 
     @property
     def grid_shape(self) -> tuple[int, int]:
+        """`(height, width)`: `size x size`, but the corridor world's is MiniGrid's RoomGrid,
+        `rows * (room_size - 1) + 1` high (KeyCorridorS3R1: 3 x 7)."""
+        if self.world == "corridor":
+            return layout_lib.corridor_shape(self.room_size, self.rows)
         return (self.size, self.size)
 
     def sample_layout(self, key: jax.Array) -> Layout:
@@ -128,7 +132,7 @@ class DoorKeyEnv:
 
     def init_state(self, layout: Layout, key: jax.Array) -> EnvState:
         """The first state of an episode with the given layout; `key` seeds later resets."""
-        rows, cols = np.mgrid[0: self.size, 0: self.size]
+        rows, cols = np.mgrid[0: self.grid_shape[0], 0: self.grid_shape[1]]
         if self.world == "corridor":
             interior = self._corridor_interior()
         elif self.world == "lockedroom":
@@ -161,7 +165,7 @@ class DoorKeyEnv:
             balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
                                jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.ball_pos[:, 0], layout.ball_pos[:, 1]].set(balls)
-        memory = self._observe_memory(jnp.asarray(empty_memory(self.size, self.size)), grid,
+        memory = self._observe_memory(jnp.asarray(empty_memory(*self.grid_shape)), grid,
                                       layout.agent_pos, layout.agent_dir)
         return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
                         agent_pos=layout.agent_pos.astype(jnp.int32),
@@ -169,11 +173,12 @@ class DoorKeyEnv:
                         carrying=jnp.asarray(NOTHING), memory=memory)
 
     def _corridor_interior(self) -> np.ndarray:
-        """`bool[size, size]`: the corridor world's floor (rooms' interiors and the hallway)."""
+        """`bool[height, width]`: the corridor world's floor (rooms' interiors and the
+        hallway)."""
         s, step = self.room_size, self.room_size - 1
-        height, width = layout_lib.corridor_shape(self.room_size, self.rows)
-        rows, cols = np.mgrid[0: self.size, 0: self.size]
-        floor = (rows % step != 0) & (cols % step != 0) & (rows < height) & (cols < width)
+        height, width = self.grid_shape
+        rows, cols = np.mgrid[0: height, 0: width]
+        floor = (rows % step != 0) & (cols % step != 0)
         hallway = (rows % step == 0) & (rows > 0) & (rows < height - 1) & (cols >= s) & (
             cols <= 2 * s - 3)
         return floor | hallway
@@ -296,8 +301,8 @@ def check_keywords(env: DoorKeyEnv) -> None:
         raise ValueError(f"world={env.world!r} is unknown; valid: {', '.join(WORLDS)}")
     if env.world == "corridor":
         if not 1 <= env.rows <= 3:
-            raise ValueError(f"rows={env.rows} must be 1, 2 or 3 (a corridor grid is square, "
-                             f"as wide as its three columns of rooms)")
+            raise ValueError(f"rows={env.rows} must be 1, 2 or 3 (MiniGrid's KeyCorridor "
+                             f"sizes: S3R1 to S6R3)")
         if env.room_size < 3:
             raise ValueError(f"room_size={env.room_size} must be at least 3 (walls and one "
                              f"interior cell)")

@@ -147,6 +147,11 @@ class CellEncoder(nn.Module):
         lead = x.shape[:-2]
         if self.network == "cnn":
             side = int(round(cells.shape[-1] ** 0.5))
+            if side * side != cells.shape[-1]:
+                raise ValueError(
+                    f"network=cnn needs a square map, got {cells.shape[-1]} cells: the "
+                    f"allocentric view of a non-square grid (KeyCorridorS3R1's 3 x 7, S3R2's "
+                    f"5 x 7); use view=egocentric (a square window) or network=mlp")
             grid = x[..., :-1, :].reshape(*lead, side, side, self.embed_dim)
             grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv1")(grid))
             grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv2")(grid))

@@ -225,7 +225,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     """
     grid = obs.grid
     tag, colour, state = grid[..., 0], grid[..., 1], grid[..., 2]
-    h = grid.shape[0]
+    h, w = grid.shape[:2]
     door = (tag == DOOR)
     door_seen = door.any()
     door_colour = jnp.where(door_seen, colour.ravel()[jnp.argmax(door.ravel())], -1)
@@ -260,7 +260,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     vec = jnp.asarray(DIR_VEC)
     cells = jnp.stack([pos + vec[d], pos + vec[(d + 3) % 4], pos + vec[(d + 1) % 4],
                        pos + vec[(d + 2) % 4]])
-    cells = jnp.clip(cells, 0, h - 1)
+    cells = jnp.clip(cells, 0, jnp.asarray([h - 1, w - 1]))  # grids need not be square
     # A good drop spot: an empty cell that is not next to a door (a key there would block it).
     near_door = door | jnp.roll(door, 1, 0) | jnp.roll(door, -1, 0) | jnp.roll(door, 1, 1) | \
         jnp.roll(door, -1, 1)
