@@ -309,6 +309,11 @@ def test_config_errors_name_the_key(tmp_path):
         runs.load_config(None, {"num_minibatches": 7})
     with pytest.raises(ConfigError, match=r"'kl_coef' is 1.0 but prior is 'none'"):
         runs.load_config(None, {"kl_coef": 1.0})
+    with pytest.raises(ConfigError, match=r"'network'.*KeyCorridorS3R1's allocentric view is "
+                                          r"3 x 7: use view=egocentric"):
+        runs.load_config(None, {"task": "KeyCorridorS3R1", "view": "allocentric",
+                                "network": "cnn"})
+    runs.load_config(None, {"task": "KeyCorridorS3R3", "view": "allocentric", "network": "cnn"})
     ppo, _ = runs.load_config(None, {"lr": "1e-3"})  # YAML 1.1 reads 1e-3 as a string
     assert ppo.lr == 1e-3
     bad = tmp_path / "bad.yaml"

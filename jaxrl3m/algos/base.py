@@ -191,6 +191,12 @@ def check_sections(config) -> Callable[[str, str], None]:
     several keys."""
     config.check_task(config_error)
     config.check_network(config_error)
+    if getattr(config, "view", None) == "allocentric" and config.network == "cnn":
+        h, w = getattr(config.make_env(), "grid_shape", (0, 0))
+        if h != w:
+            config_error("network", f"cnn needs a square map, and {config.task}'s allocentric "
+                                    f"view is {h} x {w}: use view=egocentric (a square window "
+                                    f"around the agent) or network=mlp")
     check_keys(config, config_error)
     if isinstance(config, RolloutSection):
         config.check_rollout(config_error)
