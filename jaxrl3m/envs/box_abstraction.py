@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from .abstraction import _join
+from .observation import next_to
 from .task import Guidance
 from .types import BALL, BOX, DOOR, DOOR_LOCKED, DOOR_OPEN, EMPTY, GOAL, KEY, Observation
 
@@ -76,9 +77,7 @@ CORRIDOR_DESCRIPTION = (
 def _ball_at_door(tag: jax.Array) -> jax.Array:
     """`bool[]`: a ball seen on a cell 4-adjacent to a door seen."""
     door = tag == DOOR
-    near = (jnp.roll(door, 1, 0) | jnp.roll(door, -1, 0) | jnp.roll(door, 1, 1)
-            | jnp.roll(door, -1, 1))
-    return ((tag == BALL) & near).any()
+    return ((tag == BALL) & next_to(door)).any()
 
 
 def _locked_door(tag: jax.Array, colour: jax.Array, state: jax.Array,

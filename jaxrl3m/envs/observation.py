@@ -96,6 +96,13 @@ def update_memory(memory: jax.Array, grid: jax.Array, agent_pos: jax.Array,
     return memory.at[r, c].set(cells, mode="drop")
 
 
+def next_to(mask: jax.Array) -> jax.Array:
+    """`bool[H, W]`: the cells 4-adjacent to a cell set in `mask` (`bool[H, W]`). The grid's
+    edges wrap, which never matters: a MiniGrid grid's edge cells are walls."""
+    return (jnp.roll(mask, 1, 0) | jnp.roll(mask, -1, 0) | jnp.roll(mask, 1, 1)
+            | jnp.roll(mask, -1, 1))
+
+
 def empty_memory(height: int, width: int) -> np.ndarray:
     return np.broadcast_to(UNSEEN_CELL, (height, width, 3)).copy()
 

@@ -14,6 +14,9 @@ field makes the forward pass about 2x and the backward pass about 1.5x cheaper o
 throughput goal on 2 cores needs. With `relative_colours` (default) colours are coded relative to
 the door's colour once a door has been seen, the symmetry the abstract states use too: the tasks
 do not change when colours are permuted, so the network need not learn each pair of colours.
+The reference is the first door seen in raster order: in a world of several doors of different
+colours (LockedRoom's six) it changes whenever a door earlier in that order comes into view, and
+every colour code with it; LockedRoom's presets turn `relative_colours` off.
 The carried object has its own `(tag, colour)` embedding. Torsos (`network`) of `CellEncoder`:
 
 - `mlp`: the embedded cells flattened (with the carried object) through the dense layers;

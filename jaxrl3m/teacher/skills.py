@@ -34,6 +34,7 @@ import numpy as np
 from flax import struct
 
 from ..envs.box_abstraction import CORRIDOR_SKILL_NAMES
+from ..envs.observation import next_to
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
                           EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
                           Observation)
@@ -240,9 +241,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     # door's cell from every pose the agent can stand in: explore also goes to face a ball next to
     # an unseen cell. (Keys and boxes are left out: the DoorKey family's teacher stays as it was,
     # bit for bit.)
-    near_unseen = (jnp.roll(unseen, 1, 0) | jnp.roll(unseen, -1, 0) | jnp.roll(unseen, 1, 1)
-                   | jnp.roll(unseen, -1, 1))
-    frontier = unseen | ((tag == BALL) & near_unseen)
+    frontier = unseen | ((tag == BALL) & next_to(unseen))
     all_cells = (frontier, key, matching, other, closed_door, tag == BOX, tag == BALL,
                  frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED),
                  tag == GOAL)
@@ -262,9 +261,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
                        pos + vec[(d + 2) % 4]])
     cells = jnp.clip(cells, 0, jnp.asarray([h - 1, w - 1]))  # grids need not be square
     # A good drop spot: an empty cell that is not next to a door (a key there would block it).
-    near_door = door | jnp.roll(door, 1, 0) | jnp.roll(door, -1, 0) | jnp.roll(door, 1, 1) | \
-        jnp.roll(door, -1, 1)
-    ok = (tag == EMPTY) & ~near_door
+    ok = (tag == EMPTY) & ~(door | next_to(door))
     drop_ok = ok[cells[:, 0], cells[:, 1]]
     front = grid[cells[0, 0], cells[0, 1]]
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
