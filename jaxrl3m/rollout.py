@@ -61,7 +61,7 @@ def main(argv=None):
     for name in args.tasks:
         env = envs.make(name, view_size=args.view_size)
         ts = env.reset(jax.random.key(args.seed))
-        print(f"== {name}: {env.size}x{env.size} grid, view {env.view_size}, "
+        print(f"== {name}: {env.grid_shape[0]}x{env.grid_shape[1]} grid, view {env.view_size}, "
               f"max_steps {env.max_steps}")
         print(render_text(ts.state.grid, ts.state.agent_pos, ts.state.agent_dir))
         guide = envs.guidance(name)

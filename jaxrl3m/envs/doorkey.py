@@ -48,7 +48,8 @@ class DoorKeyEnv:
     n_lava: int = 0
     """Lava cells in the room (never placed where they would cut the agent off)."""
     size: int = 10
-    """The grid is `size x size`; the room is drawn inside it."""
+    """The grid is `size x size`; the room is drawn inside it (the corridor world's grid is
+    `size` wide and its own height: `grid_shape`)."""
     min_room: int = 5
     """Room height and width (outer walls included) are uniform in `[min_room, max_room]`."""
     max_room: int | None = None
