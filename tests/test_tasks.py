@@ -420,11 +420,12 @@ def test_lockedroom_generator_abstraction_and_keywords():
     assert "the goal square" in texts[opened]
     # The last skill steps onto the goal once it faces it (the episode's success).
     from jaxrl3m.envs.types import FORWARD
-    from jaxrl3m.teacher.skills import corridor_skills
+    from jaxrl3m.teacher.skills import skill_outputs
     g = np.zeros_like(np.asarray(obs.grid))
     g[4, 17] = (GOAL, 1, 0)
-    out = corridor_skills(obs.replace(grid=jnp.asarray(g), agent_pos=jnp.asarray([4, 16]),
-                                      agent_dir=jnp.asarray(0)), ("go to the goal",))
+    out = skill_outputs(obs.replace(grid=jnp.asarray(g), agent_pos=jnp.asarray([4, 16]),
+                                    agent_dir=jnp.asarray(0)), ("go to the goal",),
+                        envs.guidance("LockedRoom").skill_names)
     assert bool(out.applicable[0]) and float(out.probs[0, FORWARD]) == 1.0
     with pytest.raises(ValueError, match="size=17: LockedRoom's rooms are laid out"):
         envs.check_keywords(DoorKeyEnv(name="LockedRoom", world="lockedroom", size=17,

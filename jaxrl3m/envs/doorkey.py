@@ -189,7 +189,8 @@ class DoorKeyEnv:
         floor = np.zeros((self.size, self.size), bool)
         for (top, left, h, w), _ in layout_lib.lockedroom_rooms(self.size):
             floor[top + 1: top + h - 1, left + 1: left + w - 1] = True
-        floor[1: self.size - 1, self.size // 2 - 1: self.size // 2 + 2] = True
+        left_wall, right_wall = layout_lib.lockedroom_hallway(self.size)
+        floor[1: self.size - 1, left_wall + 1: right_wall] = True
         return floor
 
     def _observe_memory(self, memory, grid, agent_pos, agent_dir):

@@ -341,11 +341,17 @@ LOCKEDROOM_SIZE = 19
 """MiniGrid's LockedRoom grid side (its only registered size)."""
 
 
+def lockedroom_hallway(size: int = LOCKEDROOM_SIZE) -> tuple[int, int]:
+    """The columns of the two walls either side of LockedRoom's hallway (MiniGrid's
+    `lWallIdx`, `rWallIdx`): its floor is the three columns between them, rows 1 to size - 2."""
+    return size // 2 - 2, size // 2 + 2
+
+
 def lockedroom_rooms(size: int = LOCKEDROOM_SIZE) -> tuple[tuple[int, int, int, int], ...]:
     """The six rooms of MiniGrid's `LockedRoomEnv` as `(top, left, height, width)`, walls
     included, in MiniGrid's order (left, right, per row of rooms), and their doors' cells
     `(row, col)` on the hallway walls: `((top, left, h, w), (door_row, door_col))` each."""
-    left_wall, right_wall, third = size // 2 - 2, size // 2 + 2, size // 3
+    (left_wall, right_wall), third = lockedroom_hallway(size), size // 3
     rooms = []
     for n in range(3):
         j = n * third
@@ -381,7 +387,7 @@ def sample_lockedroom(key: jax.Array, size: int = LOCKEDROOM_SIZE) -> Layout:
     colours = jnp.argsort(jax.random.bits(jax.random.fold_in(key, 1), (6,), jnp.uint32))
     colours = colours.astype(jnp.int32) % NUM_COLOURS
     others = (locked + 1 + jnp.arange(5)) % 6
-    left_wall, right_wall = size // 2 - 2, size // 2 + 2
+    left_wall, right_wall = lockedroom_hallway(size)
     agent = jnp.stack([1 + below(6, size - 2), left_wall + 1 + below(7, right_wall - left_wall
                                                                        - 1)])
     return Layout(

@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from ..envs.box_abstraction import CORRIDOR_SKILL_NAMES
 from ..envs.observation import next_to
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
                           EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
@@ -314,14 +313,14 @@ def explore_opening_doors(k: Knowledge) -> SkillOutput:
     """Explore where closed doors hide the unseen (KeyCorridor's rooms): the shortest path to
     face an unseen cell or a closed (not locked) door, and open such a door once faced."""
     facing = (k.front[0] == DOOR) & (k.front[2] == DOOR_CLOSED)
-    walk = go_to(k, target=7)
+    walk = go_to(k, target=TARGETS.index("unseen or closed door"))
     return _output(jnp.where(facing, _one_hot(TOGGLE), walk.probs), facing | walk.applicable)
 
 
 def go_onto_goal(k: Knowledge) -> SkillOutput:
     """Shortest path to face the goal square, then a step onto it (LockedRoom's last skill)."""
     facing = k.front[0] == GOAL
-    walk = go_to(k, target=9)
+    walk = go_to(k, target=TARGETS.index("goal"))
     return _output(jnp.where(facing, _one_hot(FORWARD), walk.probs), facing | walk.applicable)
 
 
@@ -400,9 +399,3 @@ def skill_outputs(obs: Observation, names: tuple[str, ...],
     outs = [SKILLS[n](k) for n in names]
     return SkillOutput(probs=jnp.stack([o.probs for o in outs]),
                        applicable=jnp.stack([o.applicable for o in outs]))
-
-
-def corridor_skills(obs: Observation, names: tuple[str, ...]) -> SkillOutput:
-    """KeyCorridor's and LockedRoom's skills: `skill_outputs` with their guidance's
-    `skill_names` (what the teacher runs for them)."""
-    return skill_outputs(obs, names, CORRIDOR_SKILL_NAMES)
