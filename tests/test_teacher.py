@@ -17,9 +17,9 @@ from helpers import make_layout
 
 from jaxrl3m import precompute_priors, priors_report
 from jaxrl3m.envs import NUM_ABSTRACT_STATES, guidance, make
-from jaxrl3m.envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, EAST,
-                                EMPTY, FORWARD, GOAL, KEY,
-                                LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN)
+from jaxrl3m.envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN,
+                                EAST, EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT,
+                                TOGGLE, UNSEEN)
 from jaxrl3m.teacher.mixture import mixture_weights, teacher_probs
 from jaxrl3m.teacher.options import oracle_table, task_options, teacher_tasks, uniform_table
 from jaxrl3m.core import collector
