@@ -45,7 +45,7 @@ class Guidance:
       oracle: `index -> tuple of option names`, the right options in each abstract state,
         written by hand (the oracle table, tests, agreement reports); None when the task has none.
       reachable: the abstract states that occur in the task; None: computed on first use (the
-        oracle teacher with 30% random actions, 1024 environments x 300 steps) and kept for the
+        oracle teacher with 30% random actions, `teacher.REACHABLE_BUDGET`) and kept for the
         process, or uniform-teacher rollouts when there is no oracle.
       description: the task in words, the `{task}` of the prompt's system message
         (`jaxrl3m.teacher.prompt`; a prompt file's `tasks` entry overrides it).

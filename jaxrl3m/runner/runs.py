@@ -388,11 +388,17 @@ def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dic
                   "dataset_policy": ds.meta.get("policy"), **extra}
 
 
+_INITS: dict = {}
+
+
 def init_states(algo: Any, run: RunConfig, params: Any = None) -> Any:
-    """Every seed's initial state (all seeds start from `params` when given)."""
+    """Every seed's initial state (all seeds start from `params` when given). One jitted
+    function per algorithm, so that `state_shapes` and the run share its trace."""
     from ..core.parallel import vmap_seeds
+    if algo not in _INITS:
+        _INITS[algo] = jax.jit(vmap_seeds(algo.init, in_axes=(0, None)))
     keys = jax.random.split(jax.random.key(run.seed), run.seeds)
-    return jax.jit(vmap_seeds(algo.init, in_axes=(0, None)))(keys, params)
+    return _INITS[algo](keys, params)
 
 
 def state_shapes(algo: Any, run: RunConfig) -> Any:
