@@ -275,7 +275,7 @@ def test_reachable_states_are_consistent():
     shipped = shipped_reachable()
     assert set(shipped) == set(teacher_tasks())
     # KeyCorridor's larger maps are S4R3's scaled up (the same 12 states): they are checked
-    # against S4R3's recomputed states, which saves half a minute of the suite.
+    # against S4R3's recomputed states, which saves their two compilations and rollouts.
     scaled = ("KeyCorridorS5R3", "KeyCorridorS6R3")
     # Recomputed in a child process at XLA's default optimisation level: LockedRoom's rollout
     # (19x19 navigation searches) runs 17 s at the suite's level 0 (tests/conftest.py), 2 s there.
