@@ -299,27 +299,40 @@ def compose(task: str, prior: str, mode: str = "prior", source: tuple[str, Any] 
 # ---------------------------------------------------------------------------------------------
 # Which abstract states occur
 # ---------------------------------------------------------------------------------------------
-def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_steps: int,
-                   epsilon: float = 0.3) -> np.ndarray:
-    """`bool[S]`: abstract states seen while acting with the teacher and, with probability
-    `epsilon`, a uniformly random action (the common collector)."""
+def _visited_programs(env, num_envs: int, num_steps: int):
+    """`visited_states`' two jitted programs: `run(params, key)`, the observations of a rollout
+    of `num_envs` x `num_steps` (`params = (teacher, epsilon)`), and
+    `states(teacher, flat_obs)`, their abstract states."""
     from ..core import collector
     run = jax.jit(lambda params, key: collector.rollout(
         env, collector.Sample(exploring_teacher_logits), params,
         collector.reset(env, jax.random.fold_in(key, 0), num_envs),
         jax.random.fold_in(key, 1), num_steps)[1].obs)
+    states = jax.jit(lambda teacher, flat: teacher.abstract_states(flat))
+    return run, states
+
+
+def _flat(obs):
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), obs)
+
+
+def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_steps: int,
+                   epsilon: float = 0.3) -> np.ndarray:
+    """`bool[S]`: abstract states seen while acting with the teacher and, with probability
+    `epsilon`, a uniformly random action (the common collector)."""
+    run, states = _visited_programs(env, num_envs, num_steps)
     obs = run((teacher, jnp.float32(epsilon)), key)
-    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), obs)
     seen = np.zeros(teacher.guide.num_states, bool)
-    seen[np.asarray(jax.jit(teacher.abstract_states)(flat))] = True
+    seen[np.asarray(states(teacher, _flat(obs)))] = True
     return seen
 
 
 REACHABLE_FILE = Path(__file__).resolve().parent / "reachable.json"
 """The reachable abstract states of the built-in tasks, computed by `compute_reachable` and
 shipped (a rollout of `REACHABLE_BUDGET` teacher steps per task: 5-15 s on 2 CPU cores, mostly
-compilation, each time a process asked); `python -m jaxrl3m.teacher.teacher` rewrites it, and
-the test suite recomputes it."""
+compilation, each time a process asked) with each task's `reachable_fingerprint`;
+`python -m jaxrl3m.teacher.teacher` rewrites it, and the test suite checks it (recomputing the
+tasks whose fingerprint is no longer the recorded one)."""
 
 REACHABLE_BUDGET = (256, 300)
 """Environments x steps of `compute_reachable`'s rollout. 256 x 300 finds the states that
@@ -329,14 +342,43 @@ LockedRoom's)."""
 _REACHABLE: dict[tuple[str, Guidance], tuple[int, ...]] = {}
 
 
+def _reachable_inputs(task: str):
+    """`compute_reachable`'s environment, teacher, key and exploration rate."""
+    table = oracle_table(task) if envs.guidance(task).oracle else uniform_table(task)
+    return envs.make(task), Teacher.create(task, table), jax.random.key(0), 0.3
+
+
 def compute_reachable(task: str) -> tuple[int, ...]:
     """The abstract states that occur in `task`: those the oracle teacher (the uniform one for a
     task without an oracle) with 30% random actions visits in `REACHABLE_BUDGET` environments x
     steps (key 0; deterministic)."""
-    table = oracle_table(task) if envs.guidance(task).oracle else uniform_table(task)
-    seen = visited_states(envs.make(task), Teacher.create(task, table),
-                          jax.random.key(0), *REACHABLE_BUDGET)
+    env, teacher, key, epsilon = _reachable_inputs(task)
+    seen = visited_states(env, teacher, key, *REACHABLE_BUDGET, epsilon=epsilon)
     return tuple(int(i) for i in np.flatnonzero(seen))
+
+
+def reachable_fingerprint(task: str) -> str:
+    """A hash of everything `compute_reachable(task)`'s result is a function of: its two
+    programs as lowered (StableHLO without source locations: the tasks' rules, the teacher,
+    the collector, the budget), their inputs (the table, key and exploration rate), JAX's
+    version and the platform. Equal fingerprints give equal states (the rollout is
+    deterministic), so a shipped entry whose fingerprint is current need not be recomputed to
+    be trusted; lowering takes a second or two where the rollout takes 5-25 s."""
+    import hashlib
+
+    import jaxlib
+    env, teacher, key, epsilon = _reachable_inputs(task)
+    run, states = _visited_programs(env, *REACHABLE_BUDGET)
+    params = (teacher, jnp.float32(epsilon))
+    lowered = run.lower(params, key)
+    flat = jax.eval_shape(_flat, lowered.out_info)
+    digest = hashlib.sha256()
+    for part in (lowered.as_text(), states.lower(teacher, flat).as_text(),
+                 f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}"):
+        digest.update(part.encode())
+    for leaf in jax.tree.leaves((params, jax.random.key_data(key))):
+        digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()
 
 
 def shipped_reachable() -> dict[str, tuple[int, ...]]:
@@ -357,6 +399,15 @@ def shipped_reachable() -> dict[str, tuple[int, ...]]:
     return out
 
 
+def shipped_fingerprints() -> dict[str, str]:
+    """`REACHABLE_FILE`'s `reachable_fingerprint` per task, as it was when its states were
+    computed (tasks computed before fingerprints were recorded have none)."""
+    try:
+        return dict(json.loads(REACHABLE_FILE.read_text()).get("fingerprints", {}))
+    except (OSError, ValueError):
+        return {}
+
+
 def reachable_states(task: str) -> tuple[int, ...]:
     """The abstract states that occur in `task`: its guidance's own list, else the shipped ones
     (`REACHABLE_FILE`, the built-in tasks'), else `compute_reachable` (kept for the process)."""
@@ -374,12 +425,15 @@ def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int
     the other tasks' shipped entries are kept) and writes `REACHABLE_FILE` atomically."""
     tasks = tasks or teacher_tasks()
     states = {t: v for t, v in shipped_reachable().items() if t in teacher_tasks()}
+    fingerprints = {t: f for t, f in shipped_fingerprints().items() if t in states}
     for t in tasks:
         print(f"{t}: computing the reachable abstract states...", flush=True)
         states[t] = compute_reachable(t)
+        fingerprints[t] = reachable_fingerprint(t)
     states = {t: states[t] for t in teacher_tasks() if t in states}
     atomic_write_text(REACHABLE_FILE, json.dumps({
         "versions": {t: [envs.guidance(t).name, envs.guidance(t).version] for t in states},
+        "fingerprints": {t: fingerprints[t] for t in states if t in fingerprints},
         "made_by": "python -m jaxrl3m.teacher.teacher (compute_reachable: the oracle teacher "
                    "with 30%% random actions, %d environments x %d steps, key 0)"
                    % REACHABLE_BUDGET,
