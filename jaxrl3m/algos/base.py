@@ -349,7 +349,7 @@ class Algorithm:
         """The collector policy that evaluation plays, acting from `evaluation_params`: by
         default sampling (or the argmax of) `act`'s logits."""
         from ..core.collector import Sample
-        return Sample(self.act, greedy)
+        return Sample(Act(self), greedy)
 
     def evaluation_params(self, params: Any, inputs: Any = None) -> Any:
         """What `policy` acts from, given the trained parameters (per seed) and the inputs."""
@@ -379,6 +379,19 @@ def episode_free_metrics(metrics: dict, update: jax.Array, steps_per_update: int
     nan = jnp.float32(jnp.nan)
     return {**metrics, "env_steps": ((update + 1) * steps_per_update).astype(jnp.float32),
             "episodes": jnp.float32(0.0), "success": nan, "length": nan, "return": nan}
+
+
+@dataclasses.dataclass(frozen=True)
+class Act:
+    """`algo.act` as a value: equal algorithms give equal policies, so a run, its resumption
+    and `python -m jaxrl3m.evaluate` share one compiled evaluation program per process (a
+    bound method compares its object by identity, which made each of them trace and compile
+    its own)."""
+
+    algo: Algorithm
+
+    def __call__(self, params: Any, obs: Any) -> jax.Array:
+        return self.algo.act(params, obs)
 
 
 @dataclasses.dataclass(frozen=True)
