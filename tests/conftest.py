@@ -70,6 +70,7 @@ SLOW = {
                     "test_evaluate_command"),
     "test_readme_and_cli.py": ("test_readme_python_snippet_runs",),
     "test_teacher.py": ("test_reachable_states_are_consistent", "test_oracle_teacher_solves",
+                        "test_reachable_fingerprint_follows",
                         "test_precompute_oracle_and_report", "test_precompute_published_table",
                         "test_uniform_teacher_is_worse", "test_navigation_matches_reference_bfs"),
     "test_transfer.py": ("",),  # every test: its module fixture trains the source policy
