@@ -361,9 +361,10 @@ def reachable_fingerprint(task: str) -> str:
     """A hash of everything `compute_reachable(task)`'s result is a function of: its two
     programs as lowered (StableHLO without source locations: the tasks' rules, the teacher,
     the collector, the budget), their inputs (the table, key and exploration rate), JAX's
-    version and the platform. Equal fingerprints give equal states (the rollout is
-    deterministic), so a shipped entry whose fingerprint is current need not be recomputed to
-    be trusted; lowering takes a second or two where the rollout takes 5-25 s."""
+    version and the platform. Equal fingerprints mean the same deterministic computation, so a
+    shipped entry whose fingerprint is current need not be recomputed to be trusted (as with a
+    recomputation, another processor's floating point is assumed not to change which states a
+    76,800-step rollout visits); lowering takes a second or two where the rollout takes 5-25 s."""
     import hashlib
 
     import jaxlib
