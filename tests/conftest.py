@@ -57,6 +57,9 @@ SLOW = {
                        "test_a_run_folder_in_use", "test_a_garbage_line",
                        "test_evaluate_needs_no_prior", "test_starts_that_cannot_work"),
     "test_layout.py": ("test_single_draw_never_fails_exhaustively",),
+    "test_metrics.py": ("test_the_periodic_evaluation_plays",),
+    "test_parity_minigrid.py": ("test_two_room_tasks_match", "test_room_worlds_match"),
+    "test_tasks.py": ("test_registered_task_gets_the_teacher", "test_the_how_to_script_runs"),
     "test_llm.py": ("test_gemma3_270m_matches_transformers", "test_smollm2_matches_transformers",
                     "test_precompute_with_the_jax_backend", "test_precompute_scores_a_past_policy"),
     "test_navix.py": ("test_navix_task_through_our_trainer", "test_navix_ppo_runs_on_our_task"),
@@ -81,13 +84,13 @@ SLOW = {
 # files not named follow in collection order). Handed out longest first (the Makefile's
 # --no-loadscope-reorder), the two workers finish within a few seconds of each other; xdist's
 # default order, by number of tests, left one idle for the last minute.
-HEAVY_FIRST = ("test_transfer.py", "test_teacher.py", "test_ppo.py", "test_core.py", "test_dt.py",
-               "test_parallel.py", "test_llm.py", "test_bench.py", "test_api.py",
-               "test_contract.py", "test_faults.py", "test_offline.py",
-               "test_dqn_prior.py", "test_parity_minigrid.py", "test_readme_and_cli.py",
-               "test_navix.py",
-               "test_layout.py", "test_posterior.py", "test_gym_api.py", "test_render.py",
-               "test_cli.py", "test_docs.py")
+HEAVY_FIRST = ("test_teacher.py", "test_parity_minigrid.py", "test_transfer.py", "test_ppo.py",
+               "test_bench.py", "test_parallel.py", "test_core.py", "test_dt.py", "test_llm.py",
+               "test_contract.py", "test_offline.py", "test_dqn_prior.py", "test_api.py",
+               "test_tasks.py", "test_navix.py", "test_posterior.py", "test_metrics.py",
+               "test_docs.py", "test_layout.py", "test_readme_and_cli.py", "test_faults.py",
+               "test_gym_api.py", "test_render.py", "test_abstraction.py", "test_rules.py",
+               "test_soft_targets.py", "test_cli.py")
 
 
 def pytest_configure(config):
