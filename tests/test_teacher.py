@@ -275,13 +275,14 @@ def test_reachable_states_are_consistent():
     now; a change of the tasks or the teacher that moves them fails here: rerun
     `python -m jaxrl3m.teacher.teacher` and commit jaxrl3m/teacher/reachable.json.
 
-    A task whose `reachable_fingerprint` (its rollout's programs as lowered, and their inputs)
-    is the one recorded with its shipped states would compute those states again (the rollout
-    is deterministic); only the others are recomputed."""
+    A task whose `reachable_fingerprint` (its rollout's programs as lowered, their inputs and
+    the shipped states) is the one recorded would compute those states again (the rollout is
+    deterministic); only the others are recomputed."""
     shipped = shipped_reachable()
     assert set(shipped) == set(teacher_tasks())
     recorded = shipped_fingerprints()
-    stale = [t for t in teacher_tasks() if recorded.get(t) != reachable_fingerprint(t)]
+    stale = [t for t in teacher_tasks()
+             if recorded.get(t) != reachable_fingerprint(t, shipped[t])]
     now = {t: shipped[t] for t in teacher_tasks() if t not in stale}
     if stale:
         warnings.warn(f"reachable states recomputed for {stale}: their programs changed since "
@@ -314,19 +315,21 @@ def test_reachable_states_are_consistent():
 
 def test_reachable_fingerprint_follows_the_rollout_and_its_inputs(monkeypatch):
     """The fingerprint that lets the check above trust a shipped entry changes with anything
-    the states depend on: the table (an input), the budget (the program's shapes), the task's
-    rules (the program)."""
+    the states depend on (the table, an input; the budget, the program's shapes; the task's
+    rules, the program) and with the states themselves (an entry edited by hand)."""
     from jaxrl3m.teacher import teacher as teacher_mod
-    base = reachable_fingerprint("Unlock")
-    assert reachable_fingerprint("Unlock") == base  # deterministic
-    assert reachable_fingerprint("DoorKey") != base
+    states = shipped_reachable()["Unlock"]
+    base = reachable_fingerprint("Unlock", states)
+    assert reachable_fingerprint("Unlock", states) == base  # deterministic
+    assert reachable_fingerprint("Unlock", states[:-1]) != base
+    assert reachable_fingerprint("DoorKey", states) != base
     inputs = teacher_mod._reachable_inputs
     monkeypatch.setattr(teacher_mod, "_reachable_inputs", lambda task: (
         *inputs(task)[:1], Teacher.create(task, uniform_table(task)), *inputs(task)[2:]))
-    assert reachable_fingerprint("Unlock") != base
+    assert reachable_fingerprint("Unlock", states) != base
     monkeypatch.setattr(teacher_mod, "_reachable_inputs", inputs)
     monkeypatch.setattr(teacher_mod, "REACHABLE_BUDGET", (128, 300))
-    assert reachable_fingerprint("Unlock") != base
+    assert reachable_fingerprint("Unlock", states) != base
 
 
 # ---------------------------------------------------------------------------------------------

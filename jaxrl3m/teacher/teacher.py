@@ -330,7 +330,7 @@ def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_ste
 REACHABLE_FILE = Path(__file__).resolve().parent / "reachable.json"
 """The reachable abstract states of the built-in tasks, computed by `compute_reachable` and
 shipped (a rollout of `REACHABLE_BUDGET` teacher steps per task: 5-15 s on 2 CPU cores, mostly
-compilation, each time a process asked) with each task's `reachable_fingerprint`;
+compilation, each time a process asked) with each entry's `reachable_fingerprint`;
 `python -m jaxrl3m.teacher.teacher` rewrites it, and the test suite checks it (recomputing the
 tasks whose fingerprint is no longer the recorded one)."""
 
@@ -357,25 +357,28 @@ def compute_reachable(task: str) -> tuple[int, ...]:
     return tuple(int(i) for i in np.flatnonzero(seen))
 
 
-def reachable_fingerprint(task: str) -> str:
-    """A hash of everything `compute_reachable(task)`'s result is a function of: its two
-    programs as lowered (StableHLO without source locations: the tasks' rules, the teacher,
-    the collector, the budget), their inputs (the table, key and exploration rate), JAX's
-    version and the platform. Equal fingerprints mean the same deterministic computation, so a
-    shipped entry whose fingerprint is current need not be recomputed to be trusted (as with a
-    recomputation, another processor's floating point is assumed not to change which states a
-    76,800-step rollout visits); lowering takes a second or two where the rollout takes 5-25 s."""
+def reachable_fingerprint(task: str, states: tuple[int, ...]) -> str:
+    """The fingerprint of a shipped entry: a hash of `states` together with everything
+    `compute_reachable(task)` is a function of: its two programs as lowered (StableHLO without
+    source locations: the task's rules, the teacher, the collector, the budget), their inputs
+    (the table, key and exploration rate), JAX's version and the platform. When the recorded
+    fingerprint is this one, the entry holds what the same deterministic computation returned,
+    so it need not be recomputed to be trusted (as with a recomputation, another processor's
+    floating point is assumed not to change which states a 76,800-step rollout visits); states
+    edited by hand, or a changed program, make it stale. Lowering takes a second or two where
+    the rollout takes 5-25 s."""
     import hashlib
 
     import jaxlib
     env, teacher, key, epsilon = _reachable_inputs(task)
-    run, states = _visited_programs(env, *REACHABLE_BUDGET)
+    run, abstract = _visited_programs(env, *REACHABLE_BUDGET)
     params = (teacher, jnp.float32(epsilon))
     lowered = run.lower(params, key)
     flat = jax.eval_shape(_flat, lowered.out_info)
     digest = hashlib.sha256()
-    for part in (lowered.as_text(), states.lower(teacher, flat).as_text(),
-                 f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}"):
+    for part in (lowered.as_text(), abstract.lower(teacher, flat).as_text(),
+                 f"{jax.__version__} {jaxlib.__version__} {jax.default_backend()}",
+                 json.dumps([int(i) for i in states])):
         digest.update(part.encode())
     for leaf in jax.tree.leaves((params, jax.random.key_data(key))):
         digest.update(np.asarray(leaf).tobytes())
@@ -401,8 +404,8 @@ def shipped_reachable() -> dict[str, tuple[int, ...]]:
 
 
 def shipped_fingerprints() -> dict[str, str]:
-    """`REACHABLE_FILE`'s `reachable_fingerprint` per task, as it was when its states were
-    computed (tasks computed before fingerprints were recorded have none)."""
+    """`REACHABLE_FILE`'s `reachable_fingerprint` per task, of its states as computed then
+    (tasks computed before fingerprints were recorded have none)."""
     try:
         return dict(json.loads(REACHABLE_FILE.read_text()).get("fingerprints", {}))
     except (OSError, ValueError):
@@ -430,7 +433,7 @@ def write_reachable(tasks: tuple[str, ...] | None = None) -> dict[str, tuple[int
     for t in tasks:
         print(f"{t}: computing the reachable abstract states...", flush=True)
         states[t] = compute_reachable(t)
-        fingerprints[t] = reachable_fingerprint(t)
+        fingerprints[t] = reachable_fingerprint(t, states[t])
     states = {t: states[t] for t in teacher_tasks() if t in states}
     atomic_write_text(REACHABLE_FILE, json.dumps({
         "versions": {t: [envs.guidance(t).name, envs.guidance(t).version] for t in states},
