@@ -285,9 +285,9 @@ def test_reachable_states_are_consistent():
              if recorded.get(t) != reachable_fingerprint(t, shipped[t])]
     now = {t: shipped[t] for t in teacher_tasks() if t not in stale}
     if stale:
-        warnings.warn(f"reachable states recomputed for {stale}: their programs changed since "
-                      "jaxrl3m/teacher/reachable.json was written (python -m "
-                      "jaxrl3m.teacher.teacher rewrites it and its fingerprints)")
+        warnings.warn(f"reachable states recomputed for {stale}: their fingerprints (programs, "
+                      "inputs or shipped states) are not the ones jaxrl3m/teacher/reachable.json "
+                      "records (python -m jaxrl3m.teacher.teacher rewrites it)")
         # Recomputed in a child process at XLA's default optimisation level, where the shipped
         # states were computed: LockedRoom's rollout (19x19 navigation searches) runs 17 s at
         # the suite's level 0 (tests/conftest.py), 2 s there.

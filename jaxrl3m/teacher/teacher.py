@@ -385,13 +385,18 @@ def reachable_fingerprint(task: str, states: tuple[int, ...]) -> str:
     return digest.hexdigest()
 
 
+def _shipped_file() -> dict:
+    """`REACHABLE_FILE`'s contents, or `{}` when it is missing or unreadable."""
+    try:
+        return json.loads(REACHABLE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def shipped_reachable() -> dict[str, tuple[int, ...]]:
     """`REACHABLE_FILE`'s states per task, for the tasks whose guidance has the abstraction
     (name and version) the file was made with (the others are computed)."""
-    try:
-        data = json.loads(REACHABLE_FILE.read_text())
-    except (OSError, ValueError):
-        return {}
+    data = _shipped_file()
     out = {}
     for task, states in data.get("states", {}).items():
         try:
@@ -406,10 +411,7 @@ def shipped_reachable() -> dict[str, tuple[int, ...]]:
 def shipped_fingerprints() -> dict[str, str]:
     """`REACHABLE_FILE`'s `reachable_fingerprint` per task, of its states as computed then
     (tasks computed before fingerprints were recorded have none)."""
-    try:
-        return dict(json.loads(REACHABLE_FILE.read_text()).get("fingerprints", {}))
-    except (OSError, ValueError):
-        return {}
+    return dict(_shipped_file().get("fingerprints", {}))
 
 
 def reachable_states(task: str) -> tuple[int, ...]:
