@@ -40,7 +40,7 @@ model: $(VENV)/.model
 priors: $(VENV)/.model
 	for t in DoorKey LavaDoorKey ColoredDoorKey Unlock UnlockPickup BlockedUnlockPickup \
 	    KeyCorridorS3R1 KeyCorridorS3R2 KeyCorridorS3R3 KeyCorridorS4R3 KeyCorridorS5R3 \
-	    KeyCorridorS6R3 LockedRoom; do \
+	    KeyCorridorS6R3 LockedRoom Fetch; do \
 	  $(PY) -m jaxrl3m.precompute_priors --task $$t --backend jax --model smollm2 \
 	    --out llm_cache/$$t-smollm2.json || exit 1; \
 	  $(PY) -m jaxrl3m.precompute_priors --task $$t --backend jax --model gemma3-270m \

@@ -3,8 +3,8 @@
 Measures jaxrl3m's DoorKey, LavaDoorKey, ColoredDoorKey and Unlock against NAVIX's own DoorKey-8x8
 (Unlock and UnlockPickup against NAVIX's `Navix-Unlock-v0` and `Navix-UnlockPickup-v0`;
 BlockedUnlockPickup, which NAVIX does not have, against its nearest, `Navix-UnlockPickup-v0`;
-KeyCorridorS<S>R<R> against NAVIX's `Navix-KeyCorridorS<S>R<R>-v0`; LockedRoom, which NAVIX does
-not have, against its nearest, `Navix-KeyCorridorS6R3-v0`)
+KeyCorridorS<S>R<R> against NAVIX's `Navix-KeyCorridorS<S>R<R>-v0`; LockedRoom and Fetch
+against NAVIX's `Navix-LockedRoom-v0` and `Navix-Fetch-8x8-N3-v0`)
 (`nx.make("Navix-DoorKey-8x8-v0")`, stepped by NAVIX's own `step`), XLand-MiniGrid's
 `MiniGrid-DoorKey-8x8` (its own `step` with its `GymAutoResetWrapper`, when the `[peers]` extra
 is installed), all through the library's
@@ -30,6 +30,7 @@ import numpy as np
 from jaxrl3m import envs
 from jaxrl3m.core import collector
 from jaxrl3m.envs.types import NOTHING, Observation, TimeStep
+
 
 def _peer_obs(observation) -> Observation:
     """A peer's own observation carried in our `Observation` (its `grid`): the random policy
@@ -134,11 +135,17 @@ def navix_keycorridor(name: str):
     return NavixAdapter(nx.make(f"Navix-{name}-v0", max_steps=30 * s * s, penalty_coeff=0.9))
 
 
+def navix_named(navix_id: str, max_steps: int):
+    """NAVIX's `navix_id` with MiniGrid's time limit and reward."""
+    import navix as nx
+    return NavixAdapter(nx.make(navix_id, max_steps=max_steps, penalty_coeff=0.9))
+
+
 KEYCORRIDORS = tuple(f"KeyCorridorS{s}R{r}" for s, r in envs.KEYCORRIDOR_SIZES)
 NEAREST_NAVIX = {"Unlock": "NAVIX Unlock", "UnlockPickup": "NAVIX UnlockPickup",
                  "BlockedUnlockPickup": "NAVIX UnlockPickup",
                  **{t: f"NAVIX {t}" for t in KEYCORRIDORS},
-                 "LockedRoom": "NAVIX KeyCorridorS6R3"}
+                 "LockedRoom": "NAVIX LockedRoom", "Fetch": "NAVIX Fetch-8x8-N3"}
 """The NAVIX row each of our rows is compared with (default: NAVIX DoorKey-8x8)."""
 
 
@@ -197,6 +204,9 @@ def main():
         "NAVIX UnlockPickup": lambda: navix_unlock(pickup=True),
         **{t: functools.partial(ours, t) for t in KEYCORRIDORS},
         "LockedRoom": lambda: ours("LockedRoom"),
+        "Fetch": lambda: ours("Fetch"),
+        "NAVIX LockedRoom": functools.partial(navix_named, "Navix-LockedRoom-v0", 190),
+        "NAVIX Fetch-8x8-N3": functools.partial(navix_named, "Navix-Fetch-8x8-N3-v0", 320),
         **{f"NAVIX {t}": functools.partial(navix_keycorridor, t) for t in KEYCORRIDORS},
     }
     try:  # the [peers] extra
@@ -245,8 +255,8 @@ def main():
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print("\nsteps/s (ratio to NAVIX DoorKey-8x8 at the same size; Unlock, UnlockPickup, "
-          "KeyCorridor: to NAVIX's; BlockedUnlockPickup: to NAVIX's UnlockPickup, LockedRoom: to "
-          "NAVIX's KeyCorridorS6R3, the nearest)\n" + table)
+          "KeyCorridor, LockedRoom, Fetch: to NAVIX's; BlockedUnlockPickup: to NAVIX's "
+          "UnlockPickup, the nearest)\n" + table)
     results["table"] = table
     benchlib.save(args.out, results)
 

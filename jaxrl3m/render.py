@@ -39,7 +39,8 @@ class Episode:
     actions: np.ndarray  # i32[T]
     option_probs: np.ndarray | None  # f32[T + 1, K]: the teacher's mixture weights per state
     reward: float
-    outcome: str  # "success", "lava" or "time limit"
+    outcome: str  # "success", "lava" (Fetch: "wrong object") or "time limit"
+    mission: str = ""  # the mission in words ("fetch a red key"); "" for tasks without one
 
     @property
     def length(self) -> int:
@@ -73,9 +74,11 @@ def record(env: Any, policy: Any, params: Any, key: jax.Array, episodes: int,
             obs = jax.vmap(jax.vmap(env.observe))(states)
             probs = teacher.table[jax.vmap(teacher.abstract_states)(obs)]
         drawn = (states.grid, states.memory, states.agent_pos, states.agent_dir)
-        return drawn, actions, rewards, term, trunc, probs
+        mission = jnp.zeros((episodes, 0), jnp.uint8) if states.mission is None else \
+            states.mission[0]
+        return drawn, actions, rewards, term, trunc, probs, mission
 
-    (grid, memory, pos, dirs), actions, rewards, term, trunc, probs = jax.tree.map(
+    (grid, memory, pos, dirs), actions, rewards, term, trunc, probs, mission = jax.tree.map(
         np.asarray, jax.jit(run)(params, key))
     out = []
     for e in range(episodes):
@@ -83,13 +86,23 @@ def record(env: Any, policy: Any, params: Any, key: jax.Array, episodes: int,
         t = int(ended[0]) + 1 if len(ended) else env.horizon
         pick = lambda a: a[: t + 1, e]  # noqa: E731
         outcome = ("time limit" if not term[t - 1, e] else
-                   "success" if rewards[:t, e].sum() > 0 else "lava")
+                   "success" if rewards[:t, e].sum() > 0 else
+                   "wrong object" if mission.shape[1] else "lava")
         out.append(Episode(grid=pick(grid), memory=pick(memory), agent_pos=pick(pos),
                            agent_dir=pick(dirs),
                            actions=actions[:t, e],
                            option_probs=None if probs is None else pick(probs),
-                           reward=float(rewards[:t, e].sum()), outcome=outcome))
+                           reward=float(rewards[:t, e].sum()), outcome=outcome,
+                           mission=_mission_text(mission[e])))
     return out
+
+
+def _mission_text(code: np.ndarray) -> str:
+    """"fetch a red key" from a mission's `(tag, colour, 0)` code; "" without a mission."""
+    from .envs.types import COLOUR_NAMES, TAG_NAMES
+    if not len(code):
+        return ""
+    return f"fetch a {COLOUR_NAMES[int(code[1])]} {TAG_NAMES[int(code[0])]}"
 
 
 def frames(ep: Episode, options: tuple[str, ...] = (), view_size: int | None = None,
@@ -110,6 +123,8 @@ def frames(ep: Episode, options: tuple[str, ...] = (), view_size: int | None = N
         lines = [f"episode {number + 1}, step {i}/{ep.length}: "
                  + (f"next action: {ACTION_NAMES[int(ep.actions[i])]}" if i < ep.length else
                     f"{ep.outcome}, return {ep.reward:.2f}")]
+        if ep.mission:
+            lines.append(f"mission: {ep.mission}")
         if ep.option_probs is not None and options:
             p = ep.option_probs[i]
             best = np.argsort(-p)[:2]

@@ -432,3 +432,74 @@ def test_lockedroom_generator_abstraction_and_keywords():
                                        goal="goal", n_lava=0))
     with pytest.raises(ValueError, match="goal='goal' needs LockedRoom's goal square"):
         envs.make("DoorKey", goal="goal")
+
+
+def test_fetch_generator_mission_abstraction_and_keywords():
+    """Fetch (MiniGrid's Fetch-8x8-N3): three keys or balls on distinct interior cells, the
+    agent on another, the mission naming one of them (in the observation, the network's input
+    and the flat gym observation); the abstraction reads the mission; the kind-only skills may
+    pick up the wrong object, the mission's skills never do."""
+    from jaxrl3m.envs import mission_abstraction as ma
+    from jaxrl3m.envs.gym_api import flat_observation
+    from jaxrl3m.envs.types import BALL, EMPTY_CELL, PICKUP, RED, BLUE
+    from jaxrl3m.nets.encoders import NUM_CELL_CODES, cell_codes
+    from jaxrl3m.teacher.skills import skill_outputs
+    env = envs.make("Fetch")
+    assert (env.size, env.max_steps, env.view_size, env.world) == (8, 320, 7, "fetch")
+    lay = jax.tree.map(np.asarray, jax.jit(jax.vmap(env.sample_layout))(
+        jax.random.split(jax.random.key(4), 2000)))
+    cells = np.concatenate([lay.object_pos, lay.agent_pos[:, None]], 1)
+    assert ((cells >= 1) & (cells <= 6)).all()
+    assert all(len({tuple(c) for c in cs}) == 4 for cs in cells.tolist())
+    named = (lay.object_tag == lay.mission[:, :1]) & (lay.object_colour == lay.mission[:, 1:])
+    assert named.any(1).all()
+    assert set(lay.object_tag.ravel().tolist()) == {KEY, BALL}
+    assert set(lay.object_colour.ravel().tolist()) == set(range(6))
+    # every object is the mission's about as often (uniform choice of the target)
+    first = (lay.object_tag[:, 0] == lay.mission[:, 0]) & (
+        lay.object_colour[:, 0] == lay.mission[:, 1])
+    assert 0.3 < first.mean() < 0.45  # 1/3, plus look-alikes
+    ts = env.reset(jax.random.key(0))
+    assert ts.obs.mission.shape == (3,)
+    codes, _ = cell_codes(ts.obs, window=11)
+    m = np.asarray(ts.obs.mission).astype(int)
+    assert codes.shape == (122,) and int(codes[-1]) == NUM_CELL_CODES + m[0] * 6 + m[1]
+    assert flat_observation(ts.obs).shape == (8 * 8 * 3 + 6,)
+
+    # the abstraction: the mission's object unseen / seen / in front, another object in front
+    g = np.zeros_like(np.asarray(ts.obs.grid))
+    g[1:7, 1:7] = EMPTY_CELL
+    obs = ts.obs.replace(grid=jnp.asarray(g), agent_pos=jnp.asarray([3, 3]),
+                         agent_dir=jnp.asarray(0), mission=jnp.asarray([KEY, RED, 0], jnp.uint8))
+    fn = jax.jit(envs.guidance("Fetch").abstract_state)
+    oracle = envs.guidance("Fetch").oracle
+
+    def with_cells(cells, mission=(KEY, RED, 0)):
+        grid = g.copy()
+        for (r, c), code in cells.items():
+            grid[r, c] = code
+        return obs.replace(grid=jnp.asarray(grid), mission=jnp.asarray(mission, jnp.uint8))
+
+    unseen = with_cells({(5, 5): (KEY, BLUE, 0)})
+    assert ma.decode(int(fn(unseen))) == (0, 0, 0) and oracle(int(fn(unseen))) == ("explore",)
+    seen = with_cells({(5, 5): (KEY, RED, 0), (3, 4): (BALL, RED, 0)})
+    assert ma.decode(int(fn(seen))) == (0, 1, 1)
+    assert oracle(int(fn(seen))) == ("go to the object of the mission",)
+    front = with_cells({(3, 4): (BALL, RED, 0)}, mission=(BALL, RED, 0))
+    assert ma.decode(int(fn(front))) == (1, 2, 0)
+    texts = [ma.describe(i) for i in range(ma.NUM_STATES)]
+    assert "ball" in texts[int(fn(front))] and "in front of you" in texts[int(fn(front))]
+    # the kind-only skill picks up a wrong key in front; the mission's skill does not
+    wrong = with_cells({(3, 4): (KEY, BLUE, 0), (5, 5): (KEY, RED, 0)})
+    out = skill_outputs(wrong, ("pick up the key", "pick up the object of the mission",
+                                "go to the object of the mission"))
+    assert [bool(a) for a in out.applicable] == [True, False, True]
+    assert float(out.probs[0, PICKUP]) == 1.0
+    right = skill_outputs(front, ("pick up the object of the mission",))
+    assert bool(right.applicable[0]) and float(right.probs[0, PICKUP]) == 1.0
+    with pytest.raises(ValueError, match="goal='fetch' needs Fetch's objects"):
+        envs.make("DoorKey", goal="fetch")
+    with pytest.raises(ValueError, match="n_objects=40 must be between 1 and 35"):
+        envs.make("Fetch", n_objects=40)
+    with pytest.raises(ValueError, match="needs an observation with a mission"):
+        envs.guidance("Fetch").abstract_state(envs.make("DoorKey").reset(jax.random.key(0)).obs)

@@ -28,6 +28,7 @@ from .box_abstraction import GUIDANCE as UNLOCKPICKUP_GUIDANCE
 from .box_abstraction import CORRIDOR_GUIDANCE as KEYCORRIDOR_GUIDANCE
 from .box_abstraction import LOCKEDROOM_GUIDANCE
 from .doorkey import DoorKeyEnv, check_keywords
+from .mission_abstraction import GUIDANCE as FETCH_GUIDANCE
 from .task import Guidance
 from .render import render_text
 from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
@@ -89,6 +90,14 @@ _TASKS: dict[str, TaskSpec] = {
                                             n_lava=0, n_boxes=0, blocked=False,
                                             door_wall="any", min_room=5, max_room=None),
                            LOCKEDROOM_GUIDANCE, dict(max_steps=190, view_size=7)),
+    # MiniGrid's Fetch (MiniGrid-Fetch-8x8-N3-v0): one walled 8 x 8 room, three keys or balls
+    # of random colours, a mission naming one kind and colour ("fetch a red key": the
+    # observation's `mission`); picking it up is success, picking up anything else ends the
+    # episode with nothing. MiniGrid's 5 * 8^2 = 320 steps and its 7 x 7 view.
+    "Fetch": TaskSpec(DoorKeyEnv, dict(world="fetch", size=8, goal="fetch", n_keys=1, n_lava=0,
+                                       n_boxes=0, blocked=False, door_wall="any", min_room=5,
+                                       max_room=None, rows=3, room_size=3),
+                      FETCH_GUIDANCE, dict(max_steps=320, view_size=7)),
     **{f"DoorKey-{n}x{n}": TaskSpec("navix", dict(size=n, navix_id="")) for n in (5, 6, 8, 16)},
 }
 """The NAVIX-backed entries name their class "navix": `navix_env` (and NAVIX itself, seconds to
@@ -251,7 +260,8 @@ def make(name: str, **overrides: Any):
     (MiniGrid's): `view_size` (3), `fully_observed`, `max_steps` (288; 576 blocked),
     `layouts`. KeyCorridorS3R1 ... KeyCorridorS6R3 (MiniGrid's): `view_size` (3),
     `fully_observed`, `max_steps` (30 * S * S), `layouts`. LockedRoom (MiniGrid's): the same,
-    with `view_size` 7 and `max_steps` 190 (MiniGrid's). Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
+    with `view_size` 7 and `max_steps` 190 (MiniGrid's). Fetch (MiniGrid's Fetch-8x8-N3): the
+    same, `view_size` 7, `max_steps` 320, and `n_objects` (3). Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
     (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id (`"Navix-Empty-8x8-v0"`, see
     `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff` (NAVIX's defaults).
 

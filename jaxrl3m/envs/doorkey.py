@@ -1,5 +1,5 @@
 """DoorKey, LavaDoorKey, ColoredDoorKey, Unlock, UnlockPickup, BlockedUnlockPickup,
-KeyCorridor and LockedRoom: one environment class, its configurations.
+KeyCorridor, LockedRoom and Fetch: one environment class, its configurations.
 
 Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `left`/`right` turn; `forward` moves onto an empty cell, lava or an open door;
@@ -10,8 +10,9 @@ Rules follow MiniGrid (not NAVIX's defaults, see README "Design rationale"):
 - `toggle` on a box opens it into its contents: nothing here, so the box is gone;
 - `done` does nothing.
 Opening the door is success ((Blocked)UnlockPickup: picking up the box is; KeyCorridor: the
-ball; LockedRoom: stepping onto the goal): the episode
-terminates with reward `1 - 0.9 * t / max_steps` (`t` counts this step). Moving onto lava
+ball; LockedRoom: stepping onto the goal; Fetch: picking up an object of the mission's kind and
+colour): the episode terminates with reward `1 - 0.9 * t / max_steps` (`t` counts this step).
+Fetch's episode also terminates, with reward 0, when any other object is picked up. Moving onto lava
 terminates with reward 0. At `t == max_steps` the episode is truncated (reward 0) unless it
 terminated on that step.
 
@@ -65,17 +66,22 @@ class DoorKeyEnv:
     goal: str = "open"
     """What ends an episode with success: "open" the door (DoorKey, Unlock), "pickup" a box
     (UnlockPickup: picking up the box; opening the door then earns nothing), "ball": pick up
-    the ball (KeyCorridor), or "goal": step onto the goal square (LockedRoom)."""
+    the ball (KeyCorridor), "goal": step onto the goal square (LockedRoom), or "fetch": pick
+    up an object of the mission's kind and colour (Fetch; picking up another fails)."""
     world: str = "room"
     """The map: "room" (one room, and with door_wall="east" a second behind its door) or
     "corridor": MiniGrid's KeyCorridor, `rows` x 3 rooms of side `room_size` around a hallway
     (`layout_lib.sample_corridor`); `size` is then `3 * (room_size - 1) + 1`; or
     "lockedroom": MiniGrid's LockedRoom, six rooms around a hallway on a 19 x 19 grid
-    (`layout_lib.sample_lockedroom`)."""
+    (`layout_lib.sample_lockedroom`); or "fetch": MiniGrid's Fetch, one walled `size x size`
+    room with `n_objects` keys and balls and a mission naming one of them
+    (`layout_lib.sample_fetch`)."""
     rows: int = 3
     """Corridor world: rows of rooms (MiniGrid's `num_rows`, the R of KeyCorridorS3R1)."""
     room_size: int = 3
     """Corridor world: side of each room, walls included (the S of KeyCorridorS3R1)."""
+    n_objects: int = 3
+    """Fetch world: the objects in the room (the N of MiniGrid's Fetch-8x8-N3)."""
     view_size: int = 3
     """Side of the agent's egocentric view (odd, >= 3); MiniGrid's default is 7."""
     fully_observed: bool = False
@@ -113,6 +119,8 @@ class DoorKeyEnv:
             draw = lambda k: layout_lib.sample_corridor(k, self.room_size, self.rows)
         elif self.world == "lockedroom":
             draw = lambda k: layout_lib.sample_lockedroom(k, self.size)
+        elif self.world == "fetch":
+            draw = lambda k: layout_lib.sample_fetch(k, self.size, self.n_objects)
         else:
             draw = lambda k: layout_lib.sample_layout(k, self.size, self.min_room, self.n_keys,
                                                       self.n_lava, self.max_room, self.door_wall,
@@ -138,6 +146,9 @@ class DoorKeyEnv:
             interior = self._corridor_interior()
         elif self.world == "lockedroom":
             interior = self._lockedroom_interior()
+        elif self.world == "fetch":
+            interior = (rows >= 1) & (rows <= self.size - 2) & (cols >= 1) & (
+                cols <= self.size - 2)
         else:
             h, w = layout.room[0], layout.room[1]
             interior = (rows >= 1) & (rows <= h - 2) & (cols >= 1) & (cols <= w - 2)
@@ -146,7 +157,8 @@ class DoorKeyEnv:
         grid = jnp.where(interior[..., None], jnp.asarray(EMPTY_CELL), jnp.asarray(WALL_CELL))
         door = jnp.stack([jnp.uint8(DOOR), layout.door_colour.astype(jnp.uint8),
                           jnp.uint8(DOOR_LOCKED)])
-        grid = grid.at[layout.door_pos[0], layout.door_pos[1]].set(door)
+        if self.world != "fetch":  # Fetch's room has no door
+            grid = grid.at[layout.door_pos[0], layout.door_pos[1]].set(door)
         closed = jnp.stack([jnp.full_like(layout.closed_door_colour, DOOR),
                             layout.closed_door_colour,
                             jnp.full_like(layout.closed_door_colour, DOOR_CLOSED)],
@@ -166,12 +178,19 @@ class DoorKeyEnv:
             balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
                                jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.ball_pos[:, 0], layout.ball_pos[:, 1]].set(balls)
+        mission = None
+        if self.world == "fetch":
+            objects = jnp.stack([layout.object_tag, layout.object_colour,
+                                 jnp.zeros_like(layout.object_tag)], axis=-1).astype(jnp.uint8)
+            grid = grid.at[layout.object_pos[:, 0], layout.object_pos[:, 1]].set(objects)
+            mission = jnp.concatenate([layout.mission, jnp.zeros((1,), layout.mission.dtype)]
+                                      ).astype(jnp.uint8)
         memory = self._observe_memory(jnp.asarray(empty_memory(*self.grid_shape)), grid,
                                       layout.agent_pos, layout.agent_dir)
         return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
                         agent_pos=layout.agent_pos.astype(jnp.int32),
                         agent_dir=layout.agent_dir.astype(jnp.int32),
-                        carrying=jnp.asarray(NOTHING), memory=memory)
+                        carrying=jnp.asarray(NOTHING), memory=memory, mission=mission)
 
     def _corridor_interior(self) -> np.ndarray:
         """`bool[height, width]`: the corridor world's floor (rooms' interiors and the
@@ -200,7 +219,8 @@ class DoorKeyEnv:
 
     def observe(self, state: EnvState) -> Observation:
         return Observation(grid=state.memory, agent_pos=state.agent_pos,
-                           agent_dir=state.agent_dir, carrying=state.carrying)
+                           agent_dir=state.agent_dir, carrying=state.carrying,
+                           mission=state.mission)
 
     def _timestep(self, state: EnvState) -> TimeStep:
         obs = self.observe(state)
@@ -261,7 +281,7 @@ class DoorKeyEnv:
         # Reward, termination, truncation.
         t = state.t + 1
         opened = is_door & (door_state != DOOR_OPEN) & (new_door_state == DOOR_OPEN)
-        on_lava = moved & (tag == LAVA)
+        failed = moved & (tag == LAVA)  # ends the episode with reward 0
         on_goal = moved & (tag == GOAL)
         if self.goal == "pickup":
             success = picked & (tag == BOX)
@@ -269,9 +289,12 @@ class DoorKeyEnv:
             success = picked & (tag == BALL)
         elif self.goal == "goal":
             success = on_goal
+        elif self.goal == "fetch":  # MiniGrid's Fetch: anything picked up ends the episode
+            success = picked & (tag == state.mission[0]) & (colour == state.mission[1])
+            failed = failed | picked
         else:
             success = opened | on_goal
-        terminated = success | on_lava
+        terminated = success | failed
         truncated = (t >= self.max_steps) & ~terminated
         reward = jnp.where(success, 1.0 - 0.9 * t / self.max_steps, 0.0).astype(jnp.float32)
 
@@ -293,8 +316,8 @@ class DoorKeyEnv:
 
 LAYOUT_SPLITS = ("all", "train", "heldout")
 DOOR_WALLS = ("any", "east")
-GOALS = ("open", "pickup", "ball", "goal")
-WORLDS = ("room", "corridor", "lockedroom")
+GOALS = ("open", "pickup", "ball", "goal", "fetch")
+WORLDS = ("room", "corridor", "lockedroom", "fetch")
 
 
 def check_keywords(env: DoorKeyEnv) -> None:
@@ -317,6 +340,19 @@ def check_keywords(env: DoorKeyEnv) -> None:
             raise ValueError(f"size={env.size}: LockedRoom's rooms are laid out for MiniGrid's "
                              f"{layout_lib.LOCKEDROOM_SIZE} x {layout_lib.LOCKEDROOM_SIZE} grid")
         return _check_rooms_world(env, "LockedRoom", "a goal square to reach", "goal")
+    if env.world == "fetch":
+        if env.goal != "fetch":
+            raise ValueError("the Fetch world's goal is goal='fetch' (pick up the mission's "
+                             "object)")
+        if env.size < 4 or env.size > 32:
+            raise ValueError(f"size={env.size} must be between 4 and 32 in the Fetch world")
+        if not 1 <= env.n_objects <= (env.size - 2) ** 2 - 1:
+            raise ValueError(f"n_objects={env.n_objects} must be between 1 and "
+                             f"{(env.size - 2) ** 2 - 1} (the room's cells less the agent's)")
+        _check_view(env)
+        return
+    if env.goal == "fetch":
+        raise ValueError("goal='fetch' needs Fetch's objects and mission (world='fetch')")
     if env.goal == "goal":
         raise ValueError("goal='goal' needs LockedRoom's goal square (world='lockedroom')")
     if env.size < 5:

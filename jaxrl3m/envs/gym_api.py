@@ -12,7 +12,8 @@
 The observation is one flat vector, `flat_observation(obs)`: the remembered map (`u8[H, W, 3]`
 MiniGrid codes) with the agent drawn in its cell (`(AGENT, 0, direction)`, as MiniGrid's
 `grid.encode` draws it), then the carried object's code (3 values): `u8[H * W * 3 + 3]`
-(float32 for gymnax, whose agents feed it to dense layers). The transitions are exactly
+(float32 for gymnax, whose agents feed it to dense layers); a task with a mission (Fetch) adds
+the mission's object code last (3 more values). The transitions are exactly
 `jaxrl3m.envs.make(task)`'s (tested step by step):
 - gymnax (`GymnaxEnv`): the same-step autoreset of gymnax 1.x (`info["final_observation"]` is
   the observation the episode ended in); the step's `key` is not used: an episode's randomness
@@ -39,17 +40,19 @@ from .types import AGENT, NUM_ACTIONS, Observation
 
 GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup",
              "BlockedUnlockPickup", "KeyCorridorS3R1", "KeyCorridorS3R2", "KeyCorridorS3R3",
-             "KeyCorridorS4R3", "KeyCorridorS5R3", "KeyCorridorS6R3", "LockedRoom")
+             "KeyCorridorS4R3", "KeyCorridorS5R3", "KeyCorridorS6R3", "LockedRoom", "Fetch")
 """The tasks registered with Gymnasium as `jaxrl3m/<task>-v0`."""
 
 
 def flat_observation(obs: Observation) -> jax.Array:
     """`u8[H * W * 3 + 3]`: the remembered map with the agent drawn in, then the carried object
-    (one environment; vmap it for a batch)."""
+    (and the mission's object, `+ 3`, for a task with a mission; one environment, vmap it for
+    a batch)."""
     grid = obs.grid.astype(jnp.uint8)
     agent = jnp.stack([jnp.uint8(AGENT), jnp.uint8(0), obs.agent_dir.astype(jnp.uint8)])
     grid = grid.at[obs.agent_pos[0], obs.agent_pos[1]].set(agent)
-    return jnp.concatenate([grid.reshape(-1), obs.carrying.astype(jnp.uint8)])
+    mission = () if obs.mission is None else (obs.mission.astype(jnp.uint8),)
+    return jnp.concatenate([grid.reshape(-1), obs.carrying.astype(jnp.uint8), *mission])
 
 
 def _make(task: str, **keywords: Any):
@@ -58,8 +61,9 @@ def _make(task: str, **keywords: Any):
 
 
 def _obs_size(env) -> int:
-    h, w = env.grid_shape
-    return h * w * 3 + 3
+    """The flat observation's length (traced, not run: any task, with or without a mission)."""
+    obs = jax.eval_shape(lambda k: flat_observation(env.reset(k).obs), jax.random.key(0))
+    return obs.shape[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .types import NUM_COLOURS, Layout
+from .types import BALL, KEY, NUM_COLOURS, Layout
 
 # Masks are bitboards: `u32[size]`, bit `c` of word `r` is cell `(r, c)` (so `size <= 32`).
 # Working on 10 words instead of 100 cells makes a layout about ten times cheaper, and a layout is
@@ -400,6 +400,37 @@ def sample_lockedroom(key: jax.Array, size: int = LOCKEDROOM_SIZE) -> Layout:
         goal_pos=inside(locked, 4)[None].astype(jnp.int32))
 
 
+FETCH_TAGS = (KEY, BALL)  # the kinds of object MiniGrid's Fetch draws
+
+
+def sample_fetch(key: jax.Array, size: int, n_objects: int) -> Layout:
+    """A Fetch layout, MiniGrid's `FetchEnv` draw for draw in distribution: one walled
+    `size x size` room; `n_objects` objects, each a key or a ball (uniform) of a uniform colour
+    (repeats allowed), on distinct uniform interior cells; the agent on another, facing any
+    way; the mission names the kind and colour of one object, uniform.
+
+    Solvable unless the mission's object (or the agent) is walled in by other objects in a
+    corner: with 3 objects in an 8 x 8 room that is 27 layouts in 100,000
+    (`python bench/fetch_solvable.py`), which MiniGrid draws too (we keep its distribution).
+    No door, no key to use: picking up anything ends the episode. Jittable and vmappable."""
+    inner = size - 2
+    u = jax.random.bits(key, (2 * n_objects + 2,), dtype=jnp.uint32)
+    # distinct cells: a uniform permutation of the interior, by sorting random words
+    order = jnp.argsort(jax.random.bits(jax.random.fold_in(key, 1), (inner * inner,),
+                                        jnp.uint32))[: n_objects + 1].astype(jnp.int32)
+    cells = jnp.stack([1 + order // inner, 1 + order % inner], axis=-1)
+    tags = jnp.asarray(FETCH_TAGS, jnp.int32)[_below(u[:n_objects], jnp.asarray(2))]
+    colours = _below(u[n_objects: 2 * n_objects], jnp.asarray(NUM_COLOURS))
+    target = _below(u[2 * n_objects], jnp.asarray(n_objects))
+    return Layout(
+        room=jnp.asarray([size, size], jnp.int32), door_pos=jnp.zeros((2,), jnp.int32),
+        door_colour=jnp.zeros((), jnp.int32), key_pos=jnp.zeros((0, 2), jnp.int32),
+        key_colour=jnp.zeros((0,), jnp.int32), lava_pos=jnp.zeros((0, 2), jnp.int32),
+        agent_pos=cells[n_objects], agent_dir=_below(u[2 * n_objects + 1], jnp.asarray(4)),
+        object_pos=cells[:n_objects], object_tag=tags, object_colour=colours,
+        mission=jnp.stack([tags[target], colours[target]]))
+
+
 # A fixed odd multiplier per hashed integer (drawn once; changing them changes every split).
 _HASH_MULT = np.random.default_rng(0x1A70).integers(1, 2**31, size=64, dtype=np.int64) * 2 + 1
 HELD_OUT_SHARE = 8  # one map in 8 is held out
@@ -411,13 +442,13 @@ with a training layout."""
 
 
 def map_hash(layout: Layout) -> jax.Array:
-    """`u32[]`: a hash of the map (room, doors, keys, lava, boxes, balls), not of where the
-    agent starts. One environment (vmap for batches)."""
+    """`u32[]`: a hash of the map (room, doors, keys, lava, boxes, balls, loose objects), not of
+    where the agent starts or of the mission. One environment (vmap for batches)."""
     parts = jnp.concatenate([jnp.ravel(x).astype(jnp.uint32) for x in (
         layout.room, layout.door_pos, layout.door_colour, layout.key_pos, layout.key_colour,
         layout.lava_pos, layout.box_pos, layout.box_colour, layout.ball_pos,
         layout.ball_colour, layout.closed_door_pos, layout.closed_door_colour,
-        layout.goal_pos)])
+        layout.goal_pos, layout.object_pos, layout.object_tag, layout.object_colour)])
     mult = jnp.asarray(_HASH_MULT[: parts.shape[0]].astype(np.uint32))
     h = jnp.sum(parts * mult, dtype=jnp.uint32)
     h = (h ^ (h >> 16)) * jnp.uint32(0x45D9F3B)
@@ -432,10 +463,16 @@ def held_out(layout: Layout) -> jax.Array:
 
 def recoloured(layout: Layout, shift: jax.Array) -> Layout:
     """The layout with every colour (doors, keys) moved `shift` steps around the colour wheel:
-    the same room, positions and solution (key 0 still opens the door), another map."""
-    return layout.replace(door_colour=(layout.door_colour + shift) % NUM_COLOURS,
-                          key_colour=(layout.key_colour + shift) % NUM_COLOURS,
-                          closed_door_colour=(layout.closed_door_colour + shift) % NUM_COLOURS)
+    the same room, positions and solution (key 0 still opens the door; Fetch's mission names
+    the same object), another map."""
+    shifted = lambda c: (c + shift) % NUM_COLOURS  # noqa: E731
+    mission = layout.mission
+    if mission.shape[0]:
+        mission = mission.at[1].set(shifted(mission[1]))
+    return layout.replace(door_colour=shifted(layout.door_colour),
+                          key_colour=shifted(layout.key_colour),
+                          closed_door_colour=shifted(layout.closed_door_colour),
+                          object_colour=shifted(layout.object_colour), mission=mission)
 
 
 def into_training_map(layout: Layout) -> Layout:

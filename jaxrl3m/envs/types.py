@@ -97,6 +97,14 @@ class Layout(struct.PyTreeNode):
         default_factory=lambda: np.zeros((0,), np.int32))
     # Goal squares (LockedRoom's, inside the locked room; G = 0 for the other tasks).
     goal_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    # Loose objects of any kind (Fetch's keys and balls; M = 0 for the other tasks): their
+    # cells, tags (KEY, BALL) and colours.
+    object_pos: jax.Array = struct.field(default_factory=lambda: np.zeros((0, 2), np.int32))
+    object_tag: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
+    object_colour: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
+    # The mission's object, `(tag, colour)` (Fetch: "fetch a red key"; shape (0,) for the
+    # tasks without a mission).
+    mission: jax.Array = struct.field(default_factory=lambda: np.zeros((0,), np.int32))
 
 
 class EnvState(struct.PyTreeNode):
@@ -109,6 +117,7 @@ class EnvState(struct.PyTreeNode):
     agent_dir: jax.Array  # i32[]: 0 east, 1 south, 2 west, 3 north
     carrying: jax.Array  # u8[3]: encoding of the carried object, NOTHING when hands are empty
     memory: jax.Array  # u8[H, W, 3]: the last seen content of every cell, UNSEEN where never seen
+    mission: jax.Array | None = None  # u8[3]: the mission's object (Fetch); None without one
 
 
 class Observation(struct.PyTreeNode):
@@ -123,6 +132,10 @@ class Observation(struct.PyTreeNode):
     agent_pos: jax.Array  # i32[2]
     agent_dir: jax.Array  # i32[]
     carrying: jax.Array  # u8[3]
+    mission: jax.Array | None = None
+    """`u8[3]`, the encoding `(tag, colour, 0)` of the object the mission names (Fetch's
+    "fetch a red key": `(KEY, RED, 0)`), which MiniGrid gives as text; None for the tasks
+    without a mission (their observations are unchanged)."""
 
 
 class TimeStep(struct.PyTreeNode):

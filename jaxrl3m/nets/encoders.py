@@ -17,7 +17,9 @@ do not change when colours are permuted, so the network need not learn each pair
 The reference is the first door seen in raster order: in a world of several doors of different
 colours (LockedRoom's six) it changes whenever a door earlier in that order comes into view, and
 every colour code with it; LockedRoom's presets turn `relative_colours` off.
-The carried object has its own `(tag, colour)` embedding. Torsos (`network`) of `CellEncoder`:
+The carried object has its own `(tag, colour)` embedding; a mission's object (Fetch's "fetch a
+red key", `Observation.mission`) is one more code after the cells, embedded by the same
+`(tag, colour)` table (observations without a mission have no such code). Torsos (`network`) of `CellEncoder`:
 
 - `mlp`: the embedded cells flattened (with the carried object) through the dense layers;
 - `cnn`: two 3x3 convolutions over the embedded window, then the dense layers.
@@ -78,7 +80,9 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
     its heading (the agent is always at the centre facing up, so `agent = 0`); the codes are
     computed once per map cell (and once for the wall that cells outside the map read as),
     then gathered into the window (`window_index`). With `relative_colours`, colour is
-    `(colour - door colour) mod 6` (unchanged while no door has been seen).
+    `(colour - door colour) mod 6` (unchanged while no door has been seen). With a mission
+    (`obs.mission` not None), the cells end with one more code, `NUM_CELL_CODES + tag * 6 +
+    colour` of the mission's object (a row of the carried-object table in `embed`).
     """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; valid: {', '.join(VIEWS)}")
@@ -103,6 +107,12 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
     if view == "egocentric":
         idx = window_flat_index((h, w), flat.agent_pos, flat.agent_dir, window)
         cells = jnp.take_along_axis(cells, idx, axis=1, mode="promise_in_bounds")
+    if flat.mission is not None:
+        m_colour = flat.mission[..., 1].astype(jnp.int32)
+        if relative_colours:
+            m_colour = (m_colour - ref) % NUM_COLOURS
+        mission = NUM_CELL_CODES + flat.mission[..., 0].astype(jnp.int32) * NUM_COLOURS + m_colour
+        cells = jnp.concatenate([cells, mission[:, None]], axis=1)
     cells = cells.reshape(*batch, -1).astype(CODE_DTYPE)
     return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch).astype(CODE_DTYPE)
 
@@ -148,17 +158,18 @@ class CellEncoder(nn.Module):
                   Table(NUM_CARRIED_CODES, self.embed_dim, name="carried")(),
                   cells, carried)  # (..., C + 1, e)
         lead = x.shape[:-2]
-        if self.network == "cnn":
-            side = int(round(cells.shape[-1] ** 0.5))
-            if side * side != cells.shape[-1]:
+        if self.network == "cnn":  # the square map, then any mission code and the carried one
+            side = int(cells.shape[-1] ** 0.5)
+            if cells.shape[-1] - side * side not in (0, 1):
                 raise ValueError(
                     f"network=cnn needs a square map, got {cells.shape[-1]} cells: the "
                     f"allocentric view of a non-square grid (KeyCorridorS3R1's 3 x 7, S3R2's "
                     f"5 x 7); use view=egocentric (a square window) or network=mlp")
-            grid = x[..., :-1, :].reshape(*lead, side, side, self.embed_dim)
+            grid = x[..., :side * side, :].reshape(*lead, side, side, self.embed_dim)
             grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv1")(grid))
             grid = nn.relu(nn.Conv(self.channels, (3, 3), name="conv2")(grid))
-            x = jnp.concatenate([grid.reshape(*lead, -1), x[..., -1, :]], axis=-1)
+            x = jnp.concatenate([grid.reshape(*lead, -1),
+                                 x[..., side * side:, :].reshape(*lead, -1)], axis=-1)
         else:  # the flattened cells, then the carried object: one reshape, no copy
             x = x.reshape(*lead, -1)
         for i, width in enumerate(self.hidden):

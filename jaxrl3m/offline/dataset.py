@@ -74,7 +74,14 @@ def cell_decode(code: jax.Array) -> jax.Array:
 
 
 def encode_obs(obs: Observation) -> dict[str, jax.Array]:
-    """The compact form of (a batch of) observations."""
+    """The compact form of (a batch of) observations. Observations with a mission (Fetch) are
+    refused: the format has no place for it yet, and a dataset without it would train a
+    policy that cannot know what to fetch."""
+    if obs.mission is not None:
+        raise ConfigError("offline datasets do not store a mission (Observation.mission) yet, "
+                          "and without it a policy cannot know what to fetch: collect "
+                          "datasets of a task without a mission (the DoorKey family, "
+                          "KeyCorridor, LockedRoom), or train Fetch online")
     pose = jnp.concatenate([obs.agent_pos, obs.agent_dir[..., None]], axis=-1)
     return {"obs_grid": cell_code(obs.grid), "obs_pose": pose.astype(jnp.uint8),
             "obs_carrying": cell_code(obs.carrying)}

@@ -209,11 +209,12 @@ class Knowledge(struct.PyTreeNode):
     drop_free: jax.Array  # bool[4]: whether they are empty (drop spots of the last resort)
     hands_empty: jax.Array  # bool[]
     ball_world: jax.Array  # bool[]: a ball seen or carried (BlockedUnlockPickup's world)
+    mission_front: jax.Array  # bool[]: the object in front is the mission's (False: no mission)
 
 
 # Navigation targets, in order; `go to` skills and explore index into these.
 TARGETS = ("unseen", "key", "key of the door's colour", "key of another colour", "door", "box",
-           "ball", "unseen or closed door", "locked door", "goal")
+           "ball", "unseen or closed door", "locked door", "goal", "object of the mission")
 
 
 def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGETS)))
@@ -244,14 +245,19 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     all_cells = (frontier, key, matching, other, closed_door, tag == BOX, tag == BALL,
                  frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED),
                  tag == GOAL)
-    target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
-    found, dist, optimal = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir,
-                                    packing, max_iters=4 * tag.size)
-    # Scatter back to the full target list (unsearched targets: not reached).
-    slots = jnp.asarray(targets)
-    found = jnp.zeros((len(TARGETS),), bool).at[slots].set(found)
-    dist = jnp.zeros((len(TARGETS),), jnp.int32).at[slots].set(dist)
-    optimal = jnp.zeros((len(TARGETS), 3), bool).at[slots].set(optimal)
+    if TARGETS.index("object of the mission") in targets:  # tasks with a mission (Fetch)
+        all_cells += ((tag == obs.mission[0]) & (colour == obs.mission[1]),)
+    found = jnp.zeros((len(TARGETS),), bool)
+    dist = jnp.zeros((len(TARGETS),), jnp.int32)
+    optimal = jnp.zeros((len(TARGETS), 3), bool)
+    if targets:  # (skills that walk nowhere, e.g. "pick up ..." alone, need no search)
+        target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
+        f, d, o = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir, packing,
+                           max_iters=4 * tag.size)
+        # Scatter back to the full target list (unsearched targets: not reached).
+        slots = jnp.asarray(targets)
+        found, dist, optimal = found.at[slots].set(f), dist.at[slots].set(d), \
+            optimal.at[slots].set(o)
 
     d = obs.agent_dir
     pos = obs.agent_pos
@@ -263,11 +269,14 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     ok = (tag == EMPTY) & ~(door | next_to(door))
     drop_ok = ok[cells[:, 0], cells[:, 1]]
     front = grid[cells[0, 0], cells[0, 1]]
+    mission_front = jnp.zeros((), bool) if obs.mission is None else (
+        (front[0] == obs.mission[0]) & (front[1] == obs.mission[1]))
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
                      optimal=optimal, drop_ok=drop_ok,
                      drop_free=(tag == EMPTY)[cells[:, 0], cells[:, 1]],
                      hands_empty=obs.carrying[0] == EMPTY,
-                     ball_world=(tag == BALL).any() | (obs.carrying[0] == BALL))
+                     ball_world=(tag == BALL).any() | (obs.carrying[0] == BALL),
+                     mission_front=mission_front)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +302,10 @@ def go_to(k: Knowledge, target: int) -> SkillOutput:
 
 
 def pick_up(k: Knowledge, which: str) -> SkillOutput:
-    """Pick up the key in front (of the wanted kind), or the box or ball, when the hands are
-    empty."""
+    """Pick up the key in front (of the wanted kind), or the box or ball, or the object the
+    mission names (`which="mission"`), when the hands are empty."""
+    if which == "mission":
+        return _output(_one_hot(PICKUP), k.mission_front & k.hands_empty)
     wanted = k.front[0] == {"box": BOX, "ball": BALL}.get(which, KEY)
     if which == "door's colour":
         wanted &= (k.door_colour >= 0) & (k.front[1] == k.door_colour)
@@ -374,13 +385,16 @@ SKILLS: dict[str, Callable[[Knowledge], SkillOutput]] = {
     "explore, opening closed doors": explore_opening_doors,
     "drop the key anywhere": drop_anywhere,
     "go to the goal": go_onto_goal,
+    "go to the object of the mission": functools.partial(go_to, target=10),
+    "pick up the object of the mission": functools.partial(pick_up, which="mission"),
 }
 """Every skill by its option name (the text the language model reads)."""
 
 _NAV_TARGET = {"explore": 0, "go to the key": 1, "go to the key of the door's colour": 2,
                "go to the key of another colour": 3, "go to the door": 4, "go to the box": 5,
                "go to the ball": 6, "explore, opening closed doors": 7,
-               "go to the locked door": 8, "go to the goal": 9}
+               "go to the locked door": 8, "go to the goal": 9,
+               "go to the object of the mission": 10}
 
 
 def skill_outputs(obs: Observation, names: tuple[str, ...],
