@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core.config import ConfigError
+from .envs.types import mission_of
 
 
 @dataclasses.dataclass
@@ -74,8 +75,8 @@ def record(env: Any, policy: Any, params: Any, key: jax.Array, episodes: int,
             obs = jax.vmap(jax.vmap(env.observe))(states)
             probs = teacher.table[jax.vmap(teacher.abstract_states)(obs)]
         drawn = (states.grid, states.memory, states.agent_pos, states.agent_dir)
-        mission = jnp.zeros((episodes, 0), jnp.uint8) if states.mission is None else \
-            states.mission[0]
+        mission = mission_of(states)
+        mission = jnp.zeros((episodes, 0), jnp.uint8) if mission is None else mission[0]
         return drawn, actions, rewards, term, trunc, probs, mission
 
     (grid, memory, pos, dirs), actions, rewards, term, trunc, probs, mission = jax.tree.map(

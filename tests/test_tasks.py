@@ -503,3 +503,27 @@ def test_fetch_generator_mission_abstraction_and_keywords():
         envs.make("Fetch", n_objects=40)
     with pytest.raises(ValueError, match="needs an observation with a mission"):
         envs.guidance("Fetch").abstract_state(envs.make("DoorKey").reset(jax.random.key(0)).obs)
+
+
+def test_a_mission_leaves_the_other_tasks_states_alone_and_a_source_must_fit():
+    """Fetch's mission lives in its own state and observation classes: the other tasks' states
+    and observations keep their pytree structure, so their checkpoints (written before Fetch
+    existed) still restore. A source policy of a task with another observation (DoorKey's, for
+    Fetch: one input code fewer) is refused by name, before anything runs."""
+    from jaxrl3m.algos.ppo import PPOConfig, make_ppo
+    from jaxrl3m.envs.types import EnvState, MissionEnvState, Observation
+    from jaxrl3m.runner.runs import check_source_fits
+    ts = envs.make("DoorKey").reset(jax.random.key(0))
+    assert type(ts.state) is EnvState and type(ts.obs) is Observation
+    assert envs.mission_of(ts.obs) is None
+    assert jax.tree.structure(ts.state).num_leaves == 7
+    fetch = envs.make("Fetch").reset(jax.random.key(0))
+    assert type(fetch.state) is MissionEnvState and envs.mission_of(fetch.obs).shape == (3,)
+    source = make_ppo(PPOConfig(task="DoorKey", window=7))
+    params = jax.eval_shape(source.init_params, jax.random.key(0))
+    check_source_fits(("DoorKey", params), make_ppo(PPOConfig(task="LavaDoorKey", window=7)),
+                      "LavaDoorKey")  # the same observation: fits
+    with pytest.raises(ConfigError, match=r"source policy \(task 'DoorKey'\) does not fit task "
+                                          r"'Fetch'.*dense0.*one more input"):
+        check_source_fits(("DoorKey", params), make_ppo(PPOConfig(task="Fetch", window=7)),
+                          "Fetch")

@@ -31,8 +31,8 @@ from .doorkey import DoorKeyEnv, check_keywords
 from .mission_abstraction import GUIDANCE as FETCH_GUIDANCE
 from .task import Guidance
 from .render import render_text
-from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, Observation,
-                    TimeStep)
+from .types import (ACTION_NAMES, COLOUR_NAMES, NUM_ACTIONS, EnvState, Layout, MissionEnvState,
+                    MissionObservation, Observation, TimeStep, mission_of)
 
 
 KEYCORRIDOR_SIZES = ((3, 1), (3, 2), (3, 3), (4, 3), (5, 3), (6, 3))
@@ -291,8 +291,8 @@ def make(name: str, **overrides: Any):
 
 __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
-    "EnvState", "Guidance", "Layout", "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv",
-    "NavixTask", "Observation", "TASKS", "TaskSpec", "TimeStep", "abstract_state", "decode",
+    "EnvState", "Guidance", "Layout", "MissionEnvState", "MissionObservation",
+    "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask", "Observation", "TASKS", "TaskSpec", "TimeStep", "abstract_state", "decode",
     "describe", "describe_all", "factors", "guidance", "guided_tasks", "keywords", "make",
-    "register", "render_text", "tasks",
+    "mission_of", "register", "render_text", "tasks",
 ]

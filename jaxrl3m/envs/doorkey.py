@@ -32,7 +32,7 @@ from .observation import empty_memory, update_memory
 from .types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP, EMPTY,
                     EMPTY_CELL, FORWARD, GOAL, GOAL_CELL, KEY, LAVA, LAVA_CELL, LEFT, NOTHING,
                     NUM_ACTIONS, NUM_COLOURS, PICKUP, RIGHT, TOGGLE, WALL_CELL, EnvState, Layout,
-                    Observation, TimeStep)
+                    MissionEnvState, MissionObservation, Observation, TimeStep)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +178,6 @@ class DoorKeyEnv:
             balls = jnp.stack([jnp.full_like(layout.ball_colour, BALL), layout.ball_colour,
                                jnp.zeros_like(layout.ball_colour)], axis=-1).astype(jnp.uint8)
             grid = grid.at[layout.ball_pos[:, 0], layout.ball_pos[:, 1]].set(balls)
-        mission = None
         if self.world == "fetch":
             objects = jnp.stack([layout.object_tag, layout.object_colour,
                                  jnp.zeros_like(layout.object_tag)], axis=-1).astype(jnp.uint8)
@@ -187,10 +186,13 @@ class DoorKeyEnv:
                                       ).astype(jnp.uint8)
         memory = self._observe_memory(jnp.asarray(empty_memory(*self.grid_shape)), grid,
                                       layout.agent_pos, layout.agent_dir)
-        return EnvState(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
-                        agent_pos=layout.agent_pos.astype(jnp.int32),
-                        agent_dir=layout.agent_dir.astype(jnp.int32),
-                        carrying=jnp.asarray(NOTHING), memory=memory, mission=mission)
+        fields = dict(key=key, t=jnp.zeros((), jnp.int32), grid=grid,
+                      agent_pos=layout.agent_pos.astype(jnp.int32),
+                      agent_dir=layout.agent_dir.astype(jnp.int32),
+                      carrying=jnp.asarray(NOTHING), memory=memory)
+        if self.world == "fetch":
+            return MissionEnvState(**fields, mission=mission)
+        return EnvState(**fields)
 
     def _corridor_interior(self) -> np.ndarray:
         """`bool[height, width]`: the corridor world's floor (rooms' interiors and the
@@ -218,9 +220,11 @@ class DoorKeyEnv:
         return update_memory(memory, grid, agent_pos, agent_dir, self.view_size)
 
     def observe(self, state: EnvState) -> Observation:
-        return Observation(grid=state.memory, agent_pos=state.agent_pos,
-                           agent_dir=state.agent_dir, carrying=state.carrying,
-                           mission=state.mission)
+        fields = dict(grid=state.memory, agent_pos=state.agent_pos, agent_dir=state.agent_dir,
+                      carrying=state.carrying)
+        if self.world == "fetch":
+            return MissionObservation(**fields, mission=state.mission)
+        return Observation(**fields)
 
     def _timestep(self, state: EnvState) -> TimeStep:
         obs = self.observe(state)

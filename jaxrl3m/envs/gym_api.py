@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from .types import AGENT, NUM_ACTIONS, Observation
+from .types import AGENT, NUM_ACTIONS, Observation, mission_of
 
 GYM_TASKS = ("DoorKey", "LavaDoorKey", "ColoredDoorKey", "Unlock", "UnlockPickup",
              "BlockedUnlockPickup", "KeyCorridorS3R1", "KeyCorridorS3R2", "KeyCorridorS3R3",
@@ -51,7 +51,7 @@ def flat_observation(obs: Observation) -> jax.Array:
     grid = obs.grid.astype(jnp.uint8)
     agent = jnp.stack([jnp.uint8(AGENT), jnp.uint8(0), obs.agent_dir.astype(jnp.uint8)])
     grid = grid.at[obs.agent_pos[0], obs.agent_pos[1]].set(agent)
-    mission = () if obs.mission is None else (obs.mission.astype(jnp.uint8),)
+    mission = () if mission_of(obs) is None else (mission_of(obs).astype(jnp.uint8),)
     return jnp.concatenate([grid.reshape(-1), obs.carrying.astype(jnp.uint8), *mission])
 
 

@@ -2,7 +2,7 @@
 to the mission's object.
 
 Like the other abstractions it reads only what the agent has observed (its remembered map, its
-hands) and the mission (`Observation.mission`). The factors:
+hands) and the mission (`MissionObservation.mission`). The factors:
 
 - the mission's kind: a key / a ball (its colour is not a factor: every colour plays alike, so
   the index stays small and one table serves every mission);
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .task import Guidance
-from .types import BALL, KEY, Observation
+from .types import BALL, KEY, Observation, mission_of
 
 VERSION = 1
 NUM_STATES = 12
@@ -40,11 +40,12 @@ DESCRIPTION = (
 
 def abstract_state(obs: Observation) -> jax.Array:
     """`i32[]` in `[0, 12)` (one observation; jittable, vmap for batches). Needs a mission."""
-    if obs.mission is None:
+    mission = mission_of(obs)
+    if mission is None:
         raise ValueError("the Fetch abstraction needs an observation with a mission "
-                         "(Observation.mission): this task has none")
+                         "(MissionObservation): this task has none")
     tag, colour = obs.grid[..., 0], obs.grid[..., 1]
-    wanted_tag, wanted_colour = obs.mission[0], obs.mission[1]
+    wanted_tag, wanted_colour = mission[0], mission[1]
     kind = (wanted_tag == BALL).astype(jnp.int32)
     seen = ((tag == wanted_tag) & (colour == wanted_colour)).any()
     pos, d = obs.agent_pos, obs.agent_dir

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import COLOUR_NAMES, DOOR, DOOR_LOCKED, DOOR_OPEN, EMPTY, KEY, LAVA, UNSEEN, WALL
+from .types import (BALL, COLOUR_NAMES, DOOR, DOOR_LOCKED, DOOR_OPEN, EMPTY, KEY, LAVA, UNSEEN,
+                    WALL)
 
 _ARROWS = ">v<^"
 
@@ -57,13 +58,14 @@ def _tile_masks(t: int) -> dict[str, np.ndarray]:
     border = (x < 0.06) | (x > 0.94) | (y < 0.06) | (y > 0.94)
     inner = (x > 0.12) & (x < 0.88) & (y > 0.12) & (y < 0.88)
     knob = ring(0.75, 0.5, 0.0, 0.07)
+    ball = ring(0.5, 0.5, 0.0, 0.31)
     waves = np.zeros_like(border)
     for k in (0.3, 0.5, 0.7):
         waves |= abs(y - k - 0.05 * np.sin(x * 4 * np.pi)) < 0.03
     # the agent: a triangle pointing east, rotated per direction when drawn
     tri = (x > 0.15) & (abs(y - 0.5) < 0.4 * (0.9 - x) / 0.75) & (x < 0.9)
     grid_line = (x < 1.0 / t) | (y < 1.0 / t)
-    return dict(key=key, border=border, inner=inner, knob=knob, waves=waves, tri=tri,
+    return dict(key=key, border=border, inner=inner, knob=knob, ball=ball, waves=waves, tri=tri,
                 grid=grid_line)
 
 
@@ -74,8 +76,8 @@ def render_rgb(grid, agent_pos=None, agent_dir=None, tile: int = 16,
                view: tuple[int, int, int] | None = None) -> np.ndarray:
     """`u8[H * tile, W * tile, 3]`: a grid of MiniGrid codes (the true grid or the agent's
     remembered map) drawn as MiniGrid draws it: black floor with grid lines, grey walls, keys,
-    doors (filled when locked, outlined when closed, open ones as a frame), orange lava, the
-    agent as a red triangle; unseen cells in dark blue. `view = (row, col, size)` shades the
+    balls as discs, doors (filled when locked, outlined when closed, open ones as a frame),
+    orange lava, the agent as a red triangle; unseen cells in dark blue. `view = (row, col, size)` shades the
     `size x size` window the agent sees (the agent at the middle of its back row)."""
     from .types import GOAL
     if tile not in _MASKS:
@@ -102,6 +104,8 @@ def render_rgb(grid, agent_pos=None, agent_dir=None, tile: int = 16,
                 cell[:] = (0, 255, 0)
             elif tag == KEY:
                 cell[m["key"]] = colour
+            elif tag == BALL:  # a disc, as MiniGrid draws it (boxes stay squares)
+                cell[m["ball"]] = colour
             elif tag == DOOR:
                 if st == DOOR_OPEN:
                     cell[m["border"]] = colour

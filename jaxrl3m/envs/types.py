@@ -117,7 +117,13 @@ class EnvState(struct.PyTreeNode):
     agent_dir: jax.Array  # i32[]: 0 east, 1 south, 2 west, 3 north
     carrying: jax.Array  # u8[3]: encoding of the carried object, NOTHING when hands are empty
     memory: jax.Array  # u8[H, W, 3]: the last seen content of every cell, UNSEEN where never seen
-    mission: jax.Array | None = None  # u8[3]: the mission's object (Fetch); None without one
+
+
+class MissionEnvState(EnvState):
+    """The state of a task with a mission (Fetch). Its own class, so that the other tasks'
+    states (and their checkpoints) are exactly as they were."""
+
+    mission: jax.Array  # u8[3]: the mission's object, `(tag, colour, 0)`
 
 
 class Observation(struct.PyTreeNode):
@@ -132,10 +138,20 @@ class Observation(struct.PyTreeNode):
     agent_pos: jax.Array  # i32[2]
     agent_dir: jax.Array  # i32[]
     carrying: jax.Array  # u8[3]
-    mission: jax.Array | None = None
-    """`u8[3]`, the encoding `(tag, colour, 0)` of the object the mission names (Fetch's
-    "fetch a red key": `(KEY, RED, 0)`), which MiniGrid gives as text; None for the tasks
-    without a mission (their observations are unchanged)."""
+
+
+class MissionObservation(Observation):
+    """The observation of a task with a mission (Fetch): an `Observation` plus `mission`,
+    `u8[3]`, the encoding `(tag, colour, 0)` of the object the mission names ("fetch a red
+    key": `(KEY, RED, 0)`), which MiniGrid gives as text. The other tasks' observations (and
+    their checkpoints) are unchanged; read it with `mission_of`."""
+
+    mission: jax.Array
+
+
+def mission_of(x) -> jax.Array | None:
+    """The mission of an observation or state (`u8[..., 3]`), None for tasks without one."""
+    return getattr(x, "mission", None)
 
 
 class TimeStep(struct.PyTreeNode):

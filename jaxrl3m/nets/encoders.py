@@ -18,7 +18,7 @@ The reference is the first door seen in raster order: in a world of several door
 colours (LockedRoom's six) it changes whenever a door earlier in that order comes into view, and
 every colour code with it; LockedRoom's presets turn `relative_colours` off.
 The carried object has its own `(tag, colour)` embedding; a mission's object (Fetch's "fetch a
-red key", `Observation.mission`) is one more code after the cells, embedded by the same
+red key", `MissionObservation.mission`) is one more code after the cells, embedded by the same
 `(tag, colour)` table (observations without a mission have no such code). Torsos (`network`) of `CellEncoder`:
 
 - `mlp`: the embedded cells flattened (with the carried object) through the dense layers;
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..envs.observation import window_cells, window_flat_index, window_index  # noqa: F401
-from ..envs.types import DOOR, NUM_COLOURS, WALL_CELL, Observation
+from ..envs.types import DOOR, NUM_COLOURS, WALL_CELL, Observation, mission_of
 
 NETWORKS = ("mlp", "cnn")
 VIEWS = ("egocentric", "allocentric")
@@ -81,7 +81,7 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
     computed once per map cell (and once for the wall that cells outside the map read as),
     then gathered into the window (`window_index`). With `relative_colours`, colour is
     `(colour - door colour) mod 6` (unchanged while no door has been seen). With a mission
-    (`obs.mission` not None), the cells end with one more code, `NUM_CELL_CODES + tag * 6 +
+    (`mission_of(obs)` not None), the cells end with one more code, `NUM_CELL_CODES + tag * 6 +
     colour` of the mission's object (a row of the carried-object table in `embed`).
     """
     if view not in VIEWS:
@@ -107,11 +107,12 @@ def cell_codes(obs: Observation, view: str = "egocentric", window: int = 11,
     if view == "egocentric":
         idx = window_flat_index((h, w), flat.agent_pos, flat.agent_dir, window)
         cells = jnp.take_along_axis(cells, idx, axis=1, mode="promise_in_bounds")
-    if flat.mission is not None:
-        m_colour = flat.mission[..., 1].astype(jnp.int32)
+    mission = mission_of(flat)
+    if mission is not None:
+        m_colour = mission[..., 1].astype(jnp.int32)
         if relative_colours:
             m_colour = (m_colour - ref) % NUM_COLOURS
-        mission = NUM_CELL_CODES + flat.mission[..., 0].astype(jnp.int32) * NUM_COLOURS + m_colour
+        mission = NUM_CELL_CODES + mission[..., 0].astype(jnp.int32) * NUM_COLOURS + m_colour
         cells = jnp.concatenate([cells, mission[:, None]], axis=1)
     cells = cells.reshape(*batch, -1).astype(CODE_DTYPE)
     return cells, (carry_tag * NUM_COLOURS + carry_colour).reshape(batch).astype(CODE_DTYPE)

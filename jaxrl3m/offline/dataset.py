@@ -42,7 +42,7 @@ import numpy as np
 
 from ..core import collector
 from ..core.config import ConfigError
-from ..envs.types import Observation
+from ..envs.types import Observation, mission_of
 
 FORMAT = "jaxrl3m-offline-dataset"
 FORMAT_VERSION = 1
@@ -77,8 +77,8 @@ def encode_obs(obs: Observation) -> dict[str, jax.Array]:
     """The compact form of (a batch of) observations. Observations with a mission (Fetch) are
     refused: the format has no place for it yet, and a dataset without it would train a
     policy that cannot know what to fetch."""
-    if obs.mission is not None:
-        raise ConfigError("offline datasets do not store a mission (Observation.mission) yet, "
+    if mission_of(obs) is not None:
+        raise ConfigError("offline datasets do not store a mission (MissionObservation) yet, "
                           "and without it a policy cannot know what to fetch: collect "
                           "datasets of a task without a mission (the DoorKey family, "
                           "KeyCorridor, LockedRoom), or train Fetch online")

@@ -331,6 +331,8 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True,
     source = load_source(run, algo_config) if run.uses_source else None
     past = (source[0],) if source and run.teacher != "prior" else ()
     algo = spec.make(algo_config, guided=run.has_teacher, past_policies=past)
+    if source is not None:
+        check_source_fits(source, algo, algo_config.task)
     if run.learn:
         parallel.place(run.seeds, algo.num_envs, run.devices)
         if not evaluation:
@@ -362,6 +364,31 @@ def setup(algo_config: Any, run: RunConfig, with_data: bool = True,
     frozen = algo.frozen()
     return Setup(algo, teacher, source[1] if source and run.init == "source" else None, info,
                  data, frozen)
+
+
+def check_source_fits(source: tuple[str, Any], algo: Any, task: str) -> None:
+    """Raises `ConfigError` when the source policy's parameters do not have the shapes of this
+    run's network: same network keys, but another observation (Fetch's mission is one more
+    input code than DoorKey's), which would fail deep inside the first matrix product."""
+    init = getattr(algo, "init_params", None)
+    if init is None:
+        return
+    want = jax.eval_shape(init, jax.random.key(0))
+    got = source[1]
+    shapes = lambda tree: [tuple(x.shape) for x in jax.tree.leaves(tree)]  # noqa: E731
+    if jax.tree.structure(want) == jax.tree.structure(got) and shapes(want) == shapes(got):
+        return
+    paths = [(jax.tree_util.keystr(p), tuple(x.shape))
+             for p, x in jax.tree_util.tree_leaves_with_path(want)]
+    theirs = dict((jax.tree_util.keystr(p), tuple(x.shape))
+                  for p, x in jax.tree_util.tree_leaves_with_path(got))
+    first = next(((k, v, theirs.get(k)) for k, v in paths if theirs.get(k) != v), None)
+    where = f" ({first[0]}: {first[2]} there, {first[1]} here)" if first else ""
+    raise ConfigError(
+        f"config key 'source': the source policy (task {source[0]!r}) does not fit task "
+        f"{task!r}'s network{where}: the two tasks' observations differ (a mission, as "
+        f"Fetch's, is one more input). Use a source policy trained on a task with the same "
+        f"observation")
 
 
 def load_offline_data(algo: Any, teacher: Any, run: RunConfig) -> tuple[Any, dict]:

@@ -36,7 +36,7 @@ from flax import struct
 from ..envs.observation import next_to
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
                           EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
-                          Observation)
+                          Observation, mission_of)
 
 MAX_GRID = 32
 """Bits per packed word: grids up to 34 columns (32 inside the wall ring)."""
@@ -246,7 +246,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
                  frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED),
                  tag == GOAL)
     if TARGETS.index("object of the mission") in targets:  # tasks with a mission (Fetch)
-        all_cells += ((tag == obs.mission[0]) & (colour == obs.mission[1]),)
+        all_cells += ((tag == mission_of(obs)[0]) & (colour == mission_of(obs)[1]),)
     found = jnp.zeros((len(TARGETS),), bool)
     dist = jnp.zeros((len(TARGETS),), jnp.int32)
     optimal = jnp.zeros((len(TARGETS), 3), bool)
@@ -269,8 +269,9 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     ok = (tag == EMPTY) & ~(door | next_to(door))
     drop_ok = ok[cells[:, 0], cells[:, 1]]
     front = grid[cells[0, 0], cells[0, 1]]
-    mission_front = jnp.zeros((), bool) if obs.mission is None else (
-        (front[0] == obs.mission[0]) & (front[1] == obs.mission[1]))
+    mission = mission_of(obs)
+    mission_front = jnp.zeros((), bool) if mission is None else (
+        (front[0] == mission[0]) & (front[1] == mission[1]))
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
                      optimal=optimal, drop_ok=drop_ok,
                      drop_free=(tag == EMPTY)[cells[:, 0], cells[:, 1]],
