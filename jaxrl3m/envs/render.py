@@ -77,8 +77,9 @@ def render_rgb(grid, agent_pos=None, agent_dir=None, tile: int = 16,
     """`u8[H * tile, W * tile, 3]`: a grid of MiniGrid codes (the true grid or the agent's
     remembered map) drawn as MiniGrid draws it: black floor with grid lines, grey walls, keys,
     balls as discs, doors (filled when locked, outlined when closed, open ones as a frame),
-    orange lava, the agent as a red triangle; unseen cells in dark blue. `view = (row, col, size)` shades the
-    `size x size` window the agent sees (the agent at the middle of its back row)."""
+    orange lava, the agent as a red triangle; unseen cells in dark blue.
+    `view = (row, col, size)` shades the `size x size` window the agent sees (the agent at the
+    middle of its back row)."""
     from .types import GOAL
     if tile not in _MASKS:
         _MASKS[tile] = _tile_masks(tile)
