@@ -527,3 +527,13 @@ def test_a_mission_leaves_the_other_tasks_states_alone_and_a_source_must_fit():
                                           r"'Fetch'.*dense0.*one more input"):
         check_source_fits(("DoorKey", params), make_ppo(PPOConfig(task="Fetch", window=7)),
                           "Fetch")
+
+
+def test_the_transfer_study_refuses_a_source_that_cannot_see_the_mission(tmp_path):
+    """DoorKey's policy cannot act on Fetch (one input code fewer): the study says so and which
+    approaches need it before it trains anything."""
+    from jaxrl3m.experiments.transfer import run_study
+    with pytest.raises(ConfigError, match=r"source policy \(DoorKey\) cannot act on Fetch.*"
+                                          r"approaches 3, 5 need it: run --approaches 1"):
+        run_study("Fetch", "oracle", 1, ("1", "3", "5"), tmp_path / "out", tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

@@ -301,6 +301,15 @@ def write_results(out: Path, results: list[tuple[str, Path, dict]], meta: dict[s
     return rows
 
 
+def _param_shapes(config: Any, algo: str) -> list[tuple[int, ...]]:
+    """The shapes of a fresh network's parameters for `config` (traced, not run)."""
+    import jax
+    from .. import algos
+    made = algos.get(algo).make(config, guided=False)
+    return [tuple(x.shape) for x in jax.tree.leaves(
+        jax.eval_shape(made.init_params, jax.random.key(0)))]
+
+
 def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], out: Path,
               runs_dir: Path, source: str | None = None, overrides: dict[str, Any] | None = None,
               source_overrides: dict[str, Any] | None = None, progress: bool = True,
@@ -326,9 +335,21 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
     if target not in teacher_tasks():
         raise ConfigError(f"--target {target!r}: valid targets: {', '.join(teacher_tasks())}")
     # Check every approach's configuration and the prior table before training anything.
-    for a in approaches:
-        approach_configs(a, target, prior, seeds, source or "<source>", out, overrides,
-                         config_dir)
+    checked = {a: approach_configs(a, target, prior, seeds, source or "<source>", out,
+                                   overrides, config_dir) for a in approaches}
+    with_source = [a for a, (_, run) in checked.items() if run.uses_source]
+    if with_source:
+        src_config = read_run_config(Path(source))[0] if source else load_config(
+            config_dir / "source.yaml", {"runs_dir": str(runs_dir),
+                                         **dict(source_overrides or {})})[0]
+        config, run = checked[with_source[0]]
+        if _param_shapes(src_config, run.algo) != _param_shapes(config, run.algo):
+            raise ConfigError(
+                f"--target {target!r}: the source policy ({src_config.task}) cannot act on "
+                f"{target}: their observations differ (a mission, as Fetch's, is one more "
+                f"input), so its network does not fit; approaches {', '.join(with_source)} "
+                f"need it: run --approaches "
+                f"{' '.join(a for a in approaches if a not in with_source) or '1 2'}")
     if any(load_yaml(config_dir / f"{APPROACHES[a][0]}.yaml").get("prior", "none") != "none"
            for a in approaches):
         from ..teacher.teacher import resolve_prior
