@@ -501,6 +501,8 @@ def test_fetch_generator_mission_abstraction_and_keywords():
         envs.make("DoorKey", goal="fetch")
     with pytest.raises(ValueError, match="n_objects=40 must be between 1 and 35"):
         envs.make("Fetch", n_objects=40)
+    with pytest.raises(ValueError, match="n_objects=2: loose objects are Fetch's"):
+        envs.make("DoorKey", n_objects=2)
     with pytest.raises(ValueError, match="needs an observation with a mission"):
         envs.guidance("Fetch").abstract_state(envs.make("DoorKey").reset(jax.random.key(0)).obs)
 

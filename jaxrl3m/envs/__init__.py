@@ -80,7 +80,7 @@ _TASKS: dict[str, TaskSpec] = {
     **{f"KeyCorridorS{s}R{r}": TaskSpec(
         DoorKeyEnv, dict(world="corridor", room_size=s, rows=r, size=3 * (s - 1) + 1,
                          goal="ball", n_keys=1, n_lava=0, n_boxes=0, blocked=False,
-                         door_wall="any", min_room=5, max_room=None),
+                         door_wall="any", min_room=5, max_room=None, n_objects=3),
         KEYCORRIDOR_GUIDANCE, dict(max_steps=30 * s * s))
        for s, r in KEYCORRIDOR_SIZES},
     # MiniGrid's LockedRoom: six rooms around a hallway on a 19 x 19 grid, the goal square in
@@ -88,7 +88,8 @@ _TASKS: dict[str, TaskSpec] = {
     # (with the 3 x 3 view the oracle teacher needs up to ~270 steps: 190 cuts a third).
     "LockedRoom": TaskSpec(DoorKeyEnv, dict(world="lockedroom", size=19, goal="goal", n_keys=1,
                                             n_lava=0, n_boxes=0, blocked=False,
-                                            door_wall="any", min_room=5, max_room=None),
+                                            door_wall="any", min_room=5, max_room=None,
+                                            n_objects=3),
                            LOCKEDROOM_GUIDANCE, dict(max_steps=190, view_size=7)),
     # MiniGrid's Fetch (MiniGrid-Fetch-8x8-N3-v0): one walled 8 x 8 room, three keys or balls
     # of random colours, a mission naming one kind and colour ("fetch a red key": the

@@ -357,6 +357,9 @@ def check_keywords(env: DoorKeyEnv) -> None:
         return
     if env.goal == "fetch":
         raise ValueError("goal='fetch' needs Fetch's objects and mission (world='fetch')")
+    if env.n_objects != 3:
+        raise ValueError(f"n_objects={env.n_objects}: loose objects are Fetch's "
+                         f"(world='fetch'); this task has none")
     if env.goal == "goal":
         raise ValueError("goal='goal' needs LockedRoom's goal square (world='lockedroom')")
     if env.size < 5:
