@@ -222,8 +222,10 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     """What skills need: the front cell, drop spots, and shortest paths to the given targets.
 
     Only the targets listed (indices into `TARGETS`, static) are searched; the others are reported
-    unreachable.
+    unreachable (so is the object of the mission where the observation has none).
     """
+    if mission_of(obs) is None:
+        targets = tuple(t for t in targets if TARGETS[t] != "object of the mission")
     grid = obs.grid
     tag, colour, state = grid[..., 0], grid[..., 1], grid[..., 2]
     h, w = grid.shape[:2]
