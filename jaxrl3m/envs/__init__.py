@@ -262,9 +262,10 @@ def make(name: str, **overrides: Any):
     `layouts`. KeyCorridorS3R1 ... KeyCorridorS6R3 (MiniGrid's): `view_size` (3),
     `fully_observed`, `max_steps` (30 * S * S), `layouts`. LockedRoom (MiniGrid's): the same,
     with `view_size` 7 and `max_steps` 190 (MiniGrid's). Fetch (MiniGrid's Fetch-8x8-N3): the
-    same, `view_size` 7, `max_steps` 320, and `n_objects` (3). Keywords of DoorKey-NxN (NAVIX's, with MiniGrid's reward): `max_steps`
-    (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id (`"Navix-Empty-8x8-v0"`, see
-    `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff` (NAVIX's defaults).
+    same, `view_size` 7, `max_steps` 320, and `n_objects` (3). Keywords of DoorKey-NxN (NAVIX's,
+    with MiniGrid's reward): `max_steps` (10 * N * N), `penalty_coeff` (0.9). Any NAVIX id
+    (`"Navix-Empty-8x8-v0"`, see `jaxrl3m.envs.navix_env`): `max_steps`, `penalty_coeff`
+    (NAVIX's defaults).
 
     Raises:
       ValueError: for an unknown task or keyword (the message lists the valid ones) or a
@@ -293,7 +294,8 @@ def make(name: str, **overrides: Any):
 __all__ = [
     "ABSTRACTION_VERSION", "ACTION_NAMES", "AbstractState", "COLOUR_NAMES", "DoorKeyEnv",
     "EnvState", "Guidance", "Layout", "MissionEnvState", "MissionObservation",
-    "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask", "Observation", "TASKS", "TaskSpec", "TimeStep", "abstract_state", "decode",
+    "NUM_ABSTRACT_STATES", "NUM_ACTIONS", "NavixEnv", "NavixTask", "Observation", "TASKS",
+    "TaskSpec", "TimeStep", "abstract_state", "decode",
     "describe", "describe_all", "factors", "guidance", "guided_tasks", "keywords", "make",
     "mission_of", "register", "render_text", "tasks",
 ]

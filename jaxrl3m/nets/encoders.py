@@ -19,7 +19,8 @@ colours (LockedRoom's six) it changes whenever a door earlier in that order come
 every colour code with it; LockedRoom's presets turn `relative_colours` off.
 The carried object has its own `(tag, colour)` embedding; a mission's object (Fetch's "fetch a
 red key", `MissionObservation.mission`) is one more code after the cells, embedded by the same
-`(tag, colour)` table (observations without a mission have no such code). Torsos (`network`) of `CellEncoder`:
+`(tag, colour)` table (observations without a mission have no such code). Torsos (`network`)
+of `CellEncoder`:
 
 - `mlp`: the embedded cells flattened (with the carried object) through the dense layers;
 - `cnn`: two 3x3 convolutions over the embedded window, then the dense layers.
