@@ -459,6 +459,15 @@ def test_fetch_generator_mission_abstraction_and_keywords():
     first = (lay.object_tag[:, 0] == lay.mission[:, 0]) & (
         lay.object_colour[:, 0] == lay.mission[:, 1])
     assert 0.3 < first.mean() < 0.45  # 1/3, plus look-alikes
+    # A held-out draw recoloured onto a training map: objects and mission move together.
+    from jaxrl3m.envs import layout as layout_lib
+    held = np.asarray(jax.vmap(layout_lib.held_out)(lay))
+    after = jax.tree.map(np.asarray, jax.jit(jax.vmap(layout_lib.into_training_map))(lay))
+    assert 150 < held.sum() < 350 and not np.asarray(jax.vmap(layout_lib.held_out)(after)).any()
+    assert (after.mission[held, 1] != lay.mission[held, 1]).all()
+    np.testing.assert_array_equal(after.object_pos, lay.object_pos)
+    assert ((after.object_tag == after.mission[:, :1]) & (
+        after.object_colour == after.mission[:, 1:])).any(1).all()
     ts = env.reset(jax.random.key(0))
     assert ts.obs.mission.shape == (3,)
     codes, _ = cell_codes(ts.obs, window=11)
