@@ -60,8 +60,10 @@ def _make(task: str, **keywords: Any):
     return make(task, **keywords)
 
 
+@functools.cache
 def _obs_size(env) -> int:
-    """The flat observation's length (traced, not run: any task, with or without a mission)."""
+    """The flat observation's length (traced once per environment, not run: any task, with or
+    without a mission)."""
     obs = jax.eval_shape(lambda k: flat_observation(env.reset(k).obs), jax.random.key(0))
     return obs.shape[0]
 

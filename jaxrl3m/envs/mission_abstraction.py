@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from .task import Guidance
-from .types import BALL, KEY, Observation, mission_of
+from .types import BALL, DIR_VEC, KEY, Observation, mission_of
 
 VERSION = 1
 NUM_STATES = 12
@@ -49,7 +49,7 @@ def abstract_state(obs: Observation) -> jax.Array:
     kind = (wanted_tag == BALL).astype(jnp.int32)
     seen = ((tag == wanted_tag) & (colour == wanted_colour)).any()
     pos, d = obs.agent_pos, obs.agent_dir
-    step = jnp.asarray([[0, 1], [1, 0], [0, -1], [-1, 0]])[d]
+    step = jnp.asarray(DIR_VEC)[d]
     h, w = obs.grid.shape[:2]
     front_pos = jnp.clip(pos + step, 0, jnp.asarray([h - 1, w - 1]))
     front = obs.grid[front_pos[0], front_pos[1]]

@@ -47,7 +47,8 @@ from ..core.checkpoint import Checkpoints
 from ..core.config import PRESETS, ConfigError, load_yaml, parse_overrides
 from ..runner.driver import TrainingDiverged, train_run
 from ..core.io import atomic_write_json, atomic_write_text
-from ..runner.runs import check_same_settings, create_run, load_config, read_run_config, setup
+from ..runner.runs import (check_same_settings, check_source_fits, create_run, load_config,
+                           read_run_config, setup)
 from .. import envs
 from ..teacher.options import oracle_options, teacher_tasks
 from ..teacher.table import load_table
@@ -301,15 +302,6 @@ def write_results(out: Path, results: list[tuple[str, Path, dict]], meta: dict[s
     return rows
 
 
-def _param_shapes(config: Any, algo: str) -> list[tuple[int, ...]]:
-    """The shapes of a fresh network's parameters for `config` (traced, not run)."""
-    import jax
-    from .. import algos
-    made = algos.get(algo).make(config, guided=False)
-    return [tuple(x.shape) for x in jax.tree.leaves(
-        jax.eval_shape(made.init_params, jax.random.key(0)))]
-
-
 def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], out: Path,
               runs_dir: Path, source: str | None = None, overrides: dict[str, Any] | None = None,
               source_overrides: dict[str, Any] | None = None, progress: bool = True,
@@ -343,13 +335,18 @@ def run_study(target: str, prior: str, seeds: int, approaches: tuple[str, ...], 
             config_dir / "source.yaml", {"runs_dir": str(runs_dir),
                                          **dict(source_overrides or {})})[0]
         config, run = checked[with_source[0]]
-        if _param_shapes(src_config, run.algo) != _param_shapes(config, run.algo):
+        from .. import algos
+        made = algos.get(run.algo).make(src_config, guided=False)
+        params = jax.eval_shape(made.init_params, jax.random.key(0))  # shapes: nothing trained
+        try:  # the check `setup` makes once the source exists, before it is trained
+            check_source_fits((src_config.task, params),
+                              algos.get(run.algo).make(config, guided=False), target)
+        except ConfigError as e:
             raise ConfigError(
                 f"--target {target!r}: the source policy ({src_config.task}) cannot act on "
-                f"{target}: their observations differ (a mission, as Fetch's, is one more "
-                f"input), so its network does not fit; approaches {', '.join(with_source)} "
-                f"need it: run --approaches "
-                f"{' '.join(a for a in approaches if a not in with_source) or '1 2'}")
+                f"{target}; approaches {', '.join(with_source)} need it: run --approaches "
+                f"{' '.join(a for a in approaches if a not in with_source) or '1 2'} ({e})"
+            ) from None
     if any(load_yaml(config_dir / f"{APPROACHES[a][0]}.yaml").get("prior", "none") != "none"
            for a in approaches):
         from ..teacher.teacher import resolve_prior

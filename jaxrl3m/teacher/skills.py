@@ -224,7 +224,8 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     Only the targets listed (indices into `TARGETS`, static) are searched; the others are reported
     unreachable (so is the object of the mission where the observation has none).
     """
-    if mission_of(obs) is None:
+    mission = mission_of(obs)
+    if mission is None:
         targets = tuple(t for t in targets if TARGETS[t] != "object of the mission")
     grid = obs.grid
     tag, colour, state = grid[..., 0], grid[..., 1], grid[..., 2]
@@ -248,7 +249,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
                  frontier | (door & (state == DOOR_CLOSED)), door & (state == DOOR_LOCKED),
                  tag == GOAL)
     if TARGETS.index("object of the mission") in targets:  # tasks with a mission (Fetch)
-        all_cells += ((tag == mission_of(obs)[0]) & (colour == mission_of(obs)[1]),)
+        all_cells += ((tag == mission[0]) & (colour == mission[1]),)
     found = jnp.zeros((len(TARGETS),), bool)
     dist = jnp.zeros((len(TARGETS),), jnp.int32)
     optimal = jnp.zeros((len(TARGETS), 3), bool)
@@ -271,7 +272,6 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     ok = (tag == EMPTY) & ~(door | next_to(door))
     drop_ok = ok[cells[:, 0], cells[:, 1]]
     front = grid[cells[0, 0], cells[0, 1]]
-    mission = mission_of(obs)
     mission_front = jnp.zeros((), bool) if mission is None else (
         (front[0] == mission[0]) & (front[1] == mission[1]))
     return Knowledge(front=front, door_colour=door_colour, reached=found, distance=dist,
