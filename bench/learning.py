@@ -266,9 +266,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def _curve(r: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """A row's curve `(steps f[U], success f[S, U])`: from its run folder's metrics.csv, else
+    (the run was made on another machine, or its folder removed) the mean curve the JSON
+    stores, once per seed (so the legend counts the seeds; the min-max band is then empty);
+    None if neither exists."""
+    metrics = ROOT / r["run_dir"] / "metrics.csv"
+    if metrics.exists():
+        steps, succ, _ = curves.curves(curves.read_csv(metrics))
+        return steps, succ
+    if r.get("curve_steps") and r.get("curve_success_mean"):
+        mean = np.asarray(r["curve_success_mean"], float)
+        return np.asarray(r["curve_steps"], float), np.tile(mean, (int(r["seeds"]), 1))
+    return None
+
+
 def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
     """`<out stem>_<task>.png` beside the JSON (`bench/learning_<task>.png` for the default
-    JSON): every method's curve. In `bench/learning.json` variants and ablations are left to the
+    JSON): every method's curve (`_curve`: a run folder made elsewhere gives the JSON's stored
+    mean, so rerunning one method on a fresh checkout keeps the other methods' lines). In `bench/learning.json` variants and ablations are left to the
     table, so the plot stays readable; in any other JSON (a study of variants, such as
     `bench/posterior.json`) every row is drawn in its table's colour: dotted without
     `posterior=true`, solid with it, dashed for a floor ablation, dash-dotted for others."""
@@ -277,8 +293,11 @@ def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
     curves_by_method, colors, styles = {}, {}, {}
     for name in sorted(results.get(task, {}), key=_order):
         r = results[task][name]
-        if (every_row or " " not in name) and (ROOT / r["run_dir"] / "metrics.csv").exists():
-            steps, succ, _ = curves.curves(curves.read_csv(ROOT / r["run_dir"] / "metrics.csv"))
+        if every_row or " " not in name:
+            stored = _curve(r)
+            if stored is None:
+                continue
+            steps, succ = stored
             label = _label(name)
             if every_row and name.split()[0] in PRIORS:  # a guided row: which teacher
                 extra = [x for x in name.split()[1:] if not x.startswith(("total_steps=",

@@ -266,7 +266,8 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "offline-ColoredDoorKey": offline("ColoredDoorKey"), "offline-summary": offline_summary,
           "lamo": lamo, "lamo-L4": lamo_l4, "scaling": scaling, "navix-agents": navix_agents,
           "validate-posterior-tau": validation("posterior_tau"),
-          "validate-eval-greedy": validation("eval_greedy")}
+          "validate-eval-greedy": validation("eval_greedy"),
+          "validate-kl-floor": validation("kl_floor")}
 
 
 def tables(names=None) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
     python bench/validate.py posterior_tau     # the posterior teacher's temperature (~20 min)
     python bench/validate.py eval_greedy       # the DT family's evaluation mode (~15 min)
+    python bench/validate.py kl_floor          # the KL term's floor on KeyCorridorS6R3 (~25 min)
     python bench/validate.py posterior_tau --markdown   # the table of the stored JSON
 
 A study trains its presets, for every candidate value, with training seeds other than the ones
@@ -52,6 +53,11 @@ STUDIES = {
                     "dt fraction=0.1": {**DT_STUDY, "fraction": 0.1},
                     "lamo fraction=0.1": {**DT_STUDY, "fraction": 0.1}},
         "values": [False, True], "default": False, "evaluation_only": True},
+    "kl_floor": {
+        "what": "the least weight of the teacher's KL term (PPO guided on KeyCorridorS6R3, "
+                "where lambda_t = 0.995^t is near 0 by 1.5M of the 5M steps)",
+        "presets": {"KeyCorridorS6R3-oracle": {}},
+        "values": [0.0, 0.05], "default": 0.0},
 }
 
 
