@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,3 +62,32 @@ def test_validation_choice_rule():
     rows = {"p": {"a": cell([0.8, 0.8], [None] * 2), "b": cell([0.7, 0.7], [None] * 2)},
             "q": {"a": cell([0.2, 0.2], [None] * 2), "b": cell([0.5, 0.5], [None] * 2)}}
     assert validate.choose(rows, ["a", "b"], "a")[0] == "b"
+
+
+def test_learning_figure_keeps_rows_whose_run_folder_is_elsewhere(tmp_path, monkeypatch):
+    """bench/learning.py's figure of a task draws every row: from its run folder where there is
+    one, else from the mean curve its JSON entry stores (a row measured on another machine),
+    once per seed; a row with neither is left out rather than failing."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import learning
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    drawn = {}
+    monkeypatch.setattr(learning.curves, "plot_learning_curves",
+                        lambda c, path, *a, **k: drawn.update(c))
+    here = tmp_path / "run"
+    here.mkdir()
+    (here / "metrics.csv").write_text(
+        "seed,update,env_steps,eval_success,eval_return\n0,1,100,0.0,0.0\n0,2,200,0.5,0.4\n")
+    stored = {"run_dir": str(tmp_path / "gone"), "seeds": 4, "curve_steps": [100.0, 200.0],
+              "curve_success_mean": [0.25, 0.75]}
+    results = {"T": {"ppo": {"run_dir": str(here), "seeds": 1},
+                     "oracle": stored, "uniform": {"run_dir": str(tmp_path / "gone"),
+                                                   "seeds": 4}}}
+    learning.plot_task(results, "T", tmp_path / "learning_x.json")
+    assert set(drawn) == {learning.LABELS["ppo"], "oracle, fixed"}
+    steps, succ = drawn["oracle, fixed"]
+    assert succ.shape == (4, 2) and np.allclose(succ.mean(0), [0.25, 0.75])
+    steps, succ = drawn[learning.LABELS["ppo"]]
+    assert np.allclose(steps, [100, 200]) and np.allclose(succ[0], [0.0, 0.5])
