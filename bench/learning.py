@@ -284,8 +284,9 @@ def _curve(r: dict) -> tuple[np.ndarray, np.ndarray] | None:
 def plot_task(results: dict, task: str, out_path: Path | None = None) -> None:
     """`<out stem>_<task>.png` beside the JSON (`bench/learning_<task>.png` for the default
     JSON): every method's curve (`_curve`: a run folder made elsewhere gives the JSON's stored
-    mean, so rerunning one method on a fresh checkout keeps the other methods' lines). In `bench/learning.json` variants and ablations are left to the
-    table, so the plot stays readable; in any other JSON (a study of variants, such as
+    mean, so rerunning one method on a fresh checkout keeps the other methods' lines). In
+    `bench/learning.json` variants and ablations are left to the table, so the plot stays
+    readable; in any other JSON (a study of variants, such as
     `bench/posterior.json`) every row is drawn in its table's colour: dotted without
     `posterior=true`, solid with it, dashed for a floor ablation, dash-dotted for others."""
     out_path = Path(out_path or ROOT / "bench" / "learning.json")

@@ -4,6 +4,7 @@ place on a second report)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -12,6 +13,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_module(name: str):
+    """A bench/ script imported as a module (bench/ on the path only while it imports)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
 
 
 def test_gpu_script_runs_at_tiny_sizes_and_writes_its_section(tmp_path):
@@ -39,11 +49,7 @@ def test_validation_choice_rule():
     """bench/validate.py's rule: the highest mean validation success; values within one
     standard error of it tie and the fewest steps to 0.9 (training curve) wins, then the
     default. Held-out figures are not among its inputs at all."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import validate
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    validate = bench_module("validate")
 
     def cell(success, steps):
         return {"validation_success": success, "steps_to_0.9_training": steps}
@@ -68,11 +74,7 @@ def test_learning_figure_keeps_rows_whose_run_folder_is_elsewhere(tmp_path, monk
     """bench/learning.py's figure of a task draws every row: from its run folder where there is
     one, else from the mean curve its JSON entry stores (a row measured on another machine),
     once per seed; a row with neither is left out rather than failing."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import learning
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    learning = bench_module("learning")
     drawn = {}
     monkeypatch.setattr(learning.curves, "plot_learning_curves",
                         lambda c, path, *a, **k: drawn.update(c))
