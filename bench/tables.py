@@ -267,7 +267,8 @@ TABLES = {"peers": _peers, "env-throughput": _env, "learning-ppo": learning_ppo,
           "lamo": lamo, "lamo-L4": lamo_l4, "scaling": scaling, "navix-agents": navix_agents,
           "validate-posterior-tau": validation("posterior_tau"),
           "validate-eval-greedy": validation("eval_greedy"),
-          "validate-kl-floor": validation("kl_floor")}
+          "validate-kl-floor": validation("kl_floor"),
+          "validate-kl-floor-uniform": validation("kl_floor_uniform")}
 
 
 def tables(names=None) -> dict[str, str]:

@@ -3,6 +3,7 @@
     python bench/validate.py posterior_tau     # the posterior teacher's temperature (~20 min)
     python bench/validate.py eval_greedy       # the DT family's evaluation mode (~15 min)
     python bench/validate.py kl_floor          # the KL term's floor on KeyCorridorS6R3 (~25 min)
+    python bench/validate.py kl_floor_uniform  # the same floor for the uniform rows (~25 min)
     python bench/validate.py posterior_tau --markdown   # the table of the stored JSON
 
 A study trains its presets, for every candidate value, with training seeds other than the ones
@@ -14,7 +15,8 @@ are not played at all. The value with the highest validation success, averaged o
 seeds, is chosen; values within one standard error of the best (the seeds' spread, pooled over
 presets) are ties, broken by the fewest steps to 0.9 on the start-counted training curve (also
 training layouts), then by the current default. A key that changes only how the policy is
-evaluated (`eval_greedy`) trains once per preset and is scored both ways.
+evaluated (`eval_greedy`) trains once per preset and is scored both ways. A study may name the
+configuration key it varies (`"key"`) when its name differs from it.
 
 A rerun keeps the rows of the stored JSON measured with the same settings (a grid grown at its
 edge trains only the new values). Writes `bench/validate_<key>.json` (per preset and value:
@@ -57,6 +59,14 @@ STUDIES = {
         "what": "the least weight of the teacher's KL term (PPO guided on KeyCorridorS6R3, "
                 "where lambda_t = 0.995^t is near 0 by 1.5M of the 5M steps)",
         "presets": {"KeyCorridorS6R3-oracle": {}},
+        "values": [0.0, 0.05], "default": 0.0},
+    "kl_floor_uniform": {
+        "key": "kl_floor",
+        "what": "the least weight of the teacher's KL term with a uniform table under the "
+                "posterior teacher (KeyCorridorS4R3 and S5R3, where the uniform rows fall "
+                "short of 0.9)",
+        "presets": {"KeyCorridorS4R3-uniform-posterior": {},
+                    "KeyCorridorS5R3-uniform-posterior": {}},
         "values": [0.0, 0.05], "default": 0.0},
 }
 
@@ -165,7 +175,8 @@ def main(argv=None) -> int:
         print(markdown(json.loads(out.read_text())))
         return 0
     from jaxrl3m.core.config import parse_overrides
-    r = {"key": args.key, "what": study["what"], "values": study["values"],
+    key = study.get("key", args.key)
+    r = {"key": key, "study": args.key, "what": study["what"], "values": study["values"],
          "default": study["default"], "seeds": args.seeds, "seed": args.seed,
          "episodes": args.episodes, "set": args.set, "hardware": benchlib.hardware(), "rows": {}}
     if out.is_file():  # keep what was measured with the same settings (a grid grown later)
@@ -186,20 +197,20 @@ def main(argv=None) -> int:
         for v in runs:
             t1 = time.perf_counter()
             name = f"{args.key}-{preset.replace(' ', '-').replace('=', '_')}"
-            extra = {} if eval_only else {args.key: v}
+            extra = {} if eval_only else {key: v}
             summary, run_dir, run, s, state = train(preset, {**overrides, **extra},
                                                name + ("" if eval_only else f"-{v}"),
                                                args.seeds, args.seed)
             steps = [None if x is None or math.isnan(x) else x
                      for x in summary.get("steps_to_0.9_training", [None] * args.seeds)]
             for value in (todo if eval_only else [v]):
-                greedy = value if args.key == "eval_greedy" else run.eval_greedy
+                greedy = value if key == "eval_greedy" else run.eval_greedy
                 succ = score(s, state, args.seeds, args.seed, args.episodes, greedy)
                 row[str(value)] = {"validation_success": succ, "steps_to_0.9_training": steps,
                                    "run_dir": str(run_dir.relative_to(ROOT)),
                                    "wall_s": time.perf_counter() - t1,
                                    **({"eval_only": True} if eval_only else {})}
-                print(f"{preset:28s} {args.key}={value}: validation success "
+                print(f"{preset:28s} {key}={value}: validation success "
                       f"{np.round(succ, 3).tolist()}, training curve 0.9 at {steps}", flush=True)
             benchlib.save(out, r)
     r["chosen"], r["means"] = choose(r["rows"], study["values"], study["default"])
