@@ -1,7 +1,9 @@
-"""Skills named in words (`jaxrl3m.teacher.object_skills`) against the library's own, on
-UnlockPickup: the oracle teacher of tests/test_object_skills.py's eight-state task written with
-word-named options, and the oracle teacher of the library's UnlockPickup (its 36-state
-abstraction and named skills), each alone on the same held-out episodes.
+"""Skills named in words (`jaxrl3m.teacher.object_skills`) and factored abstractions
+(`jaxrl3m.envs.factored`) against the library's own abstractions and skills: each oracle
+teacher alone on the same held-out episodes. UnlockPickup: tests/test_object_skills.py's
+eight-state task in words against the library's 36 states. Unlock: tests/test_factored.py's
+three factors (16 states, skills in words) against the DoorKey family's 60 states. Fetch: the
+mission factor alone (3 states) against the library's 12.
 
     python bench/object_skills.py [--episodes 2000]
 """
@@ -19,6 +21,7 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=2000)
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
+    import test_factored as factored
     import test_object_skills as words
     from jaxrl3m import envs
     from jaxrl3m.core.evaluation import evaluate
@@ -26,13 +29,20 @@ def main(argv=None) -> int:
     from jaxrl3m.teacher.teacher import Teacher, teacher_logits
 
     words._register("WordsUnlockPickup")
-    env = envs.make("UnlockPickup", layouts="heldout")  # the same maps and rules
-    for task, label in (("WordsUnlockPickup", "skills named in words, 8 states"),
-                        ("UnlockPickup", "the library's skills, 36 states")):
+    for name, base in (("FactorsUnlock", "Unlock"), ("FactorsFetch", "Fetch")):
+        factored.register(name, base)
+    rows = (("UnlockPickup", "WordsUnlockPickup", "skills named in words, 8 states"),
+            ("UnlockPickup", "UnlockPickup", "the library's skills, 36 states"),
+            ("Unlock", "FactorsUnlock", "three factors (16 states), skills named in words"),
+            ("Unlock", "Unlock", "the DoorKey family's 60 states and skills"),
+            ("Fetch", "FactorsFetch", "the mission factor (3 states), the library's skills"),
+            ("Fetch", "Fetch", "the library's 12 states and skills"))
+    for base, task, label in rows:
+        env = envs.make(base, layouts="heldout")  # the same maps and rules
         ev = evaluate(env, teacher_logits, Teacher.create(task, oracle_table(task)), seeds=1,
                       episodes=args.episodes, seed=0, batched=False)
-        print(f"{label}: success {ev['success_mean']:.3f}, return {ev['return_mean']:.3f} "
-              f"({args.episodes} held-out episodes)")
+        print(f"{base}, {label}: success {ev['success_mean']:.3f}, return "
+              f"{ev['return_mean']:.3f} ({args.episodes} held-out episodes)", flush=True)
     return 0
 
 

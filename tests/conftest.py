@@ -80,6 +80,7 @@ SLOW = {
                         "test_uniform_teacher_is_worse", "test_navigation_matches_reference_bfs"),
     "test_transfer.py": ("",),  # every test: its module fixture trains the source policy
     "test_object_skills.py": ("test_a_task_guided_by_words", "test_words_give_the_library"),
+    "test_factored.py": ("test_a_factored_task_is_solved",),
 }
 
 
@@ -91,7 +92,8 @@ HEAVY_FIRST = ("test_teacher.py", "test_parity_minigrid.py", "test_transfer.py",
                "test_bench.py", "test_parallel.py", "test_core.py", "test_dt.py", "test_llm.py",
                "test_contract.py", "test_offline.py", "test_dqn_prior.py", "test_api.py",
                "test_tasks.py", "test_navix.py", "test_posterior.py", "test_metrics.py",
-               "test_docs.py", "test_object_skills.py", "test_layout.py", "test_readme_and_cli.py", "test_faults.py",
+               "test_docs.py", "test_object_skills.py", "test_factored.py",
+               "test_layout.py", "test_readme_and_cli.py", "test_faults.py",
                "test_gym_api.py", "test_render.py", "test_abstraction.py", "test_rules.py",
                "test_soft_targets.py", "test_cli.py")
 
