@@ -5,21 +5,33 @@ eight-state task in words against the library's 36 states. Unlock: tests/test_fa
 three factors (16 states, skills in words) against the DoorKey family's 60 states. Fetch: the
 mission factor alone (3 states) against the library's 12.
 
-    python bench/object_skills.py [--episodes 2000]
+`--train` also trains guided PPO on the words UnlockPickup (UnlockPickup's presets' settings,
+`configs/guided.yaml`, 1M steps, 4 seeds, periodic held-out evaluation), with the oracle table
+and with a uniform table under the posterior teacher, for comparison with the library's
+UnlockPickup rows (docs/results.md). Writes bench/object_skills.json.
+
+    python bench/object_skills.py [--episodes 2000] [--train]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+import time
 
+import benchlib
 from benchlib import ROOT
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=2000)
+    p.add_argument("--train", action="store_true", help="also train guided PPO (~10 min)")
+    p.add_argument("--out", default=str(ROOT / "bench" / "object_skills.json"))
     args = p.parse_args(argv)
+    out = {"hardware": benchlib.hardware(), "episodes": args.episodes, "teachers": [],
+           "training": []}
     sys.path.insert(0, str(ROOT / "tests"))
     import test_factored as factored
     import test_object_skills as words
@@ -43,6 +55,27 @@ def main(argv=None) -> int:
                       episodes=args.episodes, seed=0, batched=False)
         print(f"{base}, {label}: success {ev['success_mean']:.3f}, return "
               f"{ev['return_mean']:.3f} ({args.episodes} held-out episodes)", flush=True)
+        out["teachers"].append({"task": base, "guidance": label,
+                                "success": ev["success_mean"], "return": ev["return_mean"]})
+    if args.train:
+        import json
+        from jaxrl3m import train
+        runs = ROOT / "runs" / "bench-object-skills"
+        for name, words_args in (("oracle", ["prior=oracle"]),
+                                 ("uniform, posterior", ["prior=uniform", "posterior=true"])):
+            run = "WordsUnlockPickup-" + name.replace(", ", "-")
+            t0 = time.perf_counter()
+            assert train.main(["configs/guided.yaml", "task=WordsUnlockPickup", *words_args,
+                               "total_steps=1000000", "seeds=4", f"runs_dir={runs}",
+                               f"name={run}", "--no-progress"]) == 0
+            summary = json.loads((runs / run / "summary.json").read_text())
+            steps = [None if math.isnan(x) else x for x in summary["steps_to_0.9"]]
+            row = {"task": "WordsUnlockPickup", "table": name, "steps_to_0.9": steps,
+                   "held_out": summary["final_success"], "wall_s": time.perf_counter() - t0}
+            out["training"].append(row)
+            print(f"guided PPO, {name}: 0.9 held-out at {steps}, final held-out "
+                  f"{summary['final_success_mean']:.3f}", flush=True)
+    benchlib.save(args.out, out)
     return 0
 
 
