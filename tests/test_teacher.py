@@ -59,10 +59,13 @@ def test_oracle_teacher_solves_every_episode(task):
 
 
 def test_uniform_teacher_is_worse_than_oracle():
-    env = make("DoorKey")
-    run = lambda table: evaluate(env, teacher_logits, Teacher.create("DoorKey", table), 1, 500,
-                                 seed=1, batched=False)["success_mean"]
-    assert run(uniform_table("DoorKey")) < run(oracle_table("DoorKey")) - 0.2
+    # The oracle test's evaluation (DoorKey's held-out maps, 1,000 episodes, the same keys) with
+    # the uniform table: the same program (the table is an argument), compiled once for both
+    # tests. The oracle succeeds in all of these episodes (test_oracle_teacher_solves_...).
+    env = make("DoorKey", layouts="heldout")
+    ev = evaluate(env, teacher_logits, Teacher.create("DoorKey", uniform_table("DoorKey")),
+                  seeds=1, episodes=1_000, seed=7, batched=False)
+    assert ev["success_mean"] < 1.0 - 0.2
 
 
 # ---------------------------------------------------------------------------------------------
