@@ -177,6 +177,7 @@ def test_the_kl_term_adds_exactly_lambda_times_its_gradient():
     # prior that gives some actions no mass (no NaN may leak through 0 * KL).
     reverse = dataclasses.replace(c, kl_direction="reverse")
     mb["pi_l"] = mb["pi_l"].at[:, :2].set(0.0)
+
     def value_grad(cfg, guided):
         return jax.value_and_grad(
             lambda p: ppo_loss(net, cfg, guided, jnp.float32(0.0), p, mb)[0])(params)
