@@ -36,9 +36,10 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from .observation import cell_ahead, cells_of
 from .task import Guidance
-from .types import (BALL, BOX, COLOUR_NAMES, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, EMPTY,
-                    GOAL, KEY, Observation, mission_of)
+from .types import (BALL, BOX, COLOUR_NAMES, DOOR, DOOR_CLOSED, DOOR_LOCKED, EMPTY, GOAL, KEY,
+                    Observation, mission_of)
 
 WORDS = {KEY: "key", BALL: "ball", BOX: "box", DOOR: "door", GOAL: "goal"}
 """The object words factors use in their values and texts."""
@@ -67,18 +68,6 @@ def _words(tag: int, colour: int | None) -> str:
     return (f"{COLOUR_NAMES[colour]} " if colour is not None else "") + WORDS[tag]
 
 
-def _cells(obs: Observation, tag: int, colour: int | None) -> jax.Array:
-    grid = obs.grid
-    cells = grid[..., 0] == tag
-    return cells if colour is None else cells & (grid[..., 1] == colour)
-
-
-def _front(obs: Observation) -> jax.Array:
-    h, w = obs.grid.shape[:2]
-    p = obs.agent_pos + jnp.asarray(DIR_VEC)[obs.agent_dir]
-    return obs.grid[jnp.clip(p[0], 0, h - 1), jnp.clip(p[1], 0, w - 1)]
-
-
 def carrying(objects: Sequence[int] = (KEY, BALL, BOX)) -> Factor:
     """What the agent carries: "nothing", or the word of one of `objects` (tags; another
     object reads as the first)."""
@@ -98,7 +87,7 @@ def seen(tag: int, colour: int | None = None) -> Factor:
     words = _words(tag, colour)
     return Factor(f"seen {words}", ("no", "yes"),
                   (f"You have not seen a {words}.", f"You have seen a {words}."),
-                  lambda obs: _cells(obs, tag, colour).any().astype(jnp.int32))
+                  lambda obs: cells_of(obs, tag, colour).any().astype(jnp.int32))
 
 
 def in_front(tag: int, colour: int | None = None) -> Factor:
@@ -106,7 +95,7 @@ def in_front(tag: int, colour: int | None = None) -> Factor:
     words = _words(tag, colour)
 
     def value(obs):
-        front = _front(obs)
+        front = cell_ahead(obs)
         match = front[0] == tag
         if colour is not None:
             match &= front[1] == colour
@@ -121,7 +110,7 @@ def door(colour: int | None = None) -> Factor:
     words = _words(DOOR, colour)
 
     def value(obs):
-        cells = _cells(obs, DOOR, colour).ravel()
+        cells = cells_of(obs, DOOR, colour).ravel()
         state = obs.grid[..., 2].ravel()[jnp.argmax(cells)]
         code = jnp.where(state == DOOR_LOCKED, 1, jnp.where(state == DOOR_CLOSED, 2, 3))
         return jnp.where(cells.any(), code, 0).astype(jnp.int32)
@@ -138,8 +127,8 @@ def mission() -> Factor:
         if m is None:
             raise ValueError("the mission factor needs a task with a mission "
                              "(an observation with `mission`)")
-        cells = (obs.grid[..., 0] == m[0]) & (obs.grid[..., 1] == m[1])
-        front = _front(obs)
+        cells = cells_of(obs, m[0], m[1])
+        front = cell_ahead(obs)
         ahead = (front[0] == m[0]) & (front[1] == m[1])
         return jnp.where(ahead, 2, cells.any().astype(jnp.int32)).astype(jnp.int32)
     return Factor("mission", ("unseen", "seen", "in front"),

@@ -103,6 +103,21 @@ def next_to(mask: jax.Array) -> jax.Array:
             | jnp.roll(mask, -1, 1))
 
 
+def cells_of(obs, tag: int, colour: int | None = None) -> jax.Array:
+    """`bool[H, W]`: the cells of an observation's remembered map holding an object of the kind
+    `tag` (and colour; any colour if None)."""
+    cells = obs.grid[..., 0] == tag
+    return cells if colour is None else cells & (obs.grid[..., 1] == colour)
+
+
+def cell_ahead(obs, offset: int = 1) -> jax.Array:
+    """`u8[3]`: the remembered cell `offset` steps along the agent's direction (1: in front, 0:
+    under the agent, -1: behind it), clipped to the grid."""
+    h, w = obs.grid.shape[:2]
+    p = obs.agent_pos + offset * jnp.asarray(DIR_VEC)[obs.agent_dir]
+    return obs.grid[jnp.clip(p[0], 0, h - 1), jnp.clip(p[1], 0, w - 1)]
+
+
 def empty_memory(height: int, width: int) -> np.ndarray:
     return np.broadcast_to(UNSEEN_CELL, (height, width, 3)).copy()
 

@@ -38,9 +38,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from ..envs.types import (BALL, BOX, COLOUR_NAMES, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED,
+from ..envs.types import (BALL, BOX, COLOUR_NAMES, DOOR, DOOR_CLOSED, DOOR_LOCKED,
                           DOOR_OPEN, EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT,
                           TOGGLE, UNSEEN, Observation)
+from ..envs.observation import cell_ahead, cells_of
 from . import skills as library
 
 OBJECTS = {"key": KEY, "ball": BALL, "box": BOX, "door": DOOR, "goal": GOAL}
@@ -58,13 +59,6 @@ def _one_hot(action) -> jax.Array:
     return jax.nn.one_hot(action, NUM_ACTIONS)
 
 
-def cells_of(obs: Observation, tag: int, colour: int | None = None) -> jax.Array:
-    """`bool[H, W]`: the cells of the remembered map holding the object (any colour if None)."""
-    grid = obs.grid
-    cells = grid[..., 0] == tag
-    return cells if colour is None else cells & (grid[..., 1] == colour)
-
-
 def walk_to(obs: Observation, cells: jax.Array) -> library.SkillOutput:
     """The shortest path to a pose facing one of `cells` (`bool[H, W]`); ties split evenly.
     Applies when such a pose is reachable over seen floor and open doors and the agent is not
@@ -80,13 +74,6 @@ def walk_to(obs: Observation, cells: jax.Array) -> library.SkillOutput:
         optimal[0].astype(jnp.float32))
     probs = probs / jnp.maximum(probs.sum(), 1.0)
     return library._output(probs, found[0] & (dist[0] > 0))
-
-
-def _cell(obs: Observation, offset: int) -> jax.Array:
-    """`u8[3]`: the cell in front (offset 1), under the agent (0) or behind it (-1)."""
-    h, w = obs.grid.shape[:2]
-    p = obs.agent_pos + offset * jnp.asarray(DIR_VEC)[obs.agent_dir]
-    return obs.grid[jnp.clip(p[0], 0, h - 1), jnp.clip(p[1], 0, w - 1)]
 
 
 def _is(cell: jax.Array, tag: int, colour: int | None) -> jax.Array:
@@ -109,20 +96,20 @@ def go_next_to(obs: Observation, tag: int, colour: int | None = None) -> library
     walk = walk_to(obs, cells_of(obs, tag, colour))
     if tag != GOAL:
         return walk
-    facing = _is(_cell(obs, 1), GOAL, colour)
+    facing = _is(cell_ahead(obs, 1), GOAL, colour)
     return library._output(jnp.where(facing, _one_hot(FORWARD), walk.probs),
                            facing | walk.applicable)
 
 
 def pick_up(obs: Observation, tag: int, colour: int | None = None) -> library.SkillOutput:
     """Pick up the object in front when it is of the kind and the hands are empty."""
-    return library._output(_one_hot(PICKUP), _is(_cell(obs, 1), tag, colour)
+    return library._output(_one_hot(PICKUP), _is(cell_ahead(obs, 1), tag, colour)
                            & (obs.carrying[0] == EMPTY))
 
 
 def open_door(obs: Observation, colour: int | None = None) -> library.SkillOutput:
     """Toggle the door in front when it is closed, or locked with its key in hand."""
-    front = _cell(obs, 1)
+    front = cell_ahead(obs, 1)
     key_in_hand = (obs.carrying[0] == KEY) & (obs.carrying[1] == front[1])
     shut = (front[2] == DOOR_CLOSED) | ((front[2] == DOOR_LOCKED) & key_in_hand)
     return library._output(_one_hot(TOGGLE), _is(front, DOOR, colour) & shut)
@@ -138,12 +125,12 @@ def go_through(obs: Observation, colour: int | None = None) -> library.SkillOutp
     """Walk to a door of the colour that can be passed, open it, step onto it and off it.
     Done (not applicable) once the agent stands past such a door with its back to it; not
     applicable either where the cell past the door is seen to be taken (an object inside it)."""
-    front, under, behind = _cell(obs, 1), _cell(obs, 0), _cell(obs, -1)
+    front, under, behind = cell_ahead(obs, 1), cell_ahead(obs, 0), cell_ahead(obs, -1)
     on_door = _is(under, DOOR, colour)
     done = _is(behind, DOOR, colour) & (behind[2] == DOOR_OPEN) & ~on_door
     facing = _is(front, DOOR, colour)
     opening = open_door(obs, colour)
-    enter = facing & (front[2] == DOOR_OPEN) & _passable(_cell(obs, 2))
+    enter = facing & (front[2] == DOOR_OPEN) & _passable(cell_ahead(obs, 2))
     walk = walk_to(obs, _can_open(obs, cells_of(obs, DOOR, colour)))
     action = jnp.where(on_door | enter, FORWARD, TOGGLE)
     probs = jnp.where(on_door | enter | opening.applicable, _one_hot(action), walk.probs)
