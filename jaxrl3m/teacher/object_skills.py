@@ -67,13 +67,13 @@ def walk_to(obs: Observation, cells: jax.Array) -> library.SkillOutput:
     tag, state = grid[..., 0], grid[..., 2]
     packing = library.Packing.of(*tag.shape)
     standable = packing.pack((tag == EMPTY) | ((tag == DOOR) & (state == DOOR_OPEN)))
-    targets = packing.pack(library._facing(cells[None]))
+    targets = packing.pack(library.facing_poses(cells[None]))
     found, dist, optimal = library.navigate(standable, targets, obs.agent_pos, obs.agent_dir,
                                             packing, max_iters=4 * tag.size)
     probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(
         optimal[0].astype(jnp.float32))
     probs = probs / jnp.maximum(probs.sum(), 1.0)
-    return library._output(probs, found[0] & (dist[0] > 0))
+    return library.as_output(probs, found[0] & (dist[0] > 0))
 
 
 def _is(cell: jax.Array, tag: int, colour: int | None) -> jax.Array:
@@ -97,14 +97,14 @@ def go_next_to(obs: Observation, tag: int, colour: int | None = None) -> library
     if tag != GOAL:
         return walk
     facing = _is(cell_ahead(obs, 1), GOAL, colour)
-    return library._output(jnp.where(facing, _one_hot(FORWARD), walk.probs),
-                           facing | walk.applicable)
+    return library.as_output(jnp.where(facing, _one_hot(FORWARD), walk.probs),
+                             facing | walk.applicable)
 
 
 def pick_up(obs: Observation, tag: int, colour: int | None = None) -> library.SkillOutput:
     """Pick up the object in front when it is of the kind and the hands are empty."""
-    return library._output(_one_hot(PICKUP), _is(cell_ahead(obs, 1), tag, colour)
-                           & (obs.carrying[0] == EMPTY))
+    return library.as_output(_one_hot(PICKUP), _is(cell_ahead(obs, 1), tag, colour)
+                             & (obs.carrying[0] == EMPTY))
 
 
 def open_door(obs: Observation, colour: int | None = None) -> library.SkillOutput:
@@ -112,7 +112,7 @@ def open_door(obs: Observation, colour: int | None = None) -> library.SkillOutpu
     front = cell_ahead(obs, 1)
     key_in_hand = (obs.carrying[0] == KEY) & (obs.carrying[1] == front[1])
     shut = (front[2] == DOOR_CLOSED) | ((front[2] == DOOR_LOCKED) & key_in_hand)
-    return library._output(_one_hot(TOGGLE), _is(front, DOOR, colour) & shut)
+    return library.as_output(_one_hot(TOGGLE), _is(front, DOOR, colour) & shut)
 
 
 def _passable(cell: jax.Array) -> jax.Array:
@@ -137,7 +137,7 @@ def go_through(obs: Observation, colour: int | None = None) -> library.SkillOutp
     # On the door, on through it the way the agent faces (it walked on facing that way).
     applicable = jnp.where(on_door, _passable(front),
                            ~done & (walk.applicable | enter | opening.applicable))
-    return library._output(probs, applicable)
+    return library.as_output(probs, applicable)
 
 
 def explore(obs: Observation) -> library.SkillOutput:

@@ -131,7 +131,7 @@ class Packing(NamedTuple):
         return inside & value.astype(bool)
 
 
-def _facing(target: jax.Array) -> jax.Array:
+def facing_poses(target: jax.Array) -> jax.Array:
     """`bool[..., H, W]` target cells -> `bool[..., 4, H, W]`: poses whose front cell is one."""
     def back(d):
         dr, dc = (int(x) for x in DIR_VEC[d])
@@ -254,7 +254,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     dist = jnp.zeros((len(TARGETS),), jnp.int32)
     optimal = jnp.zeros((len(TARGETS), 3), bool)
     if targets:  # (skills that walk nowhere, e.g. "pick up ..." alone, need no search)
-        target_poses = packing.pack(_facing(jnp.stack([all_cells[t] for t in targets])))
+        target_poses = packing.pack(facing_poses(jnp.stack([all_cells[t] for t in targets])))
         f, d, o = navigate(standable, target_poses, obs.agent_pos, obs.agent_dir, packing,
                            max_iters=4 * tag.size)
         # Scatter back to the full target list (unsearched targets: not reached).
@@ -292,7 +292,8 @@ def _one_hot(action: int | jax.Array) -> jax.Array:
     return jax.nn.one_hot(action, NUM_ACTIONS)
 
 
-def _output(probs: jax.Array, applicable: jax.Array) -> SkillOutput:
+def as_output(probs: jax.Array, applicable: jax.Array) -> SkillOutput:
+    """A skill's `SkillOutput`: `probs` where it applies, uniform where it does not."""
     return SkillOutput(probs=jnp.where(applicable, probs, _UNIFORM), applicable=applicable)
 
 
@@ -301,26 +302,26 @@ def go_to(k: Knowledge, target: int) -> SkillOutput:
     optimal = k.optimal[target].astype(jnp.float32)
     probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(optimal)
     probs = probs / jnp.maximum(probs.sum(), 1.0)
-    return _output(probs, k.reached[target] & (k.distance[target] > 0))
+    return as_output(probs, k.reached[target] & (k.distance[target] > 0))
 
 
 def pick_up(k: Knowledge, which: str) -> SkillOutput:
     """Pick up the key in front (of the wanted kind), or the box or ball, or the object the
     mission names (`which="mission"`), when the hands are empty."""
     if which == "mission":
-        return _output(_one_hot(PICKUP), k.mission_front & k.hands_empty)
+        return as_output(_one_hot(PICKUP), k.mission_front & k.hands_empty)
     wanted = k.front[0] == {"box": BOX, "ball": BALL}.get(which, KEY)
     if which == "door's colour":
         wanted &= (k.door_colour >= 0) & (k.front[1] == k.door_colour)
     elif which == "another colour":
         wanted &= (k.door_colour >= 0) & (k.front[1] != k.door_colour)
-    return _output(_one_hot(PICKUP), wanted & k.hands_empty)
+    return as_output(_one_hot(PICKUP), wanted & k.hands_empty)
 
 
 def open_door(k: Knowledge, locked_only: bool = False) -> SkillOutput:
     """Toggle the door in front when it is not open (`locked_only`: when it is locked)."""
     shut = k.front[2] == DOOR_LOCKED if locked_only else k.front[2] != DOOR_OPEN
-    return _output(_one_hot(TOGGLE), (k.front[0] == DOOR) & shut)
+    return as_output(_one_hot(TOGGLE), (k.front[0] == DOOR) & shut)
 
 
 def explore_opening_doors(k: Knowledge) -> SkillOutput:
@@ -328,14 +329,14 @@ def explore_opening_doors(k: Knowledge) -> SkillOutput:
     face an unseen cell or a closed (not locked) door, and open such a door once faced."""
     facing = (k.front[0] == DOOR) & (k.front[2] == DOOR_CLOSED)
     walk = go_to(k, target=TARGETS.index("unseen or closed door"))
-    return _output(jnp.where(facing, _one_hot(TOGGLE), walk.probs), facing | walk.applicable)
+    return as_output(jnp.where(facing, _one_hot(TOGGLE), walk.probs), facing | walk.applicable)
 
 
 def go_onto_goal(k: Knowledge) -> SkillOutput:
     """Shortest path to face the goal square, then a step onto it (LockedRoom's last skill)."""
     facing = k.front[0] == GOAL
     walk = go_to(k, target=TARGETS.index("goal"))
-    return _output(jnp.where(facing, _one_hot(FORWARD), walk.probs), facing | walk.applicable)
+    return as_output(jnp.where(facing, _one_hot(FORWARD), walk.probs), facing | walk.applicable)
 
 
 def drop(k: Knowledge) -> SkillOutput:
@@ -349,7 +350,7 @@ def drop(k: Knowledge) -> SkillOutput:
              & k.ball_world)
     action = jnp.where(front_ok, DROP, jnp.where(left_ok, LEFT, jnp.where(
         right_ok, RIGHT, jnp.where(stuck, FORWARD, LEFT))))
-    return _output(_one_hot(action), ~k.hands_empty)
+    return as_output(_one_hot(action), ~k.hands_empty)
 
 
 def drop_anywhere(k: Knowledge) -> SkillOutput:
@@ -363,7 +364,7 @@ def drop_anywhere(k: Knowledge) -> SkillOutput:
     walkable = (k.front[0] == EMPTY) | ((k.front[0] == DOOR) & (k.front[2] == DOOR_OPEN))
     last = jnp.where(free[0], DROP, jnp.where(free[1], LEFT, jnp.where(free[2], RIGHT, jnp.where(
         free[3], LEFT, jnp.where(walkable, FORWARD, LEFT)))))
-    return _output(_one_hot(jnp.where(best >= 0, best, last)), ~k.hands_empty)
+    return as_output(_one_hot(jnp.where(best >= 0, best, last)), ~k.hands_empty)
 
 
 # name -> function of the shared knowledge. Tasks pick their options from these by name.
