@@ -134,15 +134,14 @@ def test_teacher_object_probabilities_floor_and_proposals():
     task = "ColoredDoorKey"
     teacher = Teacher.create(task, oracle_table(task))
     obs = jax.tree.map(lambda x: x[:48], _observations(task))
-    p = np.asarray(jax.jit(lambda t, o: t.probs(o))(teacher, obs))
+    k = 4000
+    # one program for the three (the skills are computed once in it)
+    p, logp, a = map(np.asarray, jax.jit(lambda t, o, key: (
+        t.probs(o), t.log_probs(o, 0.1), t.sample(key, o, k)))(teacher, obs, jax.random.key(0)))
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
     assert (p == 0).any()  # the oracle's skills are sharp: log 0 is possible without a floor
-    logp = np.asarray(jax.jit(lambda t, o: t.log_probs(o, 0.1))(teacher, obs))
     assert np.isfinite(logp).all()
     np.testing.assert_allclose(np.exp(logp), 0.9 * p + 0.1 / 7, rtol=1e-5, atol=1e-7)
-    k = 4000
-    a = np.asarray(jax.jit(lambda t, o, key: t.sample(key, o, k), static_argnums=())(
-        teacher, obs, jax.random.key(0)))
     assert a.shape == (48, k) and a.dtype == np.int32
     freq = np.stack([np.bincount(row, minlength=7) / k for row in a])
     np.testing.assert_allclose(freq, p, atol=0.04)  # 4000 draws: std <= 0.008
