@@ -5,6 +5,7 @@ with the library's skills and the mission factor)."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,7 +15,7 @@ from jaxrl3m.envs import factored as F
 from jaxrl3m.envs.types import KEY
 from jaxrl3m.teacher.object_skills import object_skills
 from jaxrl3m.teacher.options import oracle_table
-from jaxrl3m.teacher.teacher import Teacher, teacher_logits
+from jaxrl3m.teacher.teacher import Teacher, reachable_states, teacher_logits
 
 UNLOCK = (F.carrying((KEY,)), F.seen(KEY), F.door())
 WORDS = ("explore", "go next to the key", "pick up the key", "go through the door")
@@ -60,6 +61,23 @@ def test_bad_factors_name_the_problem():
     guide = F.factored("mission-less", 1, (F.mission(),), WORDS)
     with pytest.raises(ValueError, match="needs a task with a mission"):
         jax.eval_shape(guide.abstract_state, envs.make("Unlock").reset(jax.random.key(0)).obs)
+
+
+def test_a_factor_out_of_its_range_is_named_when_states_are_counted():
+    """A factor of one's own whose value leaves its range would index other states' rows
+    silently: the first count of the reachable states refuses it, naming the abstraction."""
+    broken = F.Factor("broken", ("a", "b"), ("A.", "B."), lambda obs: jnp.int32(2))
+    guide = F.factored("broken-factors", 3, UNLOCK[:1] + (broken,), WORDS,
+                       oracle=lambda v: ("explore",), skills=object_skills)
+    spec = envs._TASKS["Unlock"]
+    envs.register("test-BrokenFactors", spec.env, fixed=spec.fixed, guidance=guide,
+                  defaults=spec.defaults, replace=True)
+    try:
+        with pytest.raises(ValueError, match=r"'broken-factors' \(version 3\) gave abstract "
+                                             r"state \d+, outside \[0, 4\)"):
+            reachable_states("test-BrokenFactors")
+    finally:
+        envs._TASKS.pop("test-BrokenFactors", None)
 
 
 def register(task: str, base: str):

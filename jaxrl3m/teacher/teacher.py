@@ -322,8 +322,16 @@ def visited_states(env, teacher: Teacher, key: jax.Array, num_envs: int, num_ste
     `epsilon`, a uniformly random action (the common collector)."""
     run, states = _visited_programs(env, num_envs, num_steps)
     obs = run((teacher, jnp.float32(epsilon)), key)
-    seen = np.zeros(teacher.guide.num_states, bool)
-    seen[np.asarray(states(teacher, _flat(obs)))] = True
+    guide = teacher.guide
+    index = np.asarray(states(teacher, _flat(obs)))
+    bad = index[(index < 0) | (index >= guide.num_states)]
+    if bad.size:
+        raise ValueError(
+            f"abstraction {guide.name!r} (version {guide.version}) gave abstract state "
+            f"{int(bad[0])}, outside [0, {guide.num_states}): its abstract_state (or a factor's "
+            f"value, jaxrl3m.envs.factored) must stay in range, or num_states must grow")
+    seen = np.zeros(guide.num_states, bool)
+    seen[index] = True
     return seen
 
 
