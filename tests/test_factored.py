@@ -17,6 +17,7 @@ from jaxrl3m.teacher.object_skills import object_skills
 from jaxrl3m.teacher.options import oracle_table
 from jaxrl3m.teacher.teacher import Teacher, reachable_states, teacher_logits
 
+# --8<-- [start:factored]
 UNLOCK = (F.carrying((KEY,)), F.seen(KEY), F.door())
 WORDS = ("explore", "go next to the key", "pick up the key", "go through the door")
 
@@ -30,6 +31,19 @@ def unlock_oracle(v: dict[str, str]) -> tuple[str, ...]:
 def fetch_oracle(v: dict[str, str]) -> tuple[str, ...]:
     return {"unseen": ("explore",), "seen": ("go to the object of the mission",),
             "in front": ("pick up the object of the mission",)}[v["mission"]]
+
+
+def register(task: str, base: str):
+    """`task`: the world and rules of `base` (Unlock or Fetch) with a factored guidance."""
+    if base == "Unlock":
+        guide = F.factored("unlock-factors", 1, UNLOCK, WORDS, oracle=unlock_oracle,
+                           skills=object_skills)
+    else:
+        guide = F.factored("fetch-factors", 1, (F.mission(),),
+                           ("explore", "go to the object of the mission",
+                            "pick up the object of the mission"), oracle=fetch_oracle)
+    envs.register(task, like=base, guidance=guide, replace=True)
+# --8<-- [end:factored]
 
 
 def test_states_texts_and_oracle_come_from_the_factors():
@@ -58,6 +72,11 @@ def test_bad_factors_name_the_problem():
         F.Factor("x", ("a", "b"), ("A.",), lambda obs: 0)
     with pytest.raises(ValueError, match="must be distinct"):
         F.factored("dup", 1, (F.seen(KEY), F.seen(KEY)), WORDS)
+    with pytest.raises(ValueError, match="like='Unlok' is not a registered task. Did you mean "
+                                         "'Unlock'"):
+        envs.register("test-x", like="Unlok")
+    with pytest.raises(ValueError, match="give env or like, not both"):
+        envs.register("test-x", envs.DoorKeyEnv, like="Unlock")
     guide = F.factored("mission-less", 1, (F.mission(),), WORDS)
     with pytest.raises(ValueError, match="needs a task with a mission"):
         jax.eval_shape(guide.abstract_state, envs.make("Unlock").reset(jax.random.key(0)).obs)
@@ -69,29 +88,13 @@ def test_a_factor_out_of_its_range_is_named_when_states_are_counted():
     broken = F.Factor("broken", ("a", "b"), ("A.", "B."), lambda obs: jnp.int32(2))
     guide = F.factored("broken-factors", 3, UNLOCK[:1] + (broken,), WORDS,
                        oracle=lambda v: ("explore",), skills=object_skills)
-    spec = envs._TASKS["Unlock"]
-    envs.register("test-BrokenFactors", spec.env, fixed=spec.fixed, guidance=guide,
-                  defaults=spec.defaults, replace=True)
+    envs.register("test-BrokenFactors", like="Unlock", guidance=guide, replace=True)
     try:
         with pytest.raises(ValueError, match=r"'broken-factors' \(version 3\) gave abstract "
                                              r"state \d+, outside \[0, 4\)"):
             reachable_states("test-BrokenFactors")
     finally:
         envs._TASKS.pop("test-BrokenFactors", None)
-
-
-def register(task: str, base: str):
-    """`task`: the world and rules of `base` (Unlock or Fetch) with a factored guidance."""
-    if base == "Unlock":
-        guide = F.factored("unlock-factors", 1, UNLOCK, WORDS, oracle=unlock_oracle,
-                           skills=object_skills)
-    else:
-        guide = F.factored("fetch-factors", 1, (F.mission(),),
-                           ("explore", "go to the object of the mission",
-                            "pick up the object of the mission"), oracle=fetch_oracle)
-    spec = envs._TASKS[base]
-    envs.register(task, spec.env, fixed=spec.fixed, guidance=guide, defaults=spec.defaults,
-                  replace=True)
 
 
 @pytest.mark.parametrize("task, base", [("test-FactorsUnlock", "Unlock"),

@@ -12,7 +12,7 @@ import pytest
 
 from jaxrl3m import envs
 from jaxrl3m.core.evaluation import evaluate
-from jaxrl3m.envs import DoorKeyEnv, Guidance
+from jaxrl3m.envs import Guidance
 from jaxrl3m.envs.types import (BOX, DIR_VEC, DOOR, DOOR_OPEN, EMPTY, GOAL, KEY,
                                 NUM_ACTIONS, WALL)
 from jaxrl3m.teacher import object_skills as osk
@@ -98,6 +98,7 @@ def test_names_are_parsed_once_and_bad_names_say_what_is_read():
             osk.parse(bad)
 
 
+# --8<-- [start:words]
 # UnlockPickup (the key, the locked door on the east wall, the box in the room past it) guided by
 # options named in words, over an abstraction of eight states.
 WORDS = ("explore", "go next to the key", "pick up the key", "go through the door",
@@ -105,8 +106,6 @@ WORDS = ("explore", "go next to the key", "pick up the key", "go through the doo
 ORACLE = (("explore",), ("go next to the key", "pick up the key"), ("explore",),
           ("go through the door",), ("go through the door",), ("drop the key",), ("explore",),
           ("go next to the box", "pick up the box", "explore"))
-FIXED = dict(n_keys=1, n_lava=0, size=11, min_room=6, max_room=6, door_wall="east", n_boxes=1,
-             goal="pickup")
 
 
 def _states(obs):
@@ -133,8 +132,8 @@ def _register(name: str, options=WORDS):
     guide = Guidance(name="words", version=1, num_states=8, abstract_state=_states,
                      describe=lambda i: f"state {i}", options=options,
                      oracle=ORACLE.__getitem__, skills=osk.object_skills)
-    envs.register(name, DoorKeyEnv, fixed=FIXED, guidance=guide, defaults=dict(max_steps=288),
-                  replace=True)
+    envs.register(name, like="UnlockPickup", guidance=guide, replace=True)
+# --8<-- [end:words]
 
 
 def test_a_task_guided_by_words_is_solved():

@@ -119,9 +119,9 @@ def guided_tasks() -> tuple[str, ...]:
     return tuple(name for name, spec in _TASKS.items() if spec.guidance is not None)
 
 
-def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
-             guidance: Guidance | None = None, defaults: dict[str, Any] | None = None,
-             replace: bool = False) -> None:
+def register(name: str, env: Any = None, *, like: str | None = None,
+             fixed: dict[str, Any] | None = None, guidance: Guidance | None = None,
+             defaults: dict[str, Any] | None = None, replace: bool = False) -> None:
     """Adds a task: `make(name, **kw)` builds `env(name=name, **fixed, **defaults, **kw)`.
 
     Args:
@@ -129,6 +129,10 @@ def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
       env: an environment class, a dataclass with a `name` field whose other fields are its
         keywords, with `reset(key)`, `step(state, action)` and the members the collector uses
         (see `jaxrl3m.envs.doorkey.DoorKeyEnv`).
+      like: instead of `env`, a registered task whose world the new one takes (its class,
+        fixed fields and defaults; `fixed` and `defaults` given here are added to them): the
+        same maps and rules with another guidance, `register("MyFetch", like="Fetch",
+        guidance=...)`.
       fixed: fields the name fixes (not keywords of `make`).
       guidance: what the LLM teacher needs (`Guidance`); None: plain RL only.
       defaults: the task's own values of keywords (e.g. its `max_steps`), which `make`'s
@@ -137,9 +141,21 @@ def register(name: str, env: Any, *, fixed: dict[str, Any] | None = None,
 
     Raises:
       ValueError: for a bad name, a class that is not such a dataclass, a fixed field it does not
-        have, or a name already registered without `replace`.
+        have, an unknown `like` (or one given with `env`), or a name already registered without
+        `replace`.
     """
     global TASKS
+    if like is not None:
+        if env is not None:
+            raise ValueError(f"register {name!r}: give env or like, not both")
+        if like not in _TASKS:
+            raise ValueError(f"register {name!r}: like={like!r} is not a registered task."
+                             f"{did_you_mean(like, tasks())}")
+        base = _TASKS[like]
+        env = base.env
+        fixed = {**base.fixed, **(fixed or {})}
+        defaults = {k: v for k, v in {**base.defaults, **(defaults or {})}.items()
+                    if k not in fixed}
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise ValueError(f"register: the task name must be a non-empty string without "
                          f"surrounding spaces, got {name!r}")
