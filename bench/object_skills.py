@@ -11,7 +11,11 @@ with the oracle table and with a uniform table under the posterior teacher, for 
 the library's rows of those tasks (docs/results.md); rows already in the JSON are kept. Writes
 bench/object_skills.json.
 
-    python bench/object_skills.py [--episodes 2000] [--train]
+`--priors` asks SmolLM2 for each task's prior table through `precompute_priors` (its prompts,
+the tasks' generated or hand-written texts, unchanged) and reports its agreement with the oracle
+beside the constant "explore".
+
+    python bench/object_skills.py [--episodes 2000] [--train] [--priors]
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=2000)
     p.add_argument("--train", action="store_true", help="also train guided PPO (~10 min)")
+    p.add_argument("--priors", action="store_true",
+                   help="also ask SmolLM2 (make model) for each task's prior table")
     p.add_argument("--out", default=str(ROOT / "bench" / "object_skills.json"))
     args = p.parse_args(argv)
     out = {"hardware": benchlib.hardware(), "episodes": args.episodes, "teachers": [],
@@ -87,6 +93,29 @@ def main(argv=None) -> int:
                 out["training"].append(row)
                 print(f"guided PPO on {task}, {name}: 0.9 held-out at {hit}, final held-out "
                       f"{summary['final_success_mean']:.3f}", flush=True)
+    if args.priors:
+        import numpy as np
+        from jaxrl3m import precompute_priors
+        from jaxrl3m.teacher.priors import agreement
+        from jaxrl3m.teacher.table import load_table
+        from jaxrl3m.teacher.teacher import reachable_states
+        out["priors"] = []
+        for task in ("WordsUnlockPickup", "FactorsUnlock", "FactorsFetch"):
+            path = ROOT / "runs" / "bench-object-skills" / f"{task}-smollm2.json"
+            assert precompute_priors.main(["--task", task, "--backend", "jax", "--model",
+                                           "smollm2", "--out", str(path)]) == 0
+            probs = load_table(path, task).probs
+            reach = reachable_states(task)
+            explore = np.zeros_like(probs)
+            explore[:, 0] = 1.0  # every task's first option is "explore"
+            row = {"task": task, "states": len(reach),
+                   "agreement": agreement(probs, task, reach),
+                   "constant_explore": agreement(explore, task, reach),
+                   "top_options": sorted(set(np.asarray(probs)[list(reach)].argmax(1).tolist()))}
+            out["priors"].append(row)
+            print(f"SmolLM2 on {task}: top option agrees with the oracle in "
+                  f"{row['agreement']:.0%} of {len(reach)} reachable states (the constant "
+                  f"\"explore\": {row['constant_explore']:.0%})", flush=True)
     benchlib.save(args.out, out)
     return 0
 

@@ -37,11 +37,14 @@ def register(task: str, base: str):
     """`task`: the world and rules of `base` (Unlock or Fetch) with a factored guidance."""
     if base == "Unlock":
         guide = F.factored("unlock-factors", 1, UNLOCK, WORDS, oracle=unlock_oracle,
-                           skills=object_skills)
+                           skills=object_skills,
+                           description="You are an agent in a room with a key and a locked "
+                           "door. You succeed by opening the door.")
     else:
         guide = F.factored("fetch-factors", 1, (F.mission(),),
                            ("explore", "go to the object of the mission",
-                            "pick up the object of the mission"), oracle=fetch_oracle)
+                            "pick up the object of the mission"), oracle=fetch_oracle,
+                           description=envs.guidance("Fetch").description)
     envs.register(task, like=base, guidance=guide, replace=True)
 # --8<-- [end:factored]
 

@@ -128,10 +128,22 @@ def _states(obs):
     return jnp.where(door_open, after, before).astype(jnp.int32)
 
 
+TEXTS = ("You carry nothing and have not seen the key.", "You carry nothing and see the key.",
+         "You carry the key and have not seen the door.",
+         "You carry the key and see the locked door.",
+         "The door is open. You carry the key and stand before the door or on it.",
+         "The door is open and you carry the key. You are past the door, or you see the box.",
+         "The door is open. You carry nothing and have not seen the box.",
+         "The door is open. You carry nothing and see the box.")
+
+
 def _register(name: str, options=WORDS):
     guide = Guidance(name="words", version=1, num_states=8, abstract_state=_states,
-                     describe=lambda i: f"state {i}", options=options,
-                     oracle=ORACLE.__getitem__, skills=osk.object_skills)
+                     describe=TEXTS.__getitem__, options=options,
+                     oracle=ORACLE.__getitem__, skills=osk.object_skills,
+                     description="You are an agent in two rooms joined by a locked door. A key "
+                     "lies in your room and a box in the other. You succeed by picking up the "
+                     "box; you can carry one object at a time.")
     envs.register(name, like="UnlockPickup", guidance=guide, replace=True)
 # --8<-- [end:words]
 
