@@ -68,17 +68,17 @@ def main(argv=None) -> int:
     if args.train:
         import json
         path = Path(args.out)
-        old_training = json.loads(path.read_text())["training"] if path.is_file() else []
-        # (rows measured before are kept: a run per row is minutes)
+        # rows measured before are kept (a run per row is minutes), by task and table
+        before = json.loads(path.read_text())["training"] if path.is_file() else []
+        kept = {(r["task"], r["table"]): r for r in before}
         from jaxrl3m import train
         runs = ROOT / "runs" / "bench-object-skills"
         tables = (("oracle", ["prior=oracle"]),
                   ("uniform, posterior", ["prior=uniform", "posterior=true"]))
         for task, steps in (("WordsUnlockPickup", 1_000_000), ("FactorsFetch", 500_000)):
             for name, table_args in tables:
-                if any(r["task"] == task and r["table"] == name for r in old_training):
-                    out["training"].append(next(r for r in old_training
-                                                if r["task"] == task and r["table"] == name))
+                if (task, name) in kept:
+                    out["training"].append(kept[task, name])
                     continue
                 run = f"{task}-" + name.replace(", ", "-")
                 t0 = time.perf_counter()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl3m.core import collector
 from jaxrl3m.envs import Layout
 from jaxrl3m.envs.types import (DIR_VEC, DOOR, EAST, EMPTY, FORWARD, KEY, LEFT, PICKUP, RIGHT,
                                 TOGGLE)
@@ -21,6 +23,16 @@ TINY_RUN = ["configs/DoorKey-oracle.yaml", "seeds=2", "num_envs=8", "num_steps=8
             "total_steps=640", "log_every=5", "eval_episodes=16", "eval_every=5",
             "curve_episodes=8", "--no-progress"]
 TINY_RUN_UPDATES, TINY_RUN_CHUNK = 10, 5
+
+
+def random_observations(env, n: int, steps: int, seed: int):
+    """The observations of `n` environments over `steps` uniformly random actions (reset with
+    key `seed`, acting with key `seed + 1`), flattened to `[steps * n]`; one program."""
+    _, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
+                                                collector.reset(env, k, n),
+                                                jax.random.key(seed + 1), steps))(
+        jax.random.key(seed))
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
 
 
 def make_layout(room=(10, 10), door=(0, 3), door_colour=0, keys=((2, 2),), key_colours=None,

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 from flax import struct
-from helpers import TINY_RUN
+from helpers import TINY_RUN, random_observations
 
 from jaxrl3m import algos, train as train_cli
 from jaxrl3m.algos.ppo import PPOConfig, make_ppo
@@ -116,18 +116,8 @@ def test_collector_plays_exactly_one_episode_per_environment():
 # ---------------------------------------------------------------------------------------------
 # The teacher object
 # ---------------------------------------------------------------------------------------------
-def _random_observations(env, n: int, steps: int, seed: int):
-    """The observations of `n` environments over `steps` uniformly random actions (reset with
-    key `seed`, acting with key `seed + 1`), flattened to `[steps * n]`; one program."""
-    _, tr = jax.jit(lambda k: collector.rollout(env, collector.Random(7), None,
-                                                collector.reset(env, k, n),
-                                                jax.random.key(seed + 1), steps))(
-        jax.random.key(seed))
-    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tr.obs)
-
-
 def _observations(task: str, n: int = 64):
-    return _random_observations(make_ppo(PPOConfig(task=task)).env, n, 4, seed=2)
+    return random_observations(make_ppo(PPOConfig(task=task)).env, n, 4, seed=2)
 
 
 def test_teacher_object_probabilities_floor_and_proposals():
@@ -479,7 +469,7 @@ def test_fast_input_path_gives_the_reference_outputs_and_gradients(network):
     from jaxrl3m.envs import make
     from jaxrl3m.nets import Network
     # States mid-episode (keys and doors of several colours seen, something carried).
-    obs = _random_observations(make("ColoredDoorKey"), 32, 40, seed=1)
+    obs = random_observations(make("ColoredDoorKey"), 32, 40, seed=1)
     net = Network(network=network)
     params = jax.jit(net.init)(jax.random.key(0), obs)
     cells, carried = jax.jit(net.encode)(obs)

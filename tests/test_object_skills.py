@@ -10,33 +10,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import random_observations
+
 from jaxrl3m import envs
 from jaxrl3m.core.evaluation import evaluate
 from jaxrl3m.envs import Guidance
-from jaxrl3m.envs.types import (BOX, DIR_VEC, DOOR, DOOR_OPEN, EMPTY, GOAL, KEY,
-                                NUM_ACTIONS, WALL)
+from jaxrl3m.envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_OPEN, EMPTY, GOAL, KEY, WALL)
 from jaxrl3m.teacher import object_skills as osk
 from jaxrl3m.teacher.options import oracle_table
 from jaxrl3m.teacher.skills import skill_outputs
 from jaxrl3m.teacher.teacher import Teacher, teacher_logits
 
 
-def _observations(task: str, n: int = 32, steps: int = 16, **kw):
-    """Observations of `n` environments along `steps` random actions (pickups, drops and
+def _observations(task: str, **kw):
+    """Observations of 32 environments along 16 uniformly random actions (pickups, drops and
     toggles included), flattened to one batch."""
-    env = envs.make(task, **kw)
-
-    @jax.jit
-    def play(key):
-        ts = jax.vmap(env.reset)(jax.random.split(key, n))
-
-        def step(state, k):
-            a = jax.random.randint(k, (n,), 0, NUM_ACTIONS)
-            out = jax.vmap(env.step)(state, a)
-            return out.state, out.obs
-        _, obs = jax.lax.scan(step, ts.state, jax.random.split(key, steps))
-        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), obs)
-    return play(jax.random.key(0))
+    return random_observations(envs.make(task, **kw), 32, 16, seed=0)
 
 
 # word name -> the library skill that computes the same thing
@@ -51,10 +40,13 @@ def test_words_give_the_library_skills_they_name():
     play: the word-named skills equal the library's skills of the same meaning exactly, and
     a colour keeps only that colour's objects (as if the others were walls)."""
     obs = _observations("BlockedUnlockPickup")
-    # The box is behind the locked door: the same maps seen whole, with their doors open, too.
+    # The box is behind the locked door and the ball: the same maps seen whole, with their doors
+    # open and every other ball lifted out of the way, too.
     whole = _observations("BlockedUnlockPickup", fully_observed=True)
     grid = np.asarray(whole.grid).copy()
     grid[..., 2][grid[..., 0] == DOOR] = DOOR_OPEN
+    balls = np.argwhere(grid[..., 0] == BALL)
+    grid[tuple(balls[::2].T)] = (EMPTY, 0, 0)
     # ... and with a box put in front of the agent (random play never faces one).
     front = np.asarray(obs.agent_pos) + DIR_VEC[np.asarray(obs.agent_dir)]
     boxed = np.asarray(obs.grid).copy()

@@ -29,14 +29,13 @@ when the factors or their texts change: prior tables record it.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from .observation import cell_ahead, cells_of
+from .observation import cell_ahead, cells_of, is_object
 from .task import Guidance
 from .types import (BALL, BOX, COLOUR_NAMES, DOOR, DOOR_CLOSED, DOOR_LOCKED, EMPTY, GOAL, KEY,
                     Observation, mission_of)
@@ -94,14 +93,8 @@ def in_front(tag: int, colour: int | None = None) -> Factor:
     """Whether an object of the kind (and colour) is in the cell in front of the agent."""
     words = _words(tag, colour)
 
-    def value(obs):
-        front = cell_ahead(obs)
-        match = front[0] == tag
-        if colour is not None:
-            match &= front[1] == colour
-        return match.astype(jnp.int32)
     return Factor(f"{words} in front", ("no", "yes"), ("", f"A {words} is in front of you."),
-                  value)
+                  lambda obs: is_object(cell_ahead(obs), tag, colour).astype(jnp.int32))
 
 
 def door(colour: int | None = None) -> Factor:
@@ -127,10 +120,8 @@ def mission() -> Factor:
         if m is None:
             raise ValueError("the mission factor needs a task with a mission "
                              "(an observation with `mission`)")
-        cells = cells_of(obs, m[0], m[1])
-        front = cell_ahead(obs)
-        ahead = (front[0] == m[0]) & (front[1] == m[1])
-        return jnp.where(ahead, 2, cells.any().astype(jnp.int32)).astype(jnp.int32)
+        ahead = is_object(cell_ahead(obs), m[0], m[1])
+        return jnp.where(ahead, 2, cells_of(obs, m[0], m[1]).any()).astype(jnp.int32)
     return Factor("mission", ("unseen", "seen", "in front"),
                   ("You have not seen the object of your mission.",
                    "You have seen the object of your mission.",
@@ -150,25 +141,33 @@ def factored(name: str, version: int, factors: Sequence[Factor], options: tuple[
     names = [f.name for f in factors]
     if len(set(names)) != len(names):
         raise ValueError(f"factor names must be distinct, got {names}")
-    radix = [len(f.values) for f in factors]
-    strides = [math.prod(radix[i + 1:]) for i in range(len(radix))]
+    strides = _strides(factors)
 
     def abstract_state(obs: Observation) -> jax.Array:
         return sum(f.value(obs) * s for f, s in zip(factors, strides)).astype(jnp.int32)
 
     def describe(i: int) -> str:
-        values = factor_values(factors, i).values()
-        said = (f.texts[f.values.index(v)] for f, v in zip(factors, values))
+        said = (f.texts[d] for f, d in zip(factors, _digits(factors, i)))
         return " ".join(t for t in said if t)
 
-    return Guidance(name=name, version=version, num_states=math.prod(radix),
+    return Guidance(name=name, version=version, num_states=strides[0] * len(factors[0].values),
                     abstract_state=abstract_state, describe=describe, options=options,
                     oracle=None if oracle is None else (
                         lambda i: oracle(factor_values(factors, i))),
                     **guidance)
 
 
+def _strides(factors: Sequence[Factor]) -> list[int]:
+    """Each factor's place value in the index (mixed radix, the first factor slowest)."""
+    radix = [len(f.values) for f in factors]
+    return [math.prod(radix[i + 1:]) for i in range(len(radix))]
+
+
+def _digits(factors: Sequence[Factor], index: int) -> list[int]:
+    """Each factor's value (its position in `values`) in abstract state `index`."""
+    return [index // s % len(f.values) for f, s in zip(factors, _strides(factors))]
+
+
 def factor_values(factors: Sequence[Factor], index: int) -> dict[str, str]:
     """The factor values (by name) of abstract state `index` of `factored(..., factors)`."""
-    combos = itertools.product(*(f.values for f in factors))  # index order
-    return dict(zip((f.name for f in factors), next(itertools.islice(combos, index, None))))
+    return {f.name: f.values[d] for f, d in zip(factors, _digits(factors, index))}

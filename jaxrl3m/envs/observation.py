@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .types import DIR_VEC, DOOR, DOOR_OPEN, UNSEEN_CELL, WALL, WALL_CELL
+from .types import DIR_VEC, DOOR, DOOR_OPEN, EMPTY, UNSEEN_CELL, WALL, WALL_CELL
 
 
 def view_coordinates(agent_pos: jax.Array, agent_dir: jax.Array, view_size: int) -> jax.Array:
@@ -103,11 +103,23 @@ def next_to(mask: jax.Array) -> jax.Array:
             | jnp.roll(mask, -1, 1))
 
 
-def cells_of(obs, tag: int, colour: int | None = None) -> jax.Array:
+def is_object(cells: jax.Array, tag: int, colour=None) -> jax.Array:
+    """`bool[...]`: which of `cells` (`u8[..., 3]`: one cell or a whole map) hold an object of
+    the kind `tag` (and colour; any colour if None)."""
+    match = cells[..., 0] == tag
+    return match if colour is None else match & (cells[..., 1] == colour)
+
+
+def cells_of(obs, tag: int, colour=None) -> jax.Array:
     """`bool[H, W]`: the cells of an observation's remembered map holding an object of the kind
     `tag` (and colour; any colour if None)."""
-    cells = obs.grid[..., 0] == tag
-    return cells if colour is None else cells & (obs.grid[..., 1] == colour)
+    return is_object(obs.grid, tag, colour)
+
+
+def standable(cells: jax.Array) -> jax.Array:
+    """`bool[...]`: which of `cells` (`u8[..., 3]`) the agent may stand on: floor or an open
+    door."""
+    return (cells[..., 0] == EMPTY) | ((cells[..., 0] == DOOR) & (cells[..., 2] == DOOR_OPEN))
 
 
 def cell_ahead(obs, offset: int = 1) -> jax.Array:

@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 
 from ..envs.types import (BALL, BOX, COLOUR_NAMES, DOOR, DOOR_CLOSED, DOOR_LOCKED,
-                          DOOR_OPEN, EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT,
-                          TOGGLE, UNSEEN, Observation)
-from ..envs.observation import cell_ahead, cells_of
+                          DOOR_OPEN, EMPTY, FORWARD, GOAL, KEY, NUM_ACTIONS, PICKUP, TOGGLE,
+                          UNSEEN, Observation)
+from ..envs.observation import cell_ahead, cells_of, is_object, standable
 from . import skills as library
 
 OBJECTS = {"key": KEY, "ball": BALL, "box": BOX, "door": DOOR, "goal": GOAL}
@@ -63,31 +63,24 @@ def walk_to(obs: Observation, cells: jax.Array) -> library.SkillOutput:
     """The shortest path to a pose facing one of `cells` (`bool[H, W]`); ties split evenly.
     Applies when such a pose is reachable over seen floor and open doors and the agent is not
     in one yet."""
-    grid = obs.grid
-    tag, state = grid[..., 0], grid[..., 2]
-    packing = library.Packing.of(*tag.shape)
-    standable = packing.pack((tag == EMPTY) | ((tag == DOOR) & (state == DOOR_OPEN)))
+    packing = library.Packing.of(*obs.grid.shape[:2])
     targets = packing.pack(library.facing_poses(cells[None]))
-    found, dist, optimal = library.navigate(standable, targets, obs.agent_pos, obs.agent_dir,
-                                            packing, max_iters=4 * tag.size)
-    probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(
-        optimal[0].astype(jnp.float32))
-    probs = probs / jnp.maximum(probs.sum(), 1.0)
-    return library.as_output(probs, found[0] & (dist[0] > 0))
+    found, dist, optimal = library.navigate(packing.pack(standable(obs.grid)), targets,
+                                            obs.agent_pos, obs.agent_dir, packing,
+                                            max_iters=4 * obs.grid[..., 0].size)
+    return library.path_output(found[0], dist[0], optimal[0])
 
 
-def _is(cell: jax.Array, tag: int, colour: int | None) -> jax.Array:
-    match = cell[0] == tag
-    return match if colour is None else match & (cell[1] == colour)
+def _key_fits(obs: Observation, door_colour: jax.Array) -> jax.Array:
+    """Whether the agent carries the key of doors of `door_colour` (any shape)."""
+    return (obs.carrying[0] == KEY) & (obs.carrying[1] == door_colour)
 
 
 def _can_open(obs: Observation, door_cells: jax.Array) -> jax.Array:
     """`bool[H, W]`: doors among `door_cells` the agent can open or pass: open or closed ones,
     and locked ones whose key (same colour) it carries."""
     grid = obs.grid
-    state = grid[..., 2]
-    key_in_hand = (obs.carrying[0] == KEY) & (grid[..., 1] == obs.carrying[1])
-    return door_cells & ((state != DOOR_LOCKED) | key_in_hand)
+    return door_cells & ((grid[..., 2] != DOOR_LOCKED) | _key_fits(obs, grid[..., 1]))
 
 
 def go_next_to(obs: Observation, tag: int, colour: int | None = None) -> library.SkillOutput:
@@ -96,29 +89,27 @@ def go_next_to(obs: Observation, tag: int, colour: int | None = None) -> library
     walk = walk_to(obs, cells_of(obs, tag, colour))
     if tag != GOAL:
         return walk
-    facing = _is(cell_ahead(obs, 1), GOAL, colour)
+    facing = is_object(cell_ahead(obs, 1), GOAL, colour)
     return library.as_output(jnp.where(facing, _one_hot(FORWARD), walk.probs),
                              facing | walk.applicable)
 
 
 def pick_up(obs: Observation, tag: int, colour: int | None = None) -> library.SkillOutput:
     """Pick up the object in front when it is of the kind and the hands are empty."""
-    return library.as_output(_one_hot(PICKUP), _is(cell_ahead(obs, 1), tag, colour)
+    return library.as_output(_one_hot(PICKUP), is_object(cell_ahead(obs, 1), tag, colour)
                              & (obs.carrying[0] == EMPTY))
 
 
 def open_door(obs: Observation, colour: int | None = None) -> library.SkillOutput:
     """Toggle the door in front when it is closed, or locked with its key in hand."""
     front = cell_ahead(obs, 1)
-    key_in_hand = (obs.carrying[0] == KEY) & (obs.carrying[1] == front[1])
-    shut = (front[2] == DOOR_CLOSED) | ((front[2] == DOOR_LOCKED) & key_in_hand)
-    return library.as_output(_one_hot(TOGGLE), _is(front, DOOR, colour) & shut)
+    shut = (front[2] == DOOR_CLOSED) | ((front[2] == DOOR_LOCKED) & _key_fits(obs, front[1]))
+    return library.as_output(_one_hot(TOGGLE), is_object(front, DOOR, colour) & shut)
 
 
 def _passable(cell: jax.Array) -> jax.Array:
     """Whether the agent may walk onto the cell as far as it knows (unseen cells included)."""
-    return ((cell[0] == EMPTY) | (cell[0] == UNSEEN) | (cell[0] == GOAL)
-            | ((cell[0] == DOOR) & (cell[2] == DOOR_OPEN)))
+    return standable(cell) | (cell[0] == UNSEEN) | (cell[0] == GOAL)
 
 
 def go_through(obs: Observation, colour: int | None = None) -> library.SkillOutput:
@@ -126,9 +117,9 @@ def go_through(obs: Observation, colour: int | None = None) -> library.SkillOutp
     Done (not applicable) once the agent stands past such a door with its back to it; not
     applicable either where the cell past the door is seen to be taken (an object inside it)."""
     front, under, behind = cell_ahead(obs, 1), cell_ahead(obs, 0), cell_ahead(obs, -1)
-    on_door = _is(under, DOOR, colour)
-    done = _is(behind, DOOR, colour) & (behind[2] == DOOR_OPEN) & ~on_door
-    facing = _is(front, DOOR, colour)
+    on_door = is_object(under, DOOR, colour)
+    done = is_object(behind, DOOR, colour) & (behind[2] == DOOR_OPEN) & ~on_door
+    facing = is_object(front, DOOR, colour)
     opening = open_door(obs, colour)
     enter = facing & (front[2] == DOOR_OPEN) & _passable(cell_ahead(obs, 2))
     walk = walk_to(obs, _can_open(obs, cells_of(obs, DOOR, colour)))

@@ -34,6 +34,7 @@ import numpy as np
 from flax import struct
 
 from ..envs.observation import next_to
+from ..envs.observation import standable as standable_cells
 from ..envs.types import (BALL, BOX, DIR_VEC, DOOR, DOOR_CLOSED, DOOR_LOCKED, DOOR_OPEN, DROP,
                           EMPTY, FORWARD, GOAL, KEY, LEFT, NUM_ACTIONS, PICKUP, RIGHT, TOGGLE, UNSEEN,
                           Observation, mission_of)
@@ -238,7 +239,7 @@ def knowledge(obs: Observation, targets: tuple[int, ...] = tuple(range(len(TARGE
     other = key & (colour != door_colour) & door_seen
     closed_door = door & (state != DOOR_OPEN)
     packing = Packing.of(*tag.shape)
-    standable = packing.pack((tag == EMPTY) | (door & (state == DOOR_OPEN)))
+    standable = packing.pack(standable_cells(grid))
     unseen = tag == UNSEEN
     # A ball can be seen past (MiniGrid's see_behind), and in BlockedUnlockPickup it can hide the
     # door's cell from every pose the agent can stand in: explore also goes to face a ball next to
@@ -297,12 +298,18 @@ def as_output(probs: jax.Array, applicable: jax.Array) -> SkillOutput:
     return SkillOutput(probs=jnp.where(applicable, probs, _UNIFORM), applicable=applicable)
 
 
+def path_output(reached: jax.Array, distance: jax.Array, optimal: jax.Array) -> SkillOutput:
+    """A walk along `navigate`'s shortest paths to one target: the actions that start one,
+    ties split evenly; it applies where the target can be reached and is not reached yet."""
+    probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(
+        optimal.astype(jnp.float32))
+    probs = probs / jnp.maximum(probs.sum(), 1.0)
+    return as_output(probs, reached & (distance > 0))
+
+
 def go_to(k: Knowledge, target: int) -> SkillOutput:
     """Shortest path to face `TARGETS[target]`; ties split evenly between actions."""
-    optimal = k.optimal[target].astype(jnp.float32)
-    probs = jnp.zeros((NUM_ACTIONS,)).at[jnp.array([LEFT, RIGHT, FORWARD])].set(optimal)
-    probs = probs / jnp.maximum(probs.sum(), 1.0)
-    return as_output(probs, k.reached[target] & (k.distance[target] > 0))
+    return path_output(k.reached[target], k.distance[target], k.optimal[target])
 
 
 def pick_up(k: Knowledge, which: str) -> SkillOutput:
@@ -361,9 +368,8 @@ def drop_anywhere(k: Knowledge) -> SkillOutput:
     ok, free = k.drop_ok, k.drop_free
     best = jnp.where(ok[0], DROP, jnp.where(ok[1], LEFT, jnp.where(ok[2], RIGHT, jnp.where(
         ok[3], LEFT, -1))))
-    walkable = (k.front[0] == EMPTY) | ((k.front[0] == DOOR) & (k.front[2] == DOOR_OPEN))
     last = jnp.where(free[0], DROP, jnp.where(free[1], LEFT, jnp.where(free[2], RIGHT, jnp.where(
-        free[3], LEFT, jnp.where(walkable, FORWARD, LEFT)))))
+        free[3], LEFT, jnp.where(standable_cells(k.front), FORWARD, LEFT)))))
     return as_output(_one_hot(jnp.where(best >= 0, best, last)), ~k.hands_empty)
 
 
